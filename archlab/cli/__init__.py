@@ -1,0 +1,69 @@
+"""The ``archlab`` command line.
+
+Each subcommand lives in its own module of this package, which defines ``register(sub)``
+(adds its argparse parser and sets ``func``). Heavy imports happen inside the handlers, so
+``archlab --help`` stays fast. Bad input prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from archlab import __version__
+from archlab.spaces.errors import ArchlabError
+
+# subcommand modules, in the order --help lists them
+COMMANDS = ("demo", "space", "train", "extract", "rank", "profile", "predictor", "search", "export", "app")
+
+EXIT_USAGE = 2
+
+
+class UsageError(ArchlabError):
+    """A command-line argument is wrong."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archlab",
+        description="Neural architecture search workbench: spaces, supernets, latency, search, dashboard.",
+    )
+    parser.add_argument("--version", action="version", version=f"archlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"archlab.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"archlab.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        print("archlab: interrupted", file=sys.stderr)
+        return 130
+    except (ArchlabError, FileNotFoundError, IsADirectoryError, PermissionError, json.JSONDecodeError) as exc:
+        if os.environ.get("ARCHLAB_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"archlab: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv and installs torch (the CPU build, as DEVELOPERS.md says) and archlab with its
+# development extras. Safe to run again: it only installs what is missing or changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Location" || true
+.venv/bin/python -c "import archlab.spaces, torch, optuna" >/dev/null

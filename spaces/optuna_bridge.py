@@ -1,0 +1,68 @@
+"""Between a space and Optuna: ``suggest`` on a trial and flat parameter names.
+
+A flat name joins the path with dots: ``d_model``, ``layers.3.ffn``,
+``stages.2.blocks.1.kernel``. Optuna is never imported here; ``trial`` is duck-typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .errors import SpaceError
+from .params import Choice, FloatRange, IntRange, Param, PerLayer, max_count
+
+
+def _suggest_param(trial: Any, name: str, p: Param) -> Any:
+    if isinstance(p, Choice):
+        return trial.suggest_categorical(name, list(p.values()))
+    if isinstance(p, IntRange):
+        return trial.suggest_int(name, p.low(), p.high(), step=p.step)
+    if isinstance(p, FloatRange):
+        return trial.suggest_float(name, p.low(), p.high(), log=p.log)
+    raise SpaceError(f"cannot suggest {p!r}", name)  # pragma: no cover
+
+
+def suggest_block(block: Mapping[str, Param], trial: Any, prefix: str, fixed_width: bool) -> dict[str, Any]:
+    out = {k: _suggest_param(trial, prefix + k, p) for k, p in block.items() if not isinstance(p, PerLayer)}
+    for k, p in block.items():
+        if isinstance(p, PerLayer):
+            n = p.count if isinstance(p.count, int) else int(out[p.count])
+            slots = max_count(block, k) if fixed_width else n
+            seq = [suggest_block(p.params, trial, f"{prefix}{k}.{i}.", fixed_width) for i in range(slots)]
+            out[k] = seq[:n]
+    return {k: out[k] for k in block}
+
+
+def collect_block(block: Mapping[str, Param], params: Mapping[str, Any], prefix: str, used: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, p in block.items():
+        if not isinstance(p, PerLayer):
+            name = prefix + k
+            if name not in params:
+                raise SpaceError(f"missing parameter {name!r}; allowed: {p.allowed()}", name)
+            out[k] = p.validate(params[name], name)
+            used.add(name)
+    for k, p in block.items():
+        if isinstance(p, PerLayer):
+            n = p.count if isinstance(p.count, int) else int(out[p.count])
+            out[k] = [collect_block(p.params, params, f"{prefix}{k}.{i}.", used) for i in range(n)]
+    return {k: out[k] for k in block}
+
+
+def flatten(block: Mapping[str, Param], value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for k, p in block.items():
+        if isinstance(p, PerLayer):
+            for i, sub in enumerate(value[k]):
+                flatten(p.params, sub, f"{prefix}{k}.{i}.", out)
+        else:
+            out[prefix + k] = value[k]
+
+
+def all_names(block: Mapping[str, Param], prefix: str) -> Iterator[str]:
+    for k, p in block.items():
+        if isinstance(p, PerLayer):
+            for i in range(max_count(block, k)):
+                yield from all_names(p.params, f"{prefix}{k}.{i}.")
+        else:
+            yield prefix + k
