@@ -1,0 +1,1 @@
+"""Training strategies (architecture sampling rules)."""
