@@ -13,7 +13,7 @@ def load_space(spec: str) -> SearchSpace:
     """A ``SearchSpace`` from ``FILE.py[:NAME]``; an object with a ``.space`` (an experiment) works too."""
     from archlab.loading import load_object
 
-    obj = load_object(spec, (SearchSpace,) + _experiment_types(), "search space")
+    obj = load_object(spec, (SearchSpace, *_experiment_types()), "search space")
     return obj if isinstance(obj, SearchSpace) else obj.space
 
 
