@@ -1,0 +1,1 @@
+"""Bundled example experiments (`archlab train digits_cnn`, ...)."""
