@@ -1,0 +1,373 @@
+"""Read-only results API over Optuna studies (the dashboard's only door into search).
+
+Imports numpy and pandas at module level, Optuna inside the functions, and never torch.
+
+- ``list_studies(storage)``: one row per study with counts, objectives, front size and
+  hypervolume.
+- ``load_trials(storage, study_name)``: one row per trial: ``number``, ``state``,
+  ``datetime_start``, ``datetime_complete``, ``duration_s``, one column per objective (by name),
+  ``metric.<name>`` for extra metrics, ``constraint.<name>`` (value - bound, feasible when
+  <= 0), ``feasible``, ``arch`` (JSON) and ``arch.<flat param>``. ``df.attrs`` holds
+  ``objectives`` ([{"name", "direction"}]), ``constraints`` ({metric: bound}), ``space`` (JSON
+  or None), ``study_name`` and the whole ``archlab`` user-attribute dict.
+- ``pareto_front(trials)``: the feasible non-dominated rows (exact); a row whose ``arch``
+  repeats an earlier front row is dropped.
+- ``hypervolume(trials)`` and ``hypervolume_history(trials)``.
+
+Hypervolume normalisation (documented contract):
+
+1. Only completed, feasible trials with finite objective values count.
+2. Every objective becomes a loss: maximised objectives are negated.
+3. Each loss is scaled linearly so that the best value among the counted trials maps to 0 and
+   the worst to 1 (``bounds=(best, worst)``, in the objectives' own units and directions,
+   fixes the scale instead, e.g. to compare studies). An objective with a single value has
+   span 1.
+4. The reference point is 1.1 on every scaled axis (10 % beyond the worst value), so the
+   default hypervolume lies in ``[0, 1.1**m]``. ``reference`` (one raw value per objective, as a
+   sequence in objective order or a ``{name: value}`` dict) replaces it; it is scaled the same
+   way. Points add volume only where they are strictly better than the reference.
+5. Exact for every number of objectives (see ``archlab.search.pareto``): fast for 2 and 3,
+   ``O(n^(m-1))`` beyond.
+
+``hypervolume_history`` fixes the scale from the whole frame, so the history is non-decreasing
+and ends at ``hypervolume(trials)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from archlab.spaces.errors import ArchlabError
+
+from .pareto import hypervolume_of, non_dominated_mask
+from .storage import open_storage
+
+ATTR_KEY = "archlab"
+REFERENCE_MARGIN = 0.1
+FIXED_COLUMNS = ("number", "state", "datetime_start", "datetime_complete", "duration_s")
+
+Objectives = Sequence[Mapping[str, str]]
+
+
+class ResultsError(ArchlabError):
+    """A results query names a study, objective or column that does not exist."""
+
+
+# studies ------------------------------------------------------------------------------
+def _load_study(storage: Any, study_name: str) -> Any:
+    import optuna
+
+    st = open_storage(storage, must_exist=True)
+    try:
+        return optuna.load_study(study_name=study_name, storage=st)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+        raise ResultsError(
+            f"no study named {study_name!r} in the storage; studies there: {', '.join(names) or 'none'}"
+        ) from None
+
+
+def study_objectives(study: Any) -> list[dict[str, str]]:
+    """``[{"name", "direction"}]`` of a study: from archlab's user attrs, else ``value_<i>``."""
+    info = study.user_attrs.get(ATTR_KEY) or {}
+    objs = info.get("objectives")
+    directions = [d.name.lower() for d in study.directions]
+    if objs and len(objs) == len(directions):
+        return [{"name": str(o["name"]), "direction": str(o["direction"])} for o in objs]
+    if len(directions) == 1:
+        return [{"name": "value", "direction": directions[0]}]
+    return [{"name": f"value_{i}", "direction": d} for i, d in enumerate(directions)]
+
+
+def list_studies(storage: Any) -> pd.DataFrame:
+    """One row per study in ``storage``.
+
+    Columns: ``study_name``, ``n_trials``, ``n_complete``, ``n_fail``, ``n_running``,
+    ``n_pruned``, ``objectives`` (names), ``directions``, ``datetime_start``, ``last_update``,
+    ``front_size`` (feasible non-dominated trials), ``hypervolume`` (normalised, see module
+    docstring), ``experiment``, ``sampler``.
+    """
+    import optuna
+
+    st = open_storage(storage, must_exist=True)
+    rows = []
+    for summary in optuna.get_all_study_summaries(st, include_best_trial=False):
+        trials = load_trials(st, summary.study_name)
+        states = trials["state"].value_counts() if len(trials) else pd.Series(dtype=int)
+        stamps = pd.concat([trials["datetime_start"], trials["datetime_complete"]]).dropna()
+        info = trials.attrs.get(ATTR_KEY) or {}
+        rows.append(
+            {
+                "study_name": summary.study_name,
+                "n_trials": len(trials),
+                "n_complete": int(states.get("COMPLETE", 0)),
+                "n_fail": int(states.get("FAIL", 0)),
+                "n_running": int(states.get("RUNNING", 0)),
+                "n_pruned": int(states.get("PRUNED", 0)),
+                "objectives": [o["name"] for o in trials.attrs["objectives"]],
+                "directions": [o["direction"] for o in trials.attrs["objectives"]],
+                "datetime_start": summary.datetime_start,
+                "last_update": stamps.max() if len(stamps) else summary.datetime_start,
+                "front_size": len(pareto_front(trials)),
+                "hypervolume": hypervolume(trials),
+                "experiment": info.get("experiment"),
+                "sampler": info.get("sampler"),
+            }
+        )
+    columns = [
+        "study_name", "n_trials", "n_complete", "n_fail", "n_running", "n_pruned", "objectives",
+        "directions", "datetime_start", "last_update", "front_size", "hypervolume", "experiment",
+        "sampler",
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_trials(storage: Any, study_name: str) -> pd.DataFrame:
+    """Every trial of a study as a DataFrame (columns in the module docstring), by number."""
+    study = _load_study(storage, study_name)
+    info = dict(study.user_attrs.get(ATTR_KEY) or {})
+    objectives = study_objectives(study)
+    names = [o["name"] for o in objectives]
+    constraints = dict(info.get("constraints") or {})
+    rows = []
+    metric_names: list[str] = []
+    param_names: list[str] = []
+    constraint_names: list[str] = list(constraints)
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.name,
+            "datetime_start": t.datetime_start,
+            "datetime_complete": t.datetime_complete,
+            "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
+        }
+        values = t.values if t.values is not None else [math.nan] * len(names)
+        for n, v in zip(names, values):
+            row[n] = float(v)
+        metrics = t.user_attrs.get("metrics") or {}
+        for k, v in metrics.items():
+            if k in names:
+                continue
+            if k not in metric_names:
+                metric_names.append(k)
+            row[f"metric.{k}"] = _float(v)
+        cons = t.constraints
+        for k, v in cons.items():
+            if k not in constraint_names:
+                constraint_names.append(k)
+            row[f"constraint.{k}"] = float(v)
+        row["feasible"] = (
+            t.state.name == "COMPLETE"
+            and all(c in cons for c in constraints)
+            and all(v <= 0 for v in cons.values())
+        )
+        arch = t.user_attrs.get("arch")
+        row["arch"] = arch if isinstance(arch, str) else (json.dumps(arch, sort_keys=True) if arch else None)
+        for k, v in t.params.items():
+            if k not in param_names:
+                param_names.append(k)
+            row[f"arch.{k}"] = v
+        rows.append(row)
+    columns = (
+        list(FIXED_COLUMNS)
+        + names
+        + [f"metric.{k}" for k in metric_names]
+        + [f"constraint.{k}" for k in constraint_names]
+        + ["feasible", "arch"]
+        + [f"arch.{k}" for k in param_names]
+    )
+    df = pd.DataFrame(rows, columns=columns)
+    df = df.sort_values("number", kind="stable").reset_index(drop=True)
+    for col in ("datetime_start", "datetime_complete"):
+        df[col] = pd.to_datetime(df[col])
+    for col in ["duration_s", *names]:
+        df[col] = df[col].astype(float)
+    df["feasible"] = df["feasible"].astype(bool)
+    df.attrs["objectives"] = objectives
+    df.attrs["constraints"] = constraints
+    df.attrs["space"] = info.get("space")
+    df.attrs["study_name"] = study_name
+    df.attrs[ATTR_KEY] = info
+    return df
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# fronts and hypervolume ---------------------------------------------------------------
+def _objectives(trials: pd.DataFrame, objectives: Any) -> list[dict[str, str]]:
+    if objectives is None:
+        objs = trials.attrs.get("objectives")
+        if not objs:
+            raise ResultsError(
+                "the trials frame has no attrs['objectives']; pass objectives=[{'name':..., 'direction':...}]"
+            )
+    elif isinstance(objectives, Mapping):
+        objs = [{"name": k, "direction": _direction(v)} for k, v in objectives.items()]
+    else:
+        known = {o["name"]: o["direction"] for o in trials.attrs.get("objectives") or []}
+        objs = []
+        for o in objectives:
+            if isinstance(o, str):
+                if o not in known:
+                    raise ResultsError(f"objective {o!r} has no known direction; known: {', '.join(known) or 'none'}")
+                objs.append({"name": o, "direction": known[o]})
+            else:
+                objs.append({"name": o["name"], "direction": _direction(o["direction"])})
+    missing = [o["name"] for o in objs if o["name"] not in trials.columns]
+    if missing:
+        raise ResultsError(f"objective column {missing[0]!r} is not in the trials frame")
+    return [{"name": o["name"], "direction": _direction(o["direction"])} for o in objs]
+
+
+def _direction(d: Any) -> str:
+    text = str(getattr(d, "name", d)).lower()
+    if text in ("min", "minimize"):
+        return "minimize"
+    if text in ("max", "maximize"):
+        return "maximize"
+    raise ResultsError(f"direction {d!r}: allowed: 'minimize', 'maximize' (or 'min', 'max')")
+
+
+def _counted(trials: pd.DataFrame, objs: list[dict[str, str]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Completed feasible rows with finite objective values, and their loss matrix."""
+    keep = np.ones(len(trials), dtype=bool)
+    if "state" in trials.columns:
+        keep &= (trials["state"] == "COMPLETE").to_numpy()
+    if "feasible" in trials.columns:
+        keep &= trials["feasible"].fillna(False).astype(bool).to_numpy()
+    Y = _losses(trials, objs)
+    keep &= np.isfinite(Y).all(axis=1)
+    return trials[keep], Y[keep]
+
+
+def _losses(trials: pd.DataFrame, objs: list[dict[str, str]]) -> np.ndarray:
+    cols = [trials[o["name"]].to_numpy(dtype=float) for o in objs]
+    Y = np.stack(cols, axis=1) if cols else np.zeros((len(trials), 0))
+    signs = np.array([-1.0 if o["direction"] == "maximize" else 1.0 for o in objs])
+    return Y * signs
+
+
+def pareto_front(trials: pd.DataFrame, objectives: Any = None) -> pd.DataFrame:
+    """The feasible, completed, non-dominated rows of ``trials`` (exact), sorted by the first
+    objective. ``objectives``: names, ``[{"name", "direction"}]`` or ``{name: direction}``
+    (default ``trials.attrs["objectives"]``). Rows repeating an earlier front row's ``arch``
+    are dropped."""
+    objs = _objectives(trials, objectives)
+    rows, Y = _counted(trials, objs)
+    front = rows[non_dominated_mask(Y)] if len(rows) else rows
+    if "arch" in front.columns and len(front):
+        has = front["arch"].notna()
+        front = front[~(front["arch"].duplicated(keep="first") & has)]
+    order = np.lexsort(_losses(front, objs).T[::-1]) if len(front) else np.arange(0)
+    out = front.iloc[order].copy()
+    out.attrs = dict(trials.attrs)
+    return out
+
+
+def _scale(
+    Y: np.ndarray, objs: list[dict[str, str]], bounds: Any, reference: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    m = len(objs)
+    signs = np.array([-1.0 if o["direction"] == "maximize" else 1.0 for o in objs])
+    if bounds is not None:
+        best, worst = (_vector(b, objs, "bounds") * signs for b in bounds)
+    elif len(Y):
+        best, worst = Y.min(axis=0), Y.max(axis=0)
+    else:
+        best, worst = np.zeros(m), np.ones(m)
+    span = np.where(worst - best > 0, worst - best, 1.0)
+    if reference is None:
+        ref = np.full(m, 1.0 + REFERENCE_MARGIN)
+    else:
+        ref = (_vector(reference, objs, "reference") * signs - best) / span
+    return (Y - best) / span, ref
+
+
+def _vector(v: Any, objs: list[dict[str, str]], what: str) -> np.ndarray:
+    if isinstance(v, Mapping):
+        missing = [o["name"] for o in objs if o["name"] not in v]
+        if missing:
+            raise ResultsError(f"{what} has no value for objective {missing[0]!r}")
+        return np.array([float(v[o["name"]]) for o in objs])
+    arr = np.asarray(v, dtype=float).reshape(-1)
+    if arr.shape[0] != len(objs):
+        raise ResultsError(f"{what} has {arr.shape[0]} values for {len(objs)} objectives")
+    return arr
+
+
+def hypervolume(
+    trials: pd.DataFrame, reference: Any = None, objectives: Any = None, *, bounds: Any = None
+) -> float:
+    """Normalised hypervolume of the feasible front of ``trials`` (see module docstring)."""
+    objs = _objectives(trials, objectives)
+    _, Y = _counted(trials, objs)
+    if len(Y) == 0:
+        return 0.0
+    Z, ref = _scale(Y, objs, bounds, reference)
+    return hypervolume_of(Z, ref)
+
+
+def hypervolume_history(
+    trials: pd.DataFrame, reference: Any = None, objectives: Any = None, *, bounds: Any = None
+) -> pd.DataFrame:
+    """``DataFrame(number, hypervolume)``: the hypervolume of all trials up to and including
+    each completed trial (by ``number``), on the scale of the whole frame."""
+    objs = _objectives(trials, objectives)
+    done = trials[trials["state"] == "COMPLETE"] if "state" in trials.columns else trials
+    done = done.sort_values("number", kind="stable")
+    counted, Y = _counted(done, objs)
+    if len(done) == 0:
+        return pd.DataFrame({"number": pd.Series(dtype=int), "hypervolume": pd.Series(dtype=float)})
+    Z, ref = _scale(Y, objs, bounds, reference)
+    counted_numbers = dict(zip(counted["number"].tolist(), range(len(counted))))
+    front = np.zeros((0, len(objs)))
+    hv = 0.0
+    out = []
+    for number in done["number"].tolist():
+        i = counted_numbers.get(number)
+        if i is not None:
+            z = Z[i]
+            inside = bool(np.all(z < ref))
+            dominated = bool(len(front)) and bool(np.any(np.all(front <= z, axis=1)))
+            if inside and not dominated:
+                front = np.vstack([front[~np.all(z <= front, axis=1)], z])
+                hv = hypervolume_of(front, ref)
+        out.append((int(number), hv))
+    return pd.DataFrame(out, columns=["number", "hypervolume"])
+
+
+# export -------------------------------------------------------------------------------
+def export_trials(trials: pd.DataFrame, path: str | Path) -> Path:
+    """Write a trials (or front) frame to ``.csv`` or ``.parquet`` (atomically); returns the path.
+
+    Parquet keeps ``attrs`` (objectives, constraints, space) in its metadata.
+    """
+    from archlab.spaces.io import atomic_open
+
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ResultsError(f"{path}: export to .csv or .parquet")
+    if path.suffix == ".csv":
+        with atomic_open(path, "w") as fh:
+            trials.to_csv(fh, index=False)
+    else:
+        import io
+
+        buf = io.BytesIO()
+        frame = trials.copy()
+        frame.attrs = json.loads(json.dumps(trials.attrs, default=str))
+        frame.to_parquet(buf, index=False)
+        with atomic_open(path, "wb") as fh:
+            fh.write(buf.getvalue())
+    return path

@@ -1,0 +1,122 @@
+"""Where studies live: turn a storage spec (URL, path or Optuna storage) into an Optuna storage.
+
+Accepted specs:
+
+- an Optuna storage object (returned as is);
+- an SQLAlchemy URL Optuna understands (``sqlite:///runs/x/study.db``,
+  ``postgresql+psycopg2://user@host:5432/db``, ``mysql+pymysql://...``);
+- ``journal:///path/to/study.log`` or a path ending in ``.log``/``.journal``/``.jsonl``: Optuna's
+  journal file backend (for shared file systems; it has no heartbeat);
+- a path to an SQLite file (``.db``, ``.sqlite``, ``.sqlite3``) or to a run directory holding
+  ``study.db``.
+
+Readers (``must_exist=True``) never create a database: a missing SQLite or journal file is an
+error, not a silently created empty study. Optuna is imported inside the functions, so importing
+this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from archlab.spaces.errors import ArchlabError
+
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+JOURNAL_SCHEME = "journal:///"
+
+
+class StorageError(ArchlabError):
+    """A study storage cannot be opened or reached."""
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def storage_url(spec: str | Path) -> str:
+    """The canonical URL of a storage spec (``sqlite:///...``, ``journal:///...`` or as given)."""
+    text = str(spec)
+    if "://" in text:
+        return text
+    path = Path(text)
+    if path.is_dir():
+        path = path / "study.db"
+    if path.suffix in JOURNAL_SUFFIXES:
+        return JOURNAL_SCHEME + str(path)
+    if path.suffix in SQLITE_SUFFIXES:
+        return f"sqlite:///{path}"
+    raise StorageError(
+        f"storage {text!r}: not a URL, a run directory or a file ending in "
+        f"{', '.join(SQLITE_SUFFIXES + JOURNAL_SUFFIXES)}; allowed: sqlite:///FILE, "
+        "postgresql+psycopg2://..., journal:///FILE or such a path"
+    )
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url[len("sqlite:///") :].split("?", 1)[0]
+    return None if rest in ("", ":memory:") else Path(rest)
+
+
+def open_storage(
+    spec: Any,
+    *,
+    must_exist: bool = True,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    retry_stale: bool = False,
+) -> Any:
+    """An Optuna storage for ``spec`` (see the module docstring).
+
+    ``must_exist``: refuse to create a missing SQLite/journal file (readers). For RDB storages
+    ``heartbeat_interval``/``grace_period`` (s) turn on Optuna's heartbeat, and ``retry_stale``
+    re-queues the trial of a dead worker (``RetryHeartbeatStaleTrialCallback``). Raises
+    ``StorageError`` naming the storage when it cannot be opened or reached.
+    """
+    import optuna
+
+    if isinstance(spec, optuna.storages.BaseStorage):
+        return spec
+    if not isinstance(spec, (str, Path)):
+        raise StorageError(f"storage must be a URL, a path or an Optuna storage, got {type(spec).__name__}")
+    url = storage_url(spec)
+    if url.startswith(JOURNAL_SCHEME):
+        path = Path(url[len(JOURNAL_SCHEME) :])
+        if must_exist and not path.is_file():
+            raise StorageError(f"storage {url}: no such journal file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    sqlite = _sqlite_path(url)
+    engine_kwargs: dict[str, Any] = {}
+    if sqlite is not None:
+        if must_exist and not sqlite.is_file():
+            raise StorageError(f"storage {url}: no such SQLite file")
+        sqlite.parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    elif url.startswith(("postgresql", "postgres")):
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval:
+        kwargs["heartbeat_interval"] = int(heartbeat_interval)
+        kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
+        if retry_stale:
+            kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback()
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except Exception as exc:  # sqlalchemy: OperationalError, ArgumentError, NoSuchModuleError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from None
+
+
+def supports_heartbeat(storage: Any) -> bool:
+    """True when ``storage`` is an RDB storage (heartbeats are possible)."""
+    import optuna
+
+    return isinstance(storage, optuna.storages.RDBStorage)
