@@ -1,0 +1,166 @@
+"""``TransformerLM``: decoder-only causal language model supernet.
+
+Elastic depth (``n_layer``), width (``d_model``, shared by every layer), per-layer heads
+(``layers[i].n_head``, fixed head size: see ``archlab.supernets.attention``) and FFN size
+(``layers[i].ffn``). Token + learned position embeddings, pre-LN blocks, final LayerNorm,
+output head tied to the token embedding (or untied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from archlab.spaces import Arch, SearchSpace
+from archlab.spaces.errors import ArchlabError
+from archlab.spaces.library import transformer_lm_space
+from torch import nn
+
+from ..attention import ElasticSelfAttention
+from ..banks import BankFactory
+from ..base import Supernet, max_value
+from ..layers import (
+    ElasticDepth,
+    ElasticEmbedding,
+    ElasticLayerNorm,
+    ElasticLinear,
+    make_activation,
+)
+from ..plain import PlainTransformerLM
+
+
+class ElasticBlock(nn.Module):
+    """Pre-LN block: x + attn(ln1(x)); x + ffn_out(act(ffn_in(ln2(x))))."""
+
+    def __init__(
+        self, d_max: int, heads_max: int, head_dim: int, ffn_max: int, activation: str, eps: float, factory: BankFactory
+    ) -> None:
+        super().__init__()
+        self.ln1 = ElasticLayerNorm(d_max, eps, factory)
+        self.attn = ElasticSelfAttention(d_max, heads_max, head_dim, True, factory)
+        self.ln2 = ElasticLayerNorm(d_max, eps, factory)
+        self.ffn_in = ElasticLinear(d_max, ffn_max, True, factory, role="ffn_in")
+        self.act = make_activation(activation)
+        self.ffn_out = ElasticLinear(ffn_max, d_max, True, factory, role="ffn_out")
+
+    def set_active(self, d_model: int, n_head: int, ffn: int) -> None:
+        self.ln1.set_active(d_model)
+        self.attn.set_active(d_model, n_head)
+        self.ln2.set_active(d_model)
+        self.ffn_in.set_active(d_model, ffn)
+        self.ffn_out.set_active(ffn, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.ffn_out(self.act(self.ffn_in(self.ln2(x))))
+
+    @torch.no_grad()
+    def copy_to(self, plain: nn.Module) -> None:
+        self.ln1.copy_to(plain.ln1)
+        self.attn.qkv.copy_to(plain.attn.qkv)
+        self.attn.proj.copy_to(plain.attn.proj)
+        self.ln2.copy_to(plain.ln2)
+        self.ffn_in.copy_to(plain.ffn_in)
+        self.ffn_out.copy_to(plain.ffn_out)
+
+
+class TransformerLM(Supernet):
+    """Decoder-only transformer supernet: ``net(ids (B, T)) -> logits (B, T, vocab_size)``."""
+
+    family = "transformer_lm"
+    requires = {"n_layer": True, "d_model": True, "layers": {"n_head": True, "ffn": True}}
+
+    def __init__(
+        self,
+        space: SearchSpace | None = None,
+        vocab_size: int = 65,
+        context: int = 128,
+        head_dim: int | None = None,
+        tie_weights: bool = True,
+        activation: str = "gelu",
+        eps: float = 1e-5,
+        sharing: str = "entangled",
+        sharing_options: Mapping[str, Any] | None = None,
+        roles: Any = None,
+    ) -> None:
+        space = space if space is not None else self.default_space()
+        super().__init__(space, sharing=sharing, sharing_options=sharing_options, roles=roles)
+        p = space.params
+        layer = p["layers"].params  # type: ignore[attr-defined]
+        depth_max = int(max_value(p["n_layer"], "n_layer"))
+        d_max = int(max_value(p["d_model"], "d_model"))
+        heads_max = int(max_value(layer["n_head"], "layers[i].n_head"))
+        ffn_max = int(max_value(layer["ffn"], "layers[i].ffn"))
+        head_dim = int(head_dim) if head_dim else max(1, d_max // heads_max)
+        if vocab_size < 1 or context < 1:
+            raise ArchlabError(f"vocab_size and context must be >= 1, got {vocab_size}, {context}")
+        make_activation(activation)
+        self.dims = {
+            "vocab_size": int(vocab_size), "context": int(context), "head_dim": head_dim,
+            "tie_weights": bool(tie_weights), "activation": activation, "eps": float(eps),
+        }
+        self.vocab_size, self.context, self.head_dim = int(vocab_size), int(context), head_dim
+        f = self.bank_factory
+        self.tok = ElasticEmbedding(vocab_size, d_max, f, role="embed")
+        self.pos = ElasticEmbedding(context, d_max, f, role="embed")
+        self.blocks = ElasticDepth(
+            ElasticBlock(d_max, heads_max, head_dim, ffn_max, activation, eps, f) for _ in range(depth_max)
+        )
+        self.ln_f = ElasticLayerNorm(d_max, eps, f)
+        self.head = None if tie_weights else ElasticLinear(d_max, vocab_size, False, f, role="head")
+        self.register_buffer("positions", torch.arange(context), persistent=False)
+        self.set_arch(space.largest())
+
+    @classmethod
+    def default_space(cls, **kwargs: Any) -> SearchSpace:
+        """``transformer_lm_space``: n_layer 1..4, d_model {64, 96, 128}, heads {2, 4}, ffn {128, 256, 512}."""
+        return transformer_lm_space(**kwargs)
+
+    def _apply_arch(self, arch: Arch) -> None:
+        d = int(arch["d_model"])
+        self.tok.set_active(d)
+        self.pos.set_active(d)
+        self.blocks.set_depth(int(arch["n_layer"]))
+        for block, layer in zip(self.blocks, arch["layers"]):
+            block.set_active(d, int(layer["n_head"]), int(layer["ffn"]))
+        self.ln_f.set_active(d)
+        if self.head is not None:
+            self.head.set_active(d, self.vocab_size)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        if t > self.context:
+            raise ArchlabError(f"sequence length {t} exceeds the context {self.context}")
+        x = self.tok(idx) + self.pos(self.positions[:t])
+        x = self.blocks(x)
+        x = self.ln_f(x)
+        if self.head is not None:
+            return self.head(x)
+        w, _ = self.tok.active_weight()
+        return F.linear(x, w)
+
+    def _extract(self) -> PlainTransformerLM:
+        arch = self.arch
+        dims = {
+            **self.dims,
+            "d_model": int(arch["d_model"]),
+            "layers": [{"n_head": int(la["n_head"]), "ffn": int(la["ffn"])} for la in arch["layers"]],
+        }
+        p = next(self.parameters())
+        plain = PlainTransformerLM(dims, arch.to_dict()).to(device=p.device, dtype=p.dtype)
+        self.tok.copy_to(plain.tok)
+        self.pos.copy_to(plain.pos)
+        for i in range(self.blocks.depth):
+            self.blocks[i].copy_to(plain.blocks[i])
+        self.ln_f.copy_to(plain.ln_f)
+        if self.head is not None:
+            self.head.copy_to(plain.head)
+        return plain
+
+    def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> torch.Tensor:
+        """Random token ids ``(batch_size, seq_len or context)`` (fixed seed) on the net's device."""
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, self.vocab_size, (batch_size, seq_len or self.context), generator=g)
+        return ids.to(self._device())
