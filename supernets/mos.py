@@ -1,0 +1,184 @@
+"""Mixture-of-supernets weight banks (Jawahar et al., ACL Findings 2024).
+
+Subnets do not share one weight tensor directly: a router maps the architecture encoding to
+mixing weights over ``m`` full-size expert tensors, so each architecture gets weights of its
+own while the model stays one supernet.
+
+- ``mos-layer`` (``LayerMixtureBank``): ``alpha = softmax(router(a))`` over the ``m``
+  experts; ``weight = sum_i alpha_i * E_i[index]`` (slice each expert, then mix); the bias
+  the same way.
+- ``mos-neuron`` (``NeuronMixtureBank``): the router has one slot per maximum-width output
+  neuron and expert; it is sliced to the active width and softmax-ed over the experts per
+  neuron, then applied row-wise to the sliced experts.
+
+``a`` is the space's normalised encoding (``space.encode(arch, normalized=True)``: each
+feature scaled by the space's own value range), handed over by ``set_arch_encoding``. The
+router runs once per forward of the layer on that one vector (it depends on the architecture,
+not on the tokens). Mixing is one contraction over the stacked expert slices. With the
+architecture set, ``bank(index)`` under ``torch.no_grad()`` is the dense weight of that
+architecture, so extraction collapses the mixture without knowing about it.
+
+Options (``sharing_options``): ``experts`` (m, default 2), ``router_hidden`` (128),
+``router_layers`` (number of linear layers of the router, default 2), ``init``
+(``"independent"``: each expert drawn with the layer's own initialiser; ``"same"``: one draw
+copied to every expert, so the mixture starts as the entangled layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from archlab.spaces.errors import ArchlabError
+from torch import nn
+
+from .banks import Index, Init, WeightBank, register_bank
+from .router import ArchRouter
+
+
+def _init_independent(experts: torch.Tensor, init: Init) -> None:
+    for e in experts:
+        init(e)
+
+
+def _init_same(experts: torch.Tensor, init: Init) -> None:
+    init(experts[0])
+    experts[1:].copy_(experts[0].expand_as(experts[1:]))
+
+
+# how the experts start: name -> fn(stacked expert tensor (m, ...), per-expert initialiser)
+EXPERT_INITS: dict[str, Callable[[torch.Tensor, Init], None]] = {
+    "independent": _init_independent,
+    "same": _init_same,
+}
+
+OPTIONS = ("experts", "router_hidden", "router_layers", "init")
+
+
+class MixtureBank(WeightBank):
+    """Common part of the mixture banks: stacked experts, a router, the encoding."""
+
+    # layers that get a mixture when ``roles`` is not given; the others stay entangled
+    default_roles: ClassVar[tuple[str, ...]] = ("ffn_in", "ffn_out", "conv_expand", "conv_project")
+
+    def __init__(
+        self,
+        weight_shape: Sequence[int],
+        bias: bool,
+        role: str,
+        encoding_size: int = 0,
+        experts: int = 2,
+        router_hidden: int = 128,
+        router_layers: int = 2,
+        init: str = "independent",
+        **kwargs: Any,
+    ) -> None:
+        init_kwargs = {k: kwargs.pop(k) for k in ("weight_init", "bias_init") if k in kwargs}
+        if kwargs:
+            raise ArchlabError(
+                f"sharing_options: unknown option {sorted(kwargs)[0]!r} for {self.sharing}; "
+                f"allowed: {', '.join(OPTIONS)}"
+            )
+        super().__init__(weight_shape, bias, role, **init_kwargs)
+        if isinstance(experts, bool) or not isinstance(experts, int) or experts < 1:
+            raise ArchlabError(f"sharing_options.experts: {experts!r}; allowed: an integer >= 1")
+        if init not in EXPERT_INITS:
+            raise ArchlabError(f"sharing_options.init: {init!r}; allowed: {', '.join(EXPERT_INITS)}")
+        self.num_experts = experts
+        self.init = init
+        self.encoding_size = int(encoding_size)
+        self.experts = nn.Parameter(torch.empty((experts, *self.weight_shape)))
+        self.bias_experts = nn.Parameter(torch.empty(experts, self.weight_shape[0])) if bias else None
+        self.router = ArchRouter(self.encoding_size, self._router_outputs(), router_hidden, router_layers)
+        self._encoding: torch.Tensor | None = None
+        self.reset_parameters()
+
+    def _router_outputs(self) -> int:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Draw the experts (``init``) and their biases; the router keeps nn.Linear's init."""
+        with torch.no_grad():
+            EXPERT_INITS[self.init](self.experts.data, self.weight_init)
+            if self.bias_experts is not None:
+                EXPERT_INITS[self.init](self.bias_experts.data, self.bias_init)
+
+    def set_arch_encoding(self, encoding: torch.Tensor | None) -> None:
+        """Remember the normalised architecture encoding (a vector of ``encoding_size``)."""
+        if encoding is None:
+            self._encoding = None
+            return
+        enc = torch.as_tensor(encoding).reshape(-1)
+        if enc.shape[0] != self.encoding_size:
+            raise ArchlabError(
+                f"{self.sharing}: architecture encoding has {enc.shape[0]} features; this bank's "
+                f"router reads {self.encoding_size} (was the supernet built for another space?)"
+            )
+        self._encoding = enc
+
+    def _router_input(self) -> torch.Tensor:
+        enc = self._encoding
+        if enc is None:
+            raise ArchlabError(f"{self.sharing}: no architecture set; call net.set_arch(arch) before the forward")
+        p = self.experts
+        dtype = p.dtype if p.dtype.is_floating_point else torch.float32
+        if enc.device != p.device or enc.dtype != dtype:
+            enc = enc.to(device=p.device, dtype=dtype)
+            if not enc.requires_grad:
+                self._encoding = enc  # convert once per architecture, not once per forward
+        return enc
+
+    def mixing_weights(self, index: Index | None = None) -> torch.Tensor:
+        """The router's expert weights for the active architecture (rows sum to 1).
+
+        ``mos-layer``: shape ``(m,)``; ``mos-neuron``: ``(active out, m)`` for ``index``
+        (default: the full width).
+        """
+        raise NotImplementedError
+
+
+@register_bank("mos-layer")
+class LayerMixtureBank(MixtureBank):
+    """Layer-wise mixture: one softmax over the experts per layer."""
+
+    def _router_outputs(self) -> int:
+        return self.num_experts
+
+    def mixing_weights(self, index: Index | None = None) -> torch.Tensor:
+        return F.softmax(self.router(self._router_input()).float(), dim=-1)
+
+    def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = tuple(index)
+        sliced = self.experts[(slice(None), *idx)]  # (m, *active shape), a view
+        alpha = self.mixing_weights().to(sliced.dtype)  # (m,)
+        weight = torch.einsum("e,e...->...", alpha, sliced)
+        bias = None
+        if self.bias_experts is not None:
+            bias = alpha @ self.bias_experts[:, idx[0]]
+        return weight, bias
+
+
+@register_bank("mos-neuron")
+class NeuronMixtureBank(MixtureBank):
+    """Neuron-wise mixture: one softmax over the experts per active output neuron."""
+
+    def _router_outputs(self) -> int:
+        return self.weight_shape[0] * self.num_experts
+
+    def mixing_weights(self, index: Index | None = None) -> torch.Tensor:
+        rows = index[0] if index is not None else slice(None)
+        logits = self.router(self._router_input()).view(self.weight_shape[0], self.num_experts)[rows]
+        return F.softmax(logits.float(), dim=-1)  # (active out, m)
+
+    def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = tuple(index)
+        sliced = self.experts[(slice(None), *idx)]  # (m, out, *rest)
+        alpha = self.mixing_weights(idx).to(sliced.dtype)  # (out, m)
+        coef = alpha.t().reshape(alpha.shape[1], alpha.shape[0], *([1] * (sliced.dim() - 2)))
+        weight = (coef * sliced).sum(0)
+        bias = None
+        if self.bias_experts is not None:
+            bias = (alpha.t() * self.bias_experts[:, idx[0]]).sum(0)
+        return weight, bias
