@@ -60,8 +60,10 @@ OPTIONS = ("experts", "router_hidden", "router_layers", "init")
 class MixtureBank(WeightBank):
     """Common part of the mixture banks: stacked experts, a router, the encoding."""
 
-    # layers that get a mixture when ``roles`` is not given; the others stay entangled
-    default_roles: ClassVar[tuple[str, ...]] = ("ffn_in", "ffn_out", "conv_expand", "conv_project")
+    # layers that get a mixture when ``roles`` is not given (the others stay entangled): the
+    # FFN linears of transformers, the expand/project convolutions of conv nets, and the
+    # hidden linears of MLPs (role "linear": an MLP's hidden layers are its FFN)
+    default_roles: ClassVar[tuple[str, ...]] = ("ffn_in", "ffn_out", "conv_expand", "conv_project", "linear")
 
     def __init__(
         self,

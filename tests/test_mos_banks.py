@@ -193,7 +193,7 @@ def test_factory_roles_and_defaults():
     assert isinstance(f((4, 4, 3, 3), False, "conv"), EntangledBank)
     f_all = BankFactory("mos-neuron", SPACE.encoding_size, roles="all")
     assert isinstance(f_all((4, 4), True, "attn_qkv"), NeuronMixtureBank)
-    assert set(LayerMixtureBank.default_roles) == {"ffn_in", "ffn_out", "conv_expand", "conv_project"}
+    assert set(LayerMixtureBank.default_roles) == {"ffn_in", "ffn_out", "conv_expand", "conv_project", "linear"}
     bank = BankFactory("mos-layer", SPACE.encoding_size, options={"experts": 4, "router_hidden": 16,
                                                                     "router_layers": 3})((4, 2), True, "ffn_in")
     assert bank.experts.shape == (4, 4, 2)
