@@ -120,3 +120,79 @@ def supports_heartbeat(storage: Any) -> bool:
     import optuna
 
     return isinstance(storage, optuna.storages.RDBStorage)
+
+
+class _NullLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class _FileLock:
+    """An exclusive ``fcntl`` lock on ``path`` (a sibling ``.lock`` file of the study file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh: Any = None
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        import fcntl
+
+        fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+        self.fh.close()
+
+
+class _PgLock:
+    """A PostgreSQL session advisory lock keyed by the study name."""
+
+    def __init__(self, url: str, name: str) -> None:
+        import hashlib
+
+        self.url = url
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
+        self.conn: Any = None
+        self.engine: Any = None
+
+    def __enter__(self) -> None:
+        import sqlalchemy
+
+        self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+        self.conn = self.engine.connect()
+        self.conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+
+    def __exit__(self, *exc: Any) -> None:
+        import sqlalchemy
+
+        try:
+            self.conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+        finally:
+            self.conn.close()
+            self.engine.dispose()
+
+
+def study_lock(spec: Any, study_name: str) -> Any:
+    """A cross-process lock for creating a study and filling its trial queue.
+
+    SQLite and journal files: an ``fcntl`` lock on ``<file>.lock``; PostgreSQL: an advisory
+    lock; other storages: no lock (create the study once before starting workers there).
+    """
+    if not isinstance(spec, (str, Path)):
+        return _NullLock()
+    url = storage_url(spec)
+    if url.startswith(JOURNAL_SCHEME):
+        return _FileLock(Path(url[len(JOURNAL_SCHEME) :] + ".lock"))
+    sqlite = _sqlite_path(url)
+    if sqlite is not None:
+        return _FileLock(sqlite.with_name(sqlite.name + ".lock"))
+    if url.startswith(("postgresql", "postgres")):
+        return _PgLock(url, study_name)
+    return _NullLock()

@@ -1,0 +1,9 @@
+"""Errors of the search stage."""
+
+from __future__ import annotations
+
+from archlab.spaces.errors import ArchlabError
+
+
+class SearchError(ArchlabError):
+    """Bad search input: unknown sampler, objective or metric; a study of another space."""

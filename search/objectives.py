@@ -1,0 +1,236 @@
+"""Objectives and metrics of a search: user callables and built-ins, by name.
+
+An objective is ``(direction, source)``: ``direction`` is ``"min"``/``"minimize"`` or
+``"max"``/``"maximize"``; ``source`` is a callable ``arch -> float`` or the name of a built-in
+metric from ``OBJECTIVES``:
+
+- ``inherited``: the supernet's metric with inherited weights (``task.metric``; BatchNorm
+  recalibrated), cached by ``arch.key``. Needs an experiment with a trained supernet.
+- ``predicted_latency`` (ms): the fitted ``LatencyPredictor`` at
+  ``<run_dir>/predictors/latency.json``.
+- ``measured_latency`` (ms): the extracted subnet timed on this machine (median of repeats
+  after warm-up, batch 1); for small budgets.
+- ``params``: parameter count; ``macs``: multiply-accumulates per example (per token for
+  sequence models), from the analytic cost model of the space's family, or counted on the
+  extracted subnet (params) when an experiment is given.
+
+Built-ins are made lazily by factories taking a ``SearchContext``; torch is imported only by
+the ones that need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archlab.spaces import Arch, SearchSpace
+
+from .errors import SearchError
+
+DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
+
+MetricFn = Callable[[Arch], float]
+
+
+@dataclass
+class SearchContext:
+    """What built-in objectives may need: the space and, optionally, an experiment."""
+
+    space: SearchSpace
+    experiment: Any = None
+    run_dir: Path | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def require_experiment(self, what: str) -> Any:
+        if self.experiment is None:
+            raise SearchError(f"objective {what!r} needs an experiment (pass experiment=... or use `archlab search EXPERIMENT.py`)")
+        return self.experiment
+
+    def supernet(self, trained: bool = True) -> Any:
+        key = "supernet" if trained else "supernet_untrained"
+        if key not in self._cache:
+            exp = self.require_experiment("inherited" if trained else "params")
+            net = exp.load_supernet() if trained else exp.build_supernet()
+            net.eval()
+            self._cache[key] = net
+        return self._cache[key]
+
+    def predictor_path(self) -> Path:
+        if self.run_dir is None:
+            raise SearchError("objective 'predicted_latency' needs a run directory (an experiment) holding predictors/latency.json")
+        return Path(self.run_dir) / "predictors" / "latency.json"
+
+
+def _inherited(ctx: SearchContext) -> MetricFn:
+    exp = ctx.require_experiment("inherited")
+    try:
+        from archlab.supernets.training import evaluate
+    except ImportError:
+        from archlab.supernets.evaluation import evaluate
+    task = exp.task
+    metric = str(task.metric)
+    cache: dict[str, float] = {}
+
+    def fn(arch: Arch) -> float:
+        if arch.key not in cache:
+            out = evaluate(ctx.supernet(True), task, arch)
+            for k in (metric, metric.removeprefix("val_")):
+                if k in out:
+                    cache[arch.key] = float(out[k])
+                    break
+            else:
+                raise SearchError(f"evaluate() returned {sorted(out)}, not the task metric {metric!r}")
+        return cache[arch.key]
+
+    return fn
+
+
+def _predicted_latency(ctx: SearchContext) -> MetricFn:
+    from archlab.predictors import LatencyPredictor
+
+    path = ctx.predictor_path()
+    if not path.is_file():
+        raise SearchError(f"objective 'predicted_latency': no fitted predictor at {path} (run `archlab predictor` first)")
+    pred = LatencyPredictor.load(path)
+
+    def fn(arch: Arch) -> float:
+        return float(pred.predict([arch])[0])
+
+    return fn
+
+
+def _measured_latency(ctx: SearchContext, repeats: int = 20, warmup: int = 5) -> MetricFn:
+    import torch
+
+    def fn(arch: Arch) -> float:
+        net = ctx.supernet(trained=False)
+        sub = net.extract(arch).eval()
+        x = net.example_input(1)
+        times = []
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                t0 = time.perf_counter()
+                sub(x)
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    times.append((time.perf_counter() - t0) * 1000.0)
+        return float(statistics.median(times))
+
+    return fn
+
+
+def _cost(ctx: SearchContext, which: str) -> MetricFn | None:
+    from archlab.predictors.costs import COST_MODELS, cost_features, find_cost_model
+
+    names = ctx.space.feature_names()
+    model = find_cost_model(names)
+    if model is None:
+        return None
+    options: dict[str, Any] = {}
+    if ctx.experiment is not None:
+        task = getattr(ctx.experiment, "task", None)
+        kwargs = dict(task.model_kwargs()) if task is not None else {}
+        kwargs.update(getattr(ctx.experiment, "supernet_args", None) or {})
+        accepted = set(inspect.signature(COST_MODELS[model].fn).parameters)
+        options = {k: v for k, v in kwargs.items() if k in accepted}
+    space = ctx.space
+
+    def fn(arch: Arch) -> float:
+        keys, cols = cost_features(model, space.encode_many([arch]), names, options)
+        return float(cols[0, keys.index(f"cost.{which}")])
+
+    return fn
+
+
+def _params(ctx: SearchContext) -> MetricFn:
+    if ctx.experiment is not None:
+        def count(arch: Arch) -> float:
+            return float(sum(p.numel() for p in ctx.supernet(trained=False).extract(arch).parameters()))
+
+        return count
+    fn = _cost(ctx, "params")
+    if fn is None:
+        raise SearchError("objective 'params' needs an experiment (to extract subnets) or a space of a known family")
+    return fn
+
+
+def _macs(ctx: SearchContext) -> MetricFn:
+    fn = _cost(ctx, "macs")
+    if fn is None:
+        raise SearchError("objective 'macs': no analytic cost model fits this space's parameters")
+    return fn
+
+
+OBJECTIVES: dict[str, Callable[[SearchContext], MetricFn]] = {
+    "inherited": _inherited,
+    "predicted_latency": _predicted_latency,
+    "measured_latency": _measured_latency,
+    "params": _params,
+    "macs": _macs,
+}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named objective: direction (``minimize``/``maximize``) and where its value comes from."""
+
+    name: str
+    direction: str
+    source: str | MetricFn
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "direction": self.direction}
+
+
+def parse_objectives(objectives: Mapping[str, Any]) -> list[Objective]:
+    """Check ``{name: (direction, callable or built-in name)}``; raise ``SearchError`` naming the
+    bad entry and what is allowed."""
+    if not isinstance(objectives, Mapping) or not objectives:
+        raise SearchError("objectives must be a non-empty {name: (direction, callable or built-in)} mapping")
+    out = []
+    for name, spec in objectives.items():
+        if not isinstance(name, str) or not name or name.startswith(("metric.", "constraint.", "arch")):
+            raise SearchError(f"objective name {name!r} is not allowed (non-empty, not starting with metric./constraint./arch)")
+        if isinstance(spec, str) and spec in OBJECTIVES:
+            spec = ("min", spec)
+        if not (isinstance(spec, (tuple, list)) and len(spec) == 2):
+            raise SearchError(f"objective {name!r}: expected (direction, callable or built-in name), got {spec!r}")
+        direction, source = spec
+        d = DIRECTIONS.get(str(direction).lower())
+        if d is None:
+            raise SearchError(f"objective {name!r}: direction {direction!r}; allowed: min, max, minimize, maximize")
+        if isinstance(source, str):
+            if source not in OBJECTIVES:
+                raise SearchError(f"objective {name!r}: unknown built-in {source!r}; allowed: {', '.join(OBJECTIVES)} or a callable arch -> float")
+        elif not callable(source):
+            raise SearchError(f"objective {name!r}: source must be a callable or one of {', '.join(OBJECTIVES)}")
+        out.append(Objective(name, d, source))
+    return out
+
+
+def resolve(source: str | MetricFn, ctx: SearchContext) -> MetricFn:
+    """The callable behind an objective or metric source."""
+    if callable(source):
+        return source
+    key = f"builtin:{source}"
+    if key not in ctx._cache:
+        ctx._cache[key] = OBJECTIVES[source](ctx)
+    return ctx._cache[key]
+
+
+def file_sha256(path: str | Path | None) -> str | None:
+    """SHA-256 hex digest of a file (``None`` when it does not exist)."""
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,95 @@
+"""Sampler registry: names to Optuna samplers, always chosen explicitly (never Optuna's default).
+
+``SAMPLERS[name](space, seed=..., n_objectives=..., **options)`` returns a sampler:
+
+- ``nsga2`` (default): ``NSGAIISampler`` (``population_size`` option, default 50);
+- ``nsga3``: ``NSGAIIISampler`` (reference-point based, for 3+ objectives);
+- ``tpe``: multivariate, grouped ``TPESampler`` with the constant liar (conditional per-layer
+  parameters and parallel workers);
+- ``random``: ``RandomSampler``;
+- ``gp``: ``GPSampler`` (Gaussian process; imports torch);
+- ``predictor``: ``PredictorSampler``, predictor-in-the-loop search (LINAS-like).
+
+Constraints reach every sampler through ``trial.set_constraint`` (stored with the trial), so no
+``constraints_func`` is passed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from archlab.spaces import SearchSpace
+
+from .errors import SearchError
+
+
+def _quiet(make: Callable[[], Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return make()
+
+
+def _nsga2(space: SearchSpace, *, seed: int | None, n_objectives: int, **options: Any) -> Any:
+    import optuna
+
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(options.pop("population_size", 50)), **options)
+
+
+def _nsga3(space: SearchSpace, *, seed: int | None, n_objectives: int, **options: Any) -> Any:
+    import optuna
+
+    return optuna.samplers.NSGAIIISampler(seed=seed, population_size=int(options.pop("population_size", 50)), **options)
+
+
+def _tpe(space: SearchSpace, *, seed: int | None, n_objectives: int, **options: Any) -> Any:
+    import optuna
+
+    kw = {"multivariate": True, "group": True, "constant_liar": True, "n_startup_trials": 20, **options}
+    return _quiet(lambda: optuna.samplers.TPESampler(seed=seed, **kw))
+
+
+def _random(space: SearchSpace, *, seed: int | None, n_objectives: int, **options: Any) -> Any:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed, **options)
+
+
+def _gp(space: SearchSpace, *, seed: int | None, n_objectives: int, **options: Any) -> Any:
+    import optuna
+
+    return _quiet(lambda: optuna.samplers.GPSampler(seed=seed, **options))
+
+
+def _predictor(space: SearchSpace, *, seed: int | None, n_objectives: int, **options: Any) -> Any:
+    from .predictor_sampler import PredictorSampler
+
+    return PredictorSampler(space, seed=seed, **options)
+
+
+SAMPLERS: dict[str, Callable[..., Any]] = {
+    "nsga2": _nsga2,
+    "nsga3": _nsga3,
+    "tpe": _tpe,
+    "random": _random,
+    "gp": _gp,
+    "predictor": _predictor,
+}
+
+
+def check_sampler(name: str) -> str:
+    """``name`` if it is a registered sampler, else ``SearchError`` listing the allowed ones."""
+    if name not in SAMPLERS:
+        raise SearchError(f"unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}")
+    return name
+
+
+def make_sampler(name: str, space: SearchSpace, *, seed: int | None = None, n_objectives: int = 2,
+                 options: dict[str, Any] | None = None) -> Any:
+    """A fresh sampler called ``name`` (see ``SAMPLERS``); bad options raise ``SearchError``."""
+    check_sampler(name)
+    try:
+        return SAMPLERS[name](space, seed=seed, n_objectives=n_objectives, **dict(options or {}))
+    except TypeError as exc:
+        raise SearchError(f"sampler {name!r}: bad option ({exc})") from None
