@@ -22,7 +22,7 @@ from archlab.spaces.params import count_values
 from torch import nn
 
 from ..banks import BankFactory
-from ..base import Supernet, max_value
+from ..base import Supernet, extreme_arch, max_value
 from ..conv import ElasticBatchNorm2d, ElasticConv2d
 from ..layers import ElasticDepth, ElasticLinear, make_activation
 from ..plain import PlainConvNet
@@ -153,7 +153,7 @@ class ConvNet(Supernet):
         self.head = ElasticConv2d(widest, head_channels, 1, factory=f, role="conv")
         self.head_bn = ElasticBatchNorm2d(head_channels, factory=f)
         self.classifier = ElasticLinear(head_channels, num_classes, True, f, role="head")
-        self.set_arch(space.largest())
+        self.set_arch(extreme_arch(space))
 
     @classmethod
     def default_space(cls, **kwargs: Any) -> SearchSpace:

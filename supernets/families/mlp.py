@@ -16,7 +16,7 @@ from archlab.spaces.library import mlp_space
 from archlab.spaces.params import count_values
 from torch import nn
 
-from ..base import Supernet, max_value
+from ..base import Supernet, extreme_arch, max_value
 from ..layers import ACTIVATIONS, ElasticLinear, make_activation
 from ..plain import PlainMLP
 
@@ -56,7 +56,7 @@ class MLPNet(Supernet):
         head_in = max(width_max, in_features) if min(count_values(p, "layers")) == 0 else width_max
         self.classifier = ElasticLinear(head_in, num_classes, True, f, role="head")
         self.acts = nn.ModuleDict({name: make_activation(name) for name in ACTIVATIONS})
-        self.set_arch(space.largest())
+        self.set_arch(extreme_arch(space))
 
     @classmethod
     def default_space(cls, **kwargs: Any) -> SearchSpace:

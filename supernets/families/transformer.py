@@ -20,7 +20,7 @@ from torch import nn
 
 from ..attention import ElasticSelfAttention
 from ..banks import BankFactory
-from ..base import Supernet, max_value
+from ..base import Supernet, extreme_arch, max_value
 from ..layers import (
     ElasticDepth,
     ElasticEmbedding,
@@ -111,7 +111,7 @@ class TransformerLM(Supernet):
         self.ln_f = ElasticLayerNorm(d_max, eps, f)
         self.head = None if tie_weights else ElasticLinear(d_max, vocab_size, False, f, role="head")
         self.register_buffer("positions", torch.arange(context), persistent=False)
-        self.set_arch(space.largest())
+        self.set_arch(extreme_arch(space))
 
     @classmethod
     def default_space(cls, **kwargs: Any) -> SearchSpace:
