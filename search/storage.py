@@ -165,8 +165,13 @@ class _PgLock:
     def __enter__(self) -> None:
         import sqlalchemy
 
-        self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
-        self.conn = self.engine.connect()
+        self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool,
+                                               connect_args={"connect_timeout": 10})
+        try:
+            self.conn = self.engine.connect()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(f"cannot open storage {redact(self.url)}: {type(exc).__name__}: {first}") from None
         self.conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
 
     def __exit__(self, *exc: Any) -> None:

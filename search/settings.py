@@ -1,0 +1,61 @@
+"""``experiment.search`` settings: the keys ``archlab search`` understands, checked.
+
+Keys (all optional): ``objectives`` ({name: (direction, callable or built-in)}, default
+``{"error": ("min", "inherited"), "latency_ms": ("min", "predicted_latency")}``), ``metrics``,
+``constraints`` ({metric: upper bound}), ``n_trials`` (alias ``trials``), ``timeout``
+(seconds or ``"8h"``/``"30m"``/``"1h30m"``), ``sampler``, ``sampler_options``, ``storage``,
+``study_name``, ``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import SearchError
+
+DEFAULT_OBJECTIVES = {"error": ("min", "inherited"), "latency_ms": ("min", "predicted_latency")}
+KEYS = (
+    "objectives", "metrics", "constraints", "n_trials", "trials", "timeout", "sampler",
+    "sampler_options", "storage", "study_name", "seed", "workers", "heartbeat_interval",
+    "grace_period",
+)  # fmt: skip
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number or text like ``"8h"``, ``"30m"``, ``"1h30m"``, ``"90s"``, ``"45"``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise SearchError(f"timeout must be positive, got {value}")
+        return float(value)
+    text = str(value).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return parse_duration(float(text))
+    parts = re.findall(r"(\d+(?:\.\d+)?)([dhms])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise SearchError(f"timeout {value!r}: expected seconds or a duration like 8h, 30m, 1h30m, 90s")
+    return parse_duration(sum(float(a) * _UNITS[b] for a, b in parts))
+
+
+def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``run_search`` keyword arguments from ``experiment.search`` plus non-None ``overrides``."""
+    raw = dict(getattr(experiment, "search", None) or {})
+    unknown = sorted(k for k in raw if k not in KEYS)
+    if unknown:
+        raise SearchError(f"experiment.search: unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
+    if "trials" in raw:
+        if "n_trials" in raw:
+            raise SearchError("experiment.search: give either 'trials' or 'n_trials', not both")
+        raw["n_trials"] = raw.pop("trials")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    raw.setdefault("objectives", DEFAULT_OBJECTIVES)
+    if "timeout" in raw:
+        raw["timeout"] = parse_duration(raw["timeout"])
+    for key in ("n_trials", "workers", "seed", "heartbeat_interval", "grace_period"):
+        if key in raw and raw[key] is not None and (isinstance(raw[key], bool) or not isinstance(raw[key], int)):
+            raise SearchError(f"experiment.search: {key} must be an integer, got {raw[key]!r}")
+    return raw

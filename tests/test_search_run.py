@@ -1,0 +1,232 @@
+"""run_search: objectives, constraints, samplers, reuse by arch key, study attrs, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import optuna
+import pytest
+from archlab.search import (
+    SAMPLERS,
+    SearchError,
+    StorageError,
+    load_trials,
+    pareto_front,
+    run_search,
+)
+from archlab.search.settings import parse_duration
+from archlab.spaces.library import cell_space, mlp_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SPACE = mlp_space(n_layer=(1, 3), width=(16, 32, 64, 128))
+
+
+def width(a) -> float:
+    return float(sum(layer["width"] for layer in a["layers"]))
+
+
+def error(a) -> float:
+    return 1.0 / width(a) + 0.01 * a["n_layer"]
+
+
+OBJ = {"error": ("min", error), "size": ("min", width)}
+
+
+def mem() -> optuna.storages.InMemoryStorage:
+    return optuna.storages.InMemoryStorage()
+
+
+def test_study_contract_and_trial_records(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = run_search(SPACE, OBJ, n_trials=12, storage=url, study_name="s", seed=0, sampler="random",
+                       constraints={"size": 200}, metrics={"depth": lambda a: float(a["n_layer"])})
+    info = study.user_attrs["archlab"]
+    assert info["objectives"] == [{"name": "error", "direction": "minimize"}, {"name": "size", "direction": "minimize"}]
+    assert info["constraints"] == {"size": 200.0}
+    assert info["sampler"] == "random" and info["space"] == SPACE.to_json()
+    assert set(info) >= {"version", "experiment", "files"}
+    trials = study.get_trials()
+    assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials)
+    for t in trials:
+        arch = SPACE.validate(t.user_attrs["arch"])
+        assert SPACE.to_params(arch) == t.params
+        m = t.user_attrs["metrics"]
+        assert t.values == [pytest.approx(error(arch)), pytest.approx(width(arch))]
+        assert m["depth"] == arch["n_layer"]
+        assert t.constraints == {"size": pytest.approx(width(arch) - 200)}
+    df = load_trials(url, "s")
+    assert df["feasible"].tolist() == [width(SPACE.validate(a)) <= 200 for a in df["arch"]]
+    assert "metric.depth" in df.columns
+    assert pareto_front(df)["size"].max() <= 200
+
+
+def test_rerun_continues_to_the_total(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(SPACE, OBJ, n_trials=5, storage=url, study_name="s", seed=1)
+    study = run_search(SPACE, OBJ, n_trials=9, storage=url, study_name="s", seed=2)
+    assert [t.number for t in study.get_trials()] == list(range(9))
+    assert all(t.state.name == "COMPLETE" for t in study.get_trials())
+    again = run_search(SPACE, OBJ, n_trials=9, storage=url, study_name="s", seed=3)
+    assert len(again.get_trials()) == 9
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_every_sampler_runs_and_never_reevaluates(sampler):
+    space = cell_space(n_edges=3, ops=("a", "b", "c"))  # 27 archs: repeats are certain
+    calls: list[str] = []
+
+    def f1(a):
+        calls.append(a.key)
+        return float(sum(e["op"] == "a" for e in a["edges"]))
+
+    def f2(a):
+        return float(sum(e["op"] == "c" for e in a["edges"]))
+
+    opts = {"n_startup": 5, "batch_size": 3, "population": 12, "generations": 3} if sampler == "predictor" else None
+    if sampler == "gp":
+        opts = {"n_startup_trials": 4}
+    n = 40 if sampler != "gp" else 6
+    study = run_search(space, {"a": ("max", f1), "c": ("min", f2)}, n_trials=n, storage=mem(), study_name=sampler,
+                       sampler=sampler, seed=0, sampler_options=opts)
+    trials = study.get_trials()
+    assert len(trials) == n and all(t.state.name == "COMPLETE" for t in trials)
+    assert len(calls) == len(set(calls))  # each arch evaluated once
+    keys = [t.user_attrs["arch"] for t in trials]
+    assert len(set(keys)) == len(calls)
+    first = {}
+    for t in trials:
+        k = t.user_attrs["arch"]
+        if k in first:
+            assert t.user_attrs["reused_from"] == first[k].number
+            assert t.values == first[k].values
+        else:
+            first[k] = t
+
+
+def test_same_seed_same_search():
+    runs = [
+        [t.user_attrs["arch"] for t in run_search(SPACE, OBJ, n_trials=15, storage=mem(), study_name="x", seed=7).get_trials()]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+def test_three_objectives_and_maximize():
+    study = run_search(SPACE, {"error": ("min", error), "size": ("min", width), "depth": ("max", lambda a: float(a["n_layer"]))},
+                       n_trials=20, storage=mem(), study_name="x", seed=0, sampler="nsga3")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE", "MAXIMIZE"]
+    assert len(study.get_trials()) == 20
+
+
+def test_predictor_sampler_beats_random_on_a_front():
+    space = cell_space(n_edges=6, ops=("a", "b", "c", "d"))  # 4096 archs
+    w = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0}
+
+    def acc(a):
+        return float(sum(w[e["op"]] * (i + 1) for i, e in enumerate(a["edges"])))
+
+    def cost(a):
+        return float(sum(w[e["op"]] ** 1.5 for e in a["edges"]))
+
+    def hv_of(sampler, seed):
+        s = run_search(space, {"acc": ("max", acc), "cost": ("min", cost)}, n_trials=60, storage=mem(),
+                       study_name="b", sampler=sampler, seed=seed,
+                       sampler_options={"n_startup": 15, "batch_size": 5, "population": 32, "generations": 6}
+                       if sampler == "predictor" else None)
+        Y = np.array([[-t.values[0], t.values[1]] for t in s.get_trials()])
+        from archlab.search.pareto import hypervolume_of
+
+        return hypervolume_of(Y, np.array([1.0, 30.0]))
+
+    pred = np.median([hv_of("predictor", s) for s in range(2)])
+    rand = np.median([hv_of("random", s) for s in range(2)])
+    assert pred > rand
+
+
+# bad input ------------------------------------------------------------------------------
+def test_bad_inputs_have_clear_errors(tmp_path):
+    with pytest.raises(SearchError, match="unknown sampler 'cmaes'; allowed: nsga2"):
+        run_search(SPACE, OBJ, n_trials=1, storage=mem(), sampler="cmaes")
+    with pytest.raises(SearchError, match="unknown built-in 'flops'"):
+        run_search(SPACE, {"e": ("min", "flops")}, n_trials=1, storage=mem())
+    with pytest.raises(SearchError, match="direction 'down'"):
+        run_search(SPACE, {"e": ("down", error)}, n_trials=1, storage=mem())
+    with pytest.raises(SearchError, match="constraint on unknown metric 'latency'"):
+        run_search(SPACE, OBJ, n_trials=1, storage=mem(), constraints={"latency": 3})
+    with pytest.raises(StorageError, match="cannot open storage postgresql"):
+        run_search(SPACE, OBJ, n_trials=1, storage="postgresql+psycopg2://u:secret@127.0.0.1:1/db", study_name="x")
+    with pytest.raises(SearchError, match="needs an experiment"):
+        run_search(SPACE, {"e": ("min", "inherited")}, n_trials=1, storage=mem())
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(SPACE, OBJ, n_trials=2, storage=url, study_name="s")
+    with pytest.raises(SearchError, match=r"was created for space 'mlp'.*not for this space 'cell'"):
+        run_search(cell_space(), OBJ, n_trials=2, storage=url, study_name="s")
+    with pytest.raises(SearchError, match="has objectives"):
+        run_search(SPACE, {"error": ("min", error), "other": ("min", width)}, n_trials=2, storage=url, study_name="s")
+
+
+def test_parse_duration():
+    assert parse_duration("8h") == 8 * 3600
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("45") == 45
+    with pytest.raises(SearchError, match="duration like 8h"):
+        parse_duration("soon")
+
+
+# command line ---------------------------------------------------------------------------
+def _experiment(tmp_path, search: dict[str, object]) -> str:
+    path = tmp_path / "exp.py"
+    path.write_text(textwrap.dedent(f"""
+        from types import SimpleNamespace
+        from archlab.spaces.library import mlp_space
+
+        def width(a):
+            return float(sum(layer["width"] for layer in a["layers"]))
+
+        search = {search!r}
+        search["objectives"] = {{"size": ("min", width), "depth": ("max", lambda a: float(a["n_layer"]))}}
+        exp = SimpleNamespace(name="cli", space=mlp_space(n_layer=(1, 2), width=(16, 32)),
+                              search=search, run_dir={str(tmp_path / 'runs' / 'cli')!r})
+    """))
+    return str(path)
+
+
+def test_cli_search_runs_and_continues(tmp_path, run_cli):
+    exp = _experiment(tmp_path, {"sampler": "random", "seed": 0})
+    code, out, err = run_cli("search", exp, "--trials", "4")
+    assert code == 0, err
+    assert "4 complete trials" in out
+    code, out, err = run_cli("search", exp, "--trials", "6")
+    assert code == 0 and "6 complete trials" in out
+    db = tmp_path / "runs" / "cli" / "study.db"
+    info = load_trials(f"sqlite:///{db}", "cli").attrs["archlab"]
+    assert info["experiment"] == "cli" and info["experiment_file"].endswith("exp.py")
+
+
+@pytest.mark.parametrize(
+    ("search", "args", "message"),
+    [
+        ({"trails": 3}, [], "unknown key 'trails'"),
+        ({}, ["--sampler", "bogus"], "unknown sampler 'bogus'"),
+        ({"constraints": {"nope": 1}}, ["--trials", "1"], "constraint on unknown metric 'nope'"),
+        ({}, ["--trials", "1", "--storage", "postgresql+psycopg2://x@127.0.0.1:1/db"], "cannot open storage"),
+        ({}, ["--timeout", "soon"], "duration like"),
+    ],
+)
+def test_cli_bad_input_exits_2(tmp_path, run_cli, search, args, message):
+    code, _, err = run_cli("search", _experiment(tmp_path, search), *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_export_bad_trial(tmp_path, run_cli):
+    exp = _experiment(tmp_path, {"sampler": "random", "seed": 0})
+    assert run_cli("search", exp, "--trials", "2")[0] == 0
+    db = str(tmp_path / "runs" / "cli" / "study.db")
+    code, _, err = run_cli("export", db, "cli", "7", str(tmp_path / "out"))
+    assert code == 2 and "has no trial 7" in err
+    code, _, err = run_cli("export", db, "nope", "0", str(tmp_path / "out"))
+    assert code == 2 and "no study named 'nope'" in err
+    assert json.loads(load_trials(db, "cli")["arch"].iloc[0])
