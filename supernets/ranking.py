@@ -1,0 +1,395 @@
+"""Ranking consistency: does a supernet rank architectures the way training them alone does?
+
+For ``K`` architectures (seeded sample, the largest and smallest included) each one is trained
+from scratch as a standalone model: a freshly initialised, seeded entangled supernet's
+``extract(arch)``, trained for ``steps`` with the optimizer settings of the run's
+``TrainConfig`` (same batches per step as supernet training). Each standalone result is cached
+as one JSON file per architecture (``rank/standalone/<digest>.json``, atomic), so a killed
+run resumes where it stopped. Every supernet (one per sharing mode: ``entangled``,
+``mos-layer``, ``mos-neuron``, ...) then scores the same architectures with inherited weights,
+and ``rank_correlations`` compares the two: Kendall tau-b, Spearman, top-k overlap and the
+mean absolute gap. ``write_report`` writes ``rank/report.json`` and a plotly HTML scatter.
+
+A supernet for a sharing mode that is not given already trained is trained here with the run's
+``TrainConfig`` (``supernet_steps`` steps, the same for every mode) under
+``rank/supernets/<mode>/`` (resumable like any training run); ``train_missing=False`` makes that
+a clear error instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from archlab.spaces import Arch, SearchSpace
+from archlab.spaces.errors import ArchlabError
+from archlab.spaces.io import atomic_write_json, atomic_write_text, progress
+from torch import nn
+
+REPORT_NAME = "report.json"
+PLOT_NAME = "report.html"
+STANDALONE_DIR = "standalone"
+SUPERNETS_DIR = "supernets"
+# TrainConfig fields that make a standalone result (a cached one is reused only if they match)
+STANDALONE_FIELDS = ("batch_size", "lr", "weight_decay", "optimizer", "momentum", "warmup_steps", "schedule",
+                     "min_lr_ratio", "grad_clip", "seed", "amp")
+
+
+class RankError(ArchlabError):
+    """Bad ranking input (too few architectures, unknown sharing mode, untrained supernet)."""
+
+
+# architectures ---------------------------------------------------------------------
+def sample_archs(space: SearchSpace, k: int, seed: int = 0, max_tries: int = 10_000) -> list[Arch]:
+    """``k`` distinct architectures: the largest, the smallest, then seeded samples."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 3:
+        raise RankError(f"archs: {k!r}; allowed: an integer >= 3 (a rank correlation needs at least 3 points)")
+    out: dict[str, Arch] = {}
+    for a in (space.largest(), space.smallest()):
+        out.setdefault(a.key, a)
+    rng = np.random.default_rng(int(seed))
+    tries = 0
+    while len(out) < k:
+        a = space.sample(rng)
+        out.setdefault(a.key, a)
+        tries += 1
+        if tries > max_tries:
+            raise RankError(f"archs: could not draw {k} distinct architectures from {space.name!r} "
+                            f"(found {len(out)}); ask for fewer")
+    return list(out.values())
+
+
+# statistics ------------------------------------------------------------------------
+def rank_correlations(standalone: Sequence[float], inherited: Sequence[float], direction: str = "min",
+                      top_k: int | None = None) -> dict[str, float]:
+    """Agreement of two scorings of the same architectures (same order).
+
+    ``kendall_tau`` (tau-b, ties handled) and ``spearman`` (scipy.stats); ``top_k_overlap``:
+    the fraction of the ``top_k`` best by standalone metric that are also among the ``top_k``
+    best by inherited metric (best = lowest for ``direction="min"``); ``mean_abs_gap``: mean
+    of |inherited - standalone| in the metric's units. Correlations are NaN when one side is
+    constant.
+    """
+    from scipy import stats
+
+    s = np.asarray(standalone, dtype=np.float64)
+    h = np.asarray(inherited, dtype=np.float64)
+    if s.shape != h.shape or s.ndim != 1 or len(s) < 2:
+        raise RankError(f"need two equally long lists of >= 2 metrics, got {s.shape} and {h.shape}")
+    if direction not in ("min", "max"):
+        raise RankError(f"direction: {direction!r}; allowed: min, max")
+    k = default_top_k(len(s)) if top_k is None else int(top_k)
+    if not 1 <= k <= len(s):
+        raise RankError(f"top_k: {top_k!r}; allowed: 1..{len(s)}")
+    sign = 1.0 if direction == "min" else -1.0
+    best_s = set(np.argsort(sign * s, kind="stable")[:k].tolist())
+    best_h = set(np.argsort(sign * h, kind="stable")[:k].tolist())
+    with np.errstate(all="ignore"):
+        tau = stats.kendalltau(s, h, variant="b").statistic
+        rho = stats.spearmanr(s, h).statistic
+    return {
+        "kendall_tau": float(tau),
+        "spearman": float(rho),
+        "top_k_overlap": len(best_s & best_h) / k,
+        "mean_abs_gap": float(np.mean(np.abs(h - s))),
+        "top_k": k,
+    }
+
+
+def default_top_k(n: int) -> int:
+    """A quarter of the architectures, at least 1."""
+    return max(1, n // 4)
+
+
+# standalone training -------------------------------------------------------------------
+def standalone_settings(cfg: Any, steps: int, eval_batches: int | None) -> dict[str, Any]:
+    """What a cached standalone result depends on (besides the architecture)."""
+    d = cfg.to_dict()
+    return {"steps": int(steps), "eval_batches": eval_batches, **{k: d[k] for k in STANDALONE_FIELDS}}
+
+
+def train_standalone(model: nn.Module, task: Any, cfg: Any, steps: int, eval_batches: int | None = None) -> dict[str, float]:
+    """Train ``model`` (an ordinary module) alone on ``task`` for ``steps`` with the optimizer,
+    schedule, clipping and batches of ``cfg`` (a ``TrainConfig``); returns ``task.evaluate``
+    on the validation split (``eval_batches`` batches; None: all) plus ``train_loss`` (mean of
+    the last 10 steps) and ``seconds``."""
+    from .optim import clip_gradients, make_optimizer, make_scheduler
+    from .tasks_base import input_adapter
+    from .training import resolve_device, step_seed
+
+    cfg = cfg.replace(steps=int(steps))
+    device = resolve_device(cfg.device)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    adapt = input_adapter(model)
+    use_amp = device.type == "cuda" and (cfg.amp is None or cfg.amp)
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    torch.manual_seed(step_seed(cfg.seed, 0, 0, 3))
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    model.train()
+    for step in range(cfg.steps):
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, 0))
+        x, y = task.batch("train", cfg.batch_size, g)
+        x, y = x.to(device), y.to(device)
+        if adapt is not None:
+            x = adapt(x)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=amp_dtype) if use_amp else _null():
+            loss = task.loss(model(x), y)
+        if not torch.isfinite(loss):
+            raise ArchlabError(f"standalone training diverged at step {step + 1} (loss {float(loss)}); lower TrainConfig.lr")
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        clip_gradients(model.parameters(), cfg.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+    metrics = dict(task.evaluate(model, "val", max_batches=eval_batches))
+    metrics["train_loss"] = float(np.mean(losses[-10:]))
+    metrics["seconds"] = time.perf_counter() - t0
+    return metrics
+
+
+def _null() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def standalone_results(
+    archs: Sequence[Arch],
+    build_fresh: Callable[[], nn.Module],
+    task: Any,
+    cfg: Any,
+    steps: int,
+    cache_dir: str | os.PathLike[str],
+    eval_batches: int | None = None,
+    init_seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Standalone metrics per arch key, from the cache where present, else trained now.
+
+    The standalone model of an arch is ``build_fresh().extract(arch)`` built right after
+    ``torch.manual_seed(init_seed)`` (so every arch starts from slices of the same fresh
+    weights). Each result is written to ``cache_dir/<digest>.json`` as soon as it is done; a
+    cached file is reused only when its settings match.
+    """
+    cache = Path(cache_dir)
+    settings = {**standalone_settings(cfg, steps, eval_batches), "init_seed": int(init_seed)}
+    out: dict[str, dict[str, Any]] = {}
+    todo: list[Arch] = []
+    for a in archs:
+        hit = _read_cached(cache / f"{a.digest}.json", a, settings)
+        if hit is not None:
+            out[a.key] = hit
+        else:
+            todo.append(a)
+    bar = progress(total=len(archs), initial=len(archs) - len(todo), desc="standalone", unit="arch")
+    with bar:
+        for a in todo:
+            torch.manual_seed(int(init_seed))
+            fresh = build_fresh()
+            model = fresh.extract(a)  # type: ignore[operator]
+            del fresh
+            metrics = train_standalone(model, task, cfg, steps, eval_batches)
+            atomic_write_json(cache / f"{a.digest}.json", {"arch": a.key, "settings": settings, "metrics": metrics})
+            out[a.key] = metrics
+            bar.update(1)
+    return {a.key: out[a.key] for a in archs}
+
+
+def _read_cached(path: Path, arch: Arch, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return None  # unreadable: train again (writes are atomic, so this is someone else's file)
+    if not isinstance(body, dict) or body.get("arch") != arch.key or body.get("settings") != json.loads(
+        json.dumps(dict(settings))
+    ):
+        return None
+    metrics = body.get("metrics")
+    return metrics if isinstance(metrics, dict) else None
+
+
+# supernets ---------------------------------------------------------------------------
+def trained_supernet(
+    sharing: str,
+    build: Callable[[str], nn.Module],
+    task: Any,
+    cfg: Any,
+    out_dir: str | os.PathLike[str],
+    steps: int | None = None,
+) -> nn.Module:
+    """The supernet of ``sharing`` trained with ``cfg`` (``steps`` overrides ``cfg.steps``) in
+    ``out_dir`` (resumes a killed run; an already finished one is loaded, not retrained)."""
+    from .training import train
+
+    net = build(sharing)
+    if getattr(net, "sharing", sharing) != sharing:
+        raise RankError(f"building a {sharing!r} supernet gave one with sharing={net.sharing!r}")
+    train(net, task, cfg.replace(steps=int(steps or cfg.steps)), out_dir)
+    return net
+
+
+def check_sharing(modes: Iterable[str]) -> list[str]:
+    """The sharing modes, validated against the registered weight banks (order kept, no repeats)."""
+    from .banks import BANKS, _load_builtin_banks
+
+    _load_builtin_banks()
+    out: list[str] = []
+    for m in modes:
+        m = str(m).strip()
+        if m not in BANKS:
+            raise RankError(f"sharing: unknown mode {m!r}; allowed: {', '.join(sorted(BANKS))}")
+        if m not in out:
+            out.append(m)
+    if not out:
+        raise RankError(f"sharing: give at least one mode; allowed: {', '.join(sorted(BANKS))}")
+    return out
+
+
+# the whole comparison ---------------------------------------------------------------------
+def run_ranking(
+    out_dir: str | os.PathLike[str],
+    space: SearchSpace,
+    task: Any,
+    cfg: Any,
+    build: Callable[[str], nn.Module],
+    sharing: Sequence[str] = ("entangled",),
+    n_archs: int = 10,
+    steps: int | None = None,
+    supernet_steps: int | None = None,
+    seed: int = 0,
+    eval_batches: int | None = None,
+    top_k: int | None = None,
+    supernets: Mapping[str, nn.Module] | None = None,
+    train_missing: bool = True,
+) -> dict[str, Any]:
+    """Rank ``n_archs`` architectures of ``space`` standalone and with every supernet; write
+    ``out_dir/report.json`` and ``out_dir/report.html``; return the report.
+
+    ``build(sharing)`` makes a fresh supernet; ``cfg`` is the ``TrainConfig`` of the run;
+    ``steps`` the standalone budget (default ``cfg.steps``); ``supernet_steps`` the budget of
+    supernets trained here (default ``cfg.steps``); ``supernets`` already trained ones by mode
+    (used as given). ``seed`` picks the architectures and the standalone init.
+    """
+    from .evaluation import evaluate_many
+
+    modes = check_sharing(sharing)
+    out = Path(out_dir)
+    archs = sample_archs(space, n_archs, seed)
+    steps = int(steps or cfg.steps)
+    if steps < 1:
+        raise RankError(f"steps: {steps}; allowed: an integer >= 1")
+    given = dict(supernets or {})
+    missing = [m for m in modes if m not in given]
+    if missing and not train_missing:
+        raise RankError(f"no trained {missing[0]!r} supernet; train one first or allow training here")
+    standalone = standalone_results(archs, lambda: build("entangled"), task, cfg, steps, out / STANDALONE_DIR,
+                                    eval_batches, init_seed=seed)
+    metric, direction = task.metric, task.metric_direction
+    s_values = [task.metric_value(standalone[a.key]) for a in archs]
+    report: dict[str, Any] = {
+        "archs": [a.key for a in archs],
+        "standalone": {a.key: v for a, v in zip(archs, s_values)},
+        "supernets": {},
+        "metric": metric,
+        "direction": direction,
+        "settings": {"n_archs": len(archs), "seed": int(seed), "standalone_steps": steps,
+                     "eval_batches": eval_batches, "train": cfg.to_dict()},
+    }
+    for mode in modes:
+        if mode in given:
+            net, source, budget = given[mode], "given", None
+        else:
+            budget = int(supernet_steps or cfg.steps)
+            net = trained_supernet(mode, build, task, cfg, out / SUPERNETS_DIR / mode, budget)
+            source = f"trained here ({SUPERNETS_DIR}/{mode})"
+        results = evaluate_many(net, task, archs, max_batches=eval_batches)
+        h_values = [task.metric_value(r) for r in results]
+        stats = rank_correlations(s_values, h_values, direction, top_k)
+        report["supernets"][mode] = {
+            "inherited": {a.key: v for a, v in zip(archs, h_values)},
+            **stats,
+            "source": source,
+            "supernet_steps": budget,
+        }
+    write_report(report, out, space)
+    return report
+
+
+def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike[str], space: SearchSpace | None = None) -> None:
+    """``report.json`` and ``report.html`` (standalone vs inherited scatter, one trace per
+    supernet, the y = x line) under ``out_dir``, atomically."""
+    out = Path(out_dir)
+    atomic_write_json(out / REPORT_NAME, _json_safe(report))
+    atomic_write_text(out / PLOT_NAME, scatter_html(report, space))
+
+
+def scatter_html(report: Mapping[str, Any], space: SearchSpace | None = None) -> str:
+    """Self-contained plotly HTML: standalone metric (x) vs inherited metric (y) per supernet."""
+    import plotly.graph_objects as go
+
+    keys = list(report["archs"])
+    labels = [space.summary(Arch.from_json(k)) if space is not None else k for k in keys]
+    xs = [report["standalone"][k] for k in keys]
+    fig = go.Figure()
+    finite = [v for v in xs if math.isfinite(v)]
+    for mode, entry in report["supernets"].items():
+        ys = [entry["inherited"][k] for k in keys]
+        finite += [v for v in ys if math.isfinite(v)]
+        name = f"{mode} (tau {entry['kendall_tau']:.2f}, gap {entry['mean_abs_gap']:.3f})"
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=name, text=labels,
+                                 hovertemplate="%{text}<br>standalone %{x:.4f}<br>inherited %{y:.4f}"))
+    if finite:
+        lo, hi = min(finite), max(finite)
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                                 line={"dash": "dash", "color": "gray"}))
+    metric = report.get("metric", "metric")
+    fig.update_layout(title=f"Ranking consistency: {metric}, {len(keys)} architectures",
+                      xaxis_title=f"standalone {metric}", yaxis_title=f"inherited {metric}",
+                      template="plotly_white")
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf -> None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+__all__ = [
+    "RankError",
+    "check_sharing",
+    "default_top_k",
+    "rank_correlations",
+    "run_ranking",
+    "sample_archs",
+    "scatter_html",
+    "standalone_results",
+    "train_standalone",
+    "trained_supernet",
+    "write_report",
+]
