@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,8 @@ def rank_correlations(standalone: Sequence[float], inherited: Sequence[float], d
     sign = 1.0 if direction == "min" else -1.0
     best_s = set(np.argsort(sign * s, kind="stable")[:k].tolist())
     best_h = set(np.argsort(sign * h, kind="stable")[:k].tolist())
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant input: NaN, documented above
         tau = stats.kendalltau(s, h, variant="b").statistic
         rho = stats.spearmanr(s, h).statistic
     return {
