@@ -310,6 +310,17 @@ class _Run:
                     return original(study_id, template_trial)
 
                 study._storage.create_new_trial = guarded
+            if isinstance(self.url, str) and self.url.startswith("sqlite"):
+                # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
+                # trial, so popping is serialised with the study's file lock.
+                pop = study._pop_waiting_trial_id
+                lock = study_lock(self.url, self.study_name)
+
+                def locked_pop() -> int | None:
+                    with lock:
+                        return pop()
+
+                study._pop_waiting_trial_id = locked_pop
             runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
             bar = SearchProgress(study, self.n_trials, enabled=self.show_progress if index == 0 else False)
             deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
@@ -371,7 +382,10 @@ def _fork_workers(run: _Run, workers: int) -> None:
         raise
     errors = []
     for i, (p, conn) in enumerate(procs):
-        msg = conn.recv() if conn.poll() else None
+        try:
+            msg = conn.recv() if conn.poll() else None
+        except (EOFError, OSError):
+            msg = None
         if p.exitcode == 130:
             raise KeyboardInterrupt
         if p.exitcode != 0:
