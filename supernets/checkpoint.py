@@ -1,0 +1,118 @@
+"""Training checkpoints: one ``ckpt.pt`` written atomically, read with ``weights_only=True``.
+
+A checkpoint holds the model, optimizer, scheduler and AMP-scaler states, the number of
+completed steps, the RNG states and ``net.config()`` (family, space, dims, sharing), so a
+checkpoint of another space or sharing mode is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from archlab.spaces.errors import ArchlabError
+from archlab.spaces.io import atomic_write_bytes
+
+FORMAT = "archlab-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ArchlabError):
+    """A checkpoint is unreadable, truncated, or belongs to another model."""
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states: torch CPU (and CUDA), numpy's legacy global and Python's."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "python": json.dumps(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` returned."""
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    py = json.loads(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` (model/optimizer/... states, ``net_config``, ``step``) atomically."""
+    body = dict(payload)
+    body["format"], body["version"] = FORMAT, VERSION
+    body["net_config"] = json.dumps(body["net_config"], sort_keys=True)
+    buf = io.BytesIO()
+    torch.save(body, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); ``CheckpointError`` if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        body = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt file): {reason}") from None
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an archlab checkpoint")
+    if body.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {body.get('version')!r}, this archlab reads {VERSION}")
+    body["net_config"] = json.loads(body["net_config"])
+    return body
+
+
+def _space_label(cfg: dict[str, Any]) -> str:
+    space = cfg.get("space")
+    try:
+        from archlab.spaces import SearchSpace
+
+        s = SearchSpace.from_json(space)
+        return f"{s.name!r} (fingerprint {s.fingerprint})"
+    except Exception:
+        return repr(space)[:80]
+
+
+def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str) -> None:
+    """Raise ``CheckpointError`` naming the first difference between two ``net.config()``s."""
+    if saved == current:
+        return
+    if saved.get("family") != current.get("family"):
+        raise CheckpointError(f"{where}: checkpoint is for model family {saved.get('family')!r}, "
+                              f"the model is {current.get('family')!r}")
+    if _space_label(saved) != _space_label(current) or saved.get("space") != current.get("space"):
+        raise CheckpointError(f"{where}: checkpoint is for another search space: {_space_label(saved)}, "
+                              f"the model's is {_space_label(current)}")
+    for key in ("sharing", "sharing_options", "roles"):
+        if saved.get(key) != current.get(key):
+            raise CheckpointError(f"{where}: checkpoint has {key}={saved.get(key)!r}, "
+                                  f"the model has {key}={current.get(key)!r}")
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    k = diff[0]
+    raise CheckpointError(f"{where}: checkpoint has {k}={saved.get(k)!r}, the model has {k}={current.get(k)!r}")
+
+
+def load_model_state(net: torch.nn.Module, body: dict[str, Any], where: str) -> None:
+    """Check ``body['net_config']`` against ``net.config()`` and load the weights."""
+    check_compatible(body["net_config"], net.config(), where)
+    try:
+        net.load_state_dict(body["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{where}: weights do not fit the model: {' '.join(str(exc).split())[:200]}") from None

@@ -1,0 +1,80 @@
+"""The strategy interface and its registry."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from archlab.spaces import Arch, SearchSpace
+from archlab.spaces.errors import ArchlabError
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+class StepContext(Protocol):
+    """What the trainer hands a strategy for one step (one batch ``x``, ``y``).
+
+    ``forward(arch)`` runs the subnet ``arch`` on the batch and returns its logits;
+    ``loss(logits)`` the task loss on the batch's labels; ``distill_loss(student, teacher)``
+    the soft-label loss; ``backward(loss)`` back-propagates (AMP scaling and DDP handled).
+    """
+
+    def forward(self, arch: Arch) -> torch.Tensor: ...
+    def loss(self, logits: torch.Tensor) -> torch.Tensor: ...
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor: ...
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+
+def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Class decorator: make a strategy available as ``TrainConfig(strategy=name)``."""
+
+    def deco(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        STRATEGIES[name] = cls
+        return cls
+
+    return deco
+
+
+class Strategy:
+    """Base class. ``__init__`` takes the space and the strategy's keyword options;
+    ``archs(rng)`` picks the step's architectures from the step's seeded ``rng`` (the same on
+    every DDP rank); ``step(ctx, archs)`` runs forward/backward for them and returns the
+    step's logged numbers (``loss`` at least). Gradients accumulate over the archs.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def archs(self, rng: np.random.Generator) -> list[Arch]:
+        raise NotImplementedError
+
+    def step(self, ctx: StepContext, archs: list[Arch]) -> dict[str, float]:
+        """Default: sum of the task losses of every arch (each back-propagated at once)."""
+        losses = []
+        for arch in archs:
+            loss = ctx.loss(ctx.forward(arch))
+            ctx.backward(loss)
+            losses.append(float(loss.detach()))
+        return {"loss": float(np.mean(losses))}
+
+
+def make_strategy(name: str, space: SearchSpace, options: dict[str, Any] | None = None) -> Strategy:
+    """The strategy ``name`` for ``space``; unknown names or options are an ``ArchlabError``."""
+    if name not in STRATEGIES:
+        raise ArchlabError(f"strategy: unknown strategy {name!r}; allowed: {', '.join(sorted(STRATEGIES))}")
+    cls = STRATEGIES[name]
+    options = dict(options or {})
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "space")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ArchlabError(
+            f"strategy_options.{unknown[0]}: unknown option of strategy {name!r}; allowed: {', '.join(allowed) or 'none'}"
+        )
+    return cls(space, **options)

@@ -1,0 +1,376 @@
+"""Supernet training: ``train(net, task, TrainConfig(...), out_dir)``, resumable.
+
+Each step draws the step's architectures with the strategy (from an RNG seeded by
+``(seed, step)``, identical on every DDP rank), one batch per rank (RNG seeded by
+``(seed, step, rank)``), accumulates the gradients of every subnet, clips and steps. A
+checkpoint (``out_dir/ckpt.pt``, atomic) is written every ``checkpoint_every`` steps; started
+again with the same arguments, ``train`` continues from it and on CPU ends with the same
+weights as an uninterrupted run. At the end ``model.safetensors`` and ``config.json`` hold
+the final weights. Metrics are appended to ``out_dir/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from archlab.spaces import Arch
+from archlab.spaces.errors import ArchlabError
+from archlab.spaces.io import atomic_write_bytes, atomic_write_json, atomic_write_text, progress
+from torch import nn
+
+from . import checkpoint as ckpt
+from . import distributed as dist_util
+from .evaluation import evaluate, evaluate_many
+from .optim import clip_gradients, make_optimizer, make_scheduler
+from .strategies import make_strategy
+from .tasks_base import Task, input_adapter
+from .train_config import ConfigError, TrainConfig
+
+CKPT_NAME = "ckpt.pt"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+
+StepCallback = Callable[[int, list[Arch], dict[str, float]], None]
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: ``cuda`` (this process's local GPU) when available, else ``cpu``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"TrainConfig.device: {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from ``parts`` (numpy SeedSequence), e.g. ``(seed, step, rank)``."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: ``steps`` completed in all, ``resumed_from`` (0: fresh), the last
+    logged ``loss``, the final evaluation ``metrics`` ({"largest": .., "smallest": ..}),
+    wall time ``seconds`` of this call, and ``out_dir``."""
+
+    steps: int
+    resumed_from: int
+    loss: float | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    out_dir: Path | None = None
+
+
+class _Step:
+    """The ``StepContext`` strategies see for one batch."""
+
+    def __init__(self, net: Any, model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor,
+                 autocast: Callable[[], Any], scaler: Any) -> None:
+        self.net, self.model, self.task, self.x, self.y = net, model, task, x, y
+        self.autocast, self.scaler = autocast, scaler
+
+    def forward(self, arch: Arch) -> torch.Tensor:
+        self.net.set_arch(arch)
+        with self.autocast():
+            return self.model(self.x)
+
+    def loss(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.task.loss(logits, self.y)
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return self.task.distill_loss(student, teacher, temperature)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise ArchlabError(f"training diverged: loss is {float(loss)} at arch {self.net.arch.key}; lower TrainConfig.lr")
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+
+def _amp(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], Any], Any]:
+    use = device.type == "cuda" and (cfg.amp is None or cfg.amp)
+    if not use:
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def _log(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Keep only records up to ``step`` (a resumed run re-logs what came after)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if int(rec.get("step", 0)) <= step:
+            keep.append(line)
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
+
+
+def save_weights(net: nn.Module, out_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
+    """Write ``model.safetensors`` (the state dict; tied tensors stored once each) and
+    ``config.json`` (``net.config()`` under ``"net"``, plus ``meta``), atomically."""
+    from safetensors.torch import save
+
+    out = Path(out_dir)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    atomic_write_bytes(out / WEIGHTS_NAME, save(tensors))
+    atomic_write_json(out / CONFIG_NAME, {"net": net.config(), **dict(meta or {})})
+
+
+def load_weights(out_dir: str | os.PathLike[str], net: nn.Module | None = None) -> nn.Module:
+    """The trained supernet in ``out_dir``: final weights if present, else the checkpoint.
+    With ``net`` given, load into it (its config must match); otherwise rebuild from config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .base import Supernet
+
+    out = Path(out_dir)
+    cfg_path, w_path, c_path = out / CONFIG_NAME, out / WEIGHTS_NAME, out / CKPT_NAME
+    if cfg_path.is_file() and w_path.is_file():
+        saved = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict) or "net" not in saved:
+            raise ckpt.CheckpointError(f"{cfg_path}: not an archlab supernet config")
+        if net is None:
+            net = Supernet.from_config(saved["net"])
+        ckpt.check_compatible(saved["net"], net.config(), str(w_path))
+        try:
+            state = load_file(str(w_path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"{w_path}: unreadable weights (truncated or corrupt file): {exc}") from None
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ckpt.CheckpointError(f"{w_path}: weights do not fit the model: {' '.join(str(exc).split())[:200]}") from None
+        return net
+    if c_path.is_file():
+        body = ckpt.read_checkpoint(c_path)
+        if net is None:
+            net = Supernet.from_config(body["net_config"])
+        ckpt.load_model_state(net, body, str(c_path))
+        return net
+    raise ArchlabError(f"{out}: no trained supernet here ({WEIGHTS_NAME} or {CKPT_NAME}); train it first")
+
+
+def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
+          out_dir: str | os.PathLike[str] | None = None, *, resume: bool = True,
+          on_step: StepCallback | None = None) -> TrainResult:
+    """Train supernet ``net`` on ``task``; see the module docstring.
+
+    ``out_dir`` (None: no files) receives ``ckpt.pt``, ``metrics.jsonl``,
+    ``model.safetensors`` and ``config.json``. With ``resume`` an existing checkpoint there
+    is continued (its model must have the same config: family, space, sharing). Under
+    ``torchrun`` training is data-parallel (DDP); only rank 0 writes. ``on_step(step, archs,
+    logged)`` is called after every step on every rank. ``net`` ends on the chosen device with
+    the trained weights.
+    """
+    cfg = config or TrainConfig()
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"config: expected a TrainConfig, got {type(cfg).__name__}")
+    if not isinstance(task, Task):
+        raise ArchlabError(f"task: expected a Task, got {type(task).__name__}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    info = dist_util.setup(device.type)
+    try:
+        return _Trainer(net, task, cfg, out_dir, device, info, on_step).run(resume)
+    finally:
+        dist_util.teardown(info)
+        torch.set_num_threads(threads)
+
+
+class _Trainer:
+    def __init__(self, net: nn.Module, task: Task, cfg: TrainConfig, out_dir: Any, device: torch.device,
+                 info: dist_util.DistInfo, on_step: StepCallback | None) -> None:
+        self.net, self.task, self.cfg, self.device, self.info, self.on_step = net, task, cfg, device, info, on_step
+        self.out = Path(out_dir) if out_dir is not None else None
+        self.writes = self.out is not None and info.is_main
+        net.to(device)
+        self.strategy = make_strategy(cfg.strategy, net.space, cfg.strategy_options)
+        self.optimizer = make_optimizer(net, cfg)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.autocast, self.scaler = _amp(cfg, device)
+        self.adapt = input_adapter(net)
+        self.model: nn.Module = net
+        if info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # subnets leave parameters unused (deeper layers, other experts): let DDP find them
+            self.model = DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            )
+
+    # checkpoints -------------------------------------------------------------------
+    def _resume(self) -> int:
+        assert self.out is not None
+        path = self.out / CKPT_NAME
+        if not path.exists():
+            return 0
+        body = ckpt.read_checkpoint(path)
+        ckpt.load_model_state(self.net, body, str(path))
+        self.optimizer.load_state_dict(body["optimizer"])
+        self.scheduler.load_state_dict(body["scheduler"])
+        if self.scaler is not None and body.get("scaler"):
+            self.scaler.load_state_dict(body["scaler"])
+        step = int(body["step"])
+        if self.info.is_main:
+            ckpt.set_rng_state(body["rng"])
+        else:
+            torch.manual_seed(step_seed(self.cfg.seed, step, self.info.rank, 3))
+        return step
+
+    def _save(self, step: int) -> None:
+        if not self.writes:
+            return
+        assert self.out is not None
+        ckpt.save_checkpoint(self.out / CKPT_NAME, {
+            "net_config": self.net.config(),
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "step": step,
+            "rng": ckpt.rng_state(),
+            "train_config": json.dumps(self.cfg.to_dict()),
+        })
+
+    # evaluation -------------------------------------------------------------------
+    def _evaluate(self) -> dict[str, Any]:
+        space = self.net.space
+        names = ("largest", "smallest")
+        results = evaluate_many(self.net, self.task, [space.largest(), space.smallest()],
+                                max_batches=self.cfg.eval_batches)
+        return dict(zip(names, results))
+
+    # loop -------------------------------------------------------------------------
+    def run(self, resume: bool) -> TrainResult:
+        cfg, net, info = self.cfg, self.net, self.info
+        start = 0
+        if self.out is not None and resume:
+            start = self._resume()
+        if start >= cfg.steps and self._has_final():
+            saved = json.loads((self.out / CONFIG_NAME).read_text(encoding="utf-8"))  # type: ignore[operator]
+            return TrainResult(steps=start, resumed_from=start, loss=None, metrics=saved.get("metrics", {}),
+                               out_dir=self.out)
+        if start == 0:
+            torch.manual_seed(step_seed(cfg.seed, 0, info.rank, 3))
+        metrics_path = self.out / METRICS_NAME if self.out is not None else None
+        if self.writes:
+            assert self.out is not None and metrics_path is not None
+            self.out.mkdir(parents=True, exist_ok=True)
+            _trim_log(metrics_path, start)
+        t0 = time.perf_counter()
+        last_loss: float | None = None
+        window: list[float] = []
+        t_window = time.perf_counter()
+        net.train()
+        bar = progress(total=cfg.steps, initial=min(start, cfg.steps), desc=f"train {cfg.strategy}", unit="step",
+                       disable=None if info.is_main else True)
+        with bar:
+            for step in range(start, cfg.steps):
+                logged, archs = self._one_step(step)
+                done = step + 1
+                window.append(logged["loss"])
+                last_loss = logged["loss"]
+                if self.on_step is not None:
+                    self.on_step(done, archs, logged)
+                bar.update(1)
+                bar.set_postfix(loss=f"{logged['loss']:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.steps):
+                    now = time.perf_counter()
+                    record = {"step": done, "loss": float(np.mean(window)), "lr": self.scheduler.get_last_lr()[0],
+                              "steps_per_s": len(window) / max(now - t_window, 1e-9),
+                              "archs": [a.digest for a in archs],
+                              **{k: v for k, v in logged.items() if k != "loss"}}
+                    window, t_window = [], now
+                    if self.writes and metrics_path is not None:
+                        _log(metrics_path, record)
+                if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+                    self._eval_and_log(done, metrics_path)
+                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+                    self._save(done)
+        final = self._eval_and_log(max(start, cfg.steps), metrics_path)
+        if start < cfg.steps:
+            self._save(cfg.steps)
+        if self.writes and self.out is not None:
+            save_weights(net, self.out, {"steps": cfg.steps, "train": cfg.to_dict(), "task": self.task.config(),
+                                         "metrics": final})
+        dist_util.barrier(info)
+        return TrainResult(steps=max(start, cfg.steps), resumed_from=start, loss=last_loss, metrics=final,
+                           seconds=time.perf_counter() - t0, out_dir=self.out)
+
+    def _has_final(self) -> bool:
+        return self.out is not None and (self.out / WEIGHTS_NAME).is_file()
+
+    def _eval_and_log(self, step: int, metrics_path: Path | None) -> dict[str, Any]:
+        if not self.info.is_main:
+            return {}
+        result = self._evaluate()
+        self.net.train()
+        if self.writes and metrics_path is not None:
+            _log(metrics_path, {"step": step, "eval": result})
+        return result
+
+    def _one_step(self, step: int) -> tuple[dict[str, float], list[Arch]]:
+        cfg, info = self.cfg, self.info
+        archs = self.strategy.archs(np.random.default_rng(step_seed(cfg.seed, step, 1)))
+        dist_util.check_same(info, "|".join(a.key for a in archs), self.device)
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, info.rank))
+        x, y = self.task.batch("train", cfg.batch_size, g)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if self.adapt is not None:
+            x = self.adapt(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        ctx = _Step(self.net, self.model, self.task, x, y, self.autocast, self.scaler)
+        logged = self.strategy.step(ctx, archs)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        if not math.isfinite(logged["loss"]):  # pragma: no cover - caught in backward
+            raise ArchlabError(f"training diverged at step {step + 1}")
+        return logged, archs
+
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "evaluate_many",
+    "load_weights",
+    "save_weights",
+    "step_seed",
+    "train",
+]
