@@ -1,6 +1,6 @@
 """Supernet overhead: one training step through the supernet vs. the extracted module.
 
-For random architectures of ``TransformerLM`` and ``ConvNet`` (20 each; ``--quick``: 4),
+For random architectures of ``TransformerLM`` and ``ConvNet`` (20 each; ``--quick``: 5),
 times one training step (forward, loss, backward, AdamW step (``--optimizer``, default
 fused), zero_grad) on the supernet
 with that arch active and on ``net.extract(arch)``, same batch, alternating the two in one
@@ -156,9 +156,9 @@ def bench_family(name: str, net: Any, batch: tuple[torch.Tensor, torch.Tensor], 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="4 archs per family, fewer repeats (< 1 minute)")
-    ap.add_argument("--archs", type=int, default=None, help="architectures per family (default 20; quick 4)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed steps per arch and model (default 21; quick 7)")
+    ap.add_argument("--quick", action="store_true", help="5 archs per family, 9 repeats (< 1 minute)")
+    ap.add_argument("--archs", type=int, default=None, help="architectures per family (default 20; quick 5)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps per arch and model (default 21; quick 9)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--seed", type=int, default=0)
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    n_archs = args.archs or (4 if args.quick else 20)
-    repeats = args.repeats or (7 if args.quick else 21)
+    n_archs = args.archs or (5 if args.quick else 20)
+    repeats = args.repeats or (9 if args.quick else 21)
     warmup = 2 if args.quick else 5
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)

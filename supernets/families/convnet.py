@@ -35,13 +35,18 @@ def scale_channels(channels: int, width_mult: float, divisor: int = 4) -> int:
     return max(divisor, math.floor(channels * float(width_mult) / divisor + 0.5) * divisor)
 
 
+def expanded(channels: int, ratio: float) -> int:
+    """Hidden width of an inverted residual: ``round(channels * ratio)``, at least 1."""
+    return max(1, round(channels * float(ratio)))
+
+
 class ElasticInvertedResidual(nn.Module):
     """Inverted residual block with elastic in/out channels, expand ratio and kernel."""
 
-    def __init__(self, in_max: int, out_max: int, expand_max: int, kernel_max: int, stride: int,
+    def __init__(self, in_max: int, out_max: int, expand_max: float, kernel_max: int, stride: int,
                  activation: str, factory: BankFactory) -> None:
         super().__init__()
-        mid_max = in_max * expand_max
+        mid_max = expanded(in_max, expand_max)
         self.stride = stride
         self.expand = ElasticConv2d(in_max, mid_max, 1, factory=factory, role="conv_expand")
         self.bn1 = ElasticBatchNorm2d(mid_max, factory=factory)
@@ -53,8 +58,8 @@ class ElasticInvertedResidual(nn.Module):
         self.act = make_activation(activation)
         self.residual = False
 
-    def set_active(self, cin: int, cout: int, expand: int, kernel: int) -> dict[str, int]:
-        mid = cin * expand
+    def set_active(self, cin: int, cout: int, expand: float, kernel: int) -> dict[str, int]:
+        mid = expanded(cin, expand)
         self.expand.set_active(cin, mid, 1)
         self.bn1.set_active(mid)
         self.depthwise.set_active(mid, mid, kernel)
@@ -108,7 +113,7 @@ class ConvNet(Supernet):
         depth_max = max(count_values(stage_block, "blocks"))
         block = stage_block["blocks"].params
         kernel_max = int(max_value(block["kernel"], "stages[i].blocks[j].kernel"))
-        expand_max = int(max_value(block["expand"], "stages[i].blocks[j].expand"))
+        expand_max = float(max_value(block["expand"], "stages[i].blocks[j].expand"))
         self.has_width_mult = "width_mult" in p
         wm_max = float(max_value(p["width_mult"], "width_mult")) if self.has_width_mult else 1.0
         if stage_channels is None:
@@ -173,7 +178,7 @@ class ConvNet(Supernet):
             cout = scale_channels(base, wm)
             stage.set_depth(int(s_arch["depth"]))
             for j, b in enumerate(s_arch["blocks"]):
-                plan.append(stage[j].set_active(cin if j == 0 else cout, cout, int(b["expand"]), int(b["kernel"])))
+                plan.append(stage[j].set_active(cin if j == 0 else cout, cout, b["expand"], int(b["kernel"])))
             cin = cout
         self.head.set_active(cin, self.dims["head_channels"], 1)
         self._plan = plan
