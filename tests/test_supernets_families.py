@@ -241,3 +241,27 @@ def test_device_selection_cpu():
     assert net.example_input(2).device.type == "cpu"
     net.set_arch(net.space.sample(2))
     assert next(net.extract().parameters()).device.type == "cpu"
+
+
+def test_recalibrate_batchnorm_on_convnet_matches_batch_statistics():
+    from archlab.supernets import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = small_cnn()
+    arch = net.space.sample(11)
+    x = torch.randn(16, 2, 8, 8) * 2 + 0.5
+    with torch.no_grad():
+        net.stem_bn.running_mean.fill_(3.0)
+    net.eval()
+    recalibrate_batchnorm(net, [x], arch=arch)
+    assert net.arch == arch and not net.training
+    c = net.stem_bn.channels
+    with torch.no_grad():
+        stem_out = net.stem(x)
+    torch.testing.assert_close(net.stem_bn.running_mean[:c], stem_out.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(net.stem_bn.running_var[:c], stem_out.transpose(0, 1).flatten(1).var(1), atol=1e-4, rtol=1e-4)
+    if c < net.stem_bn.channels_max:
+        assert torch.all(net.stem_bn.running_mean[c:] == 3.0)
+    # the extracted module carries the recalibrated statistics
+    sub = net.extract(arch).eval()
+    assert (net(x) - sub(x)).abs().max().item() <= 1e-5
