@@ -37,8 +37,9 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     spec = info.get("experiment_file")
     if not spec:
         raise SearchError(f"study {study_name!r} records no experiment file; export needs the experiment's trained supernet")
-    if not Path(spec.partition(":")[0]).is_file():
-        raise SearchError(f"experiment file {spec.partition(':')[0]} recorded in study {study_name!r} does not exist")
+    path = spec.partition(":")[0]
+    if path.endswith(".py") and not Path(path).is_file():
+        raise SearchError(f"experiment file {path} recorded in study {study_name!r} does not exist")
     from archlab.supernets.export import save_subnet
 
     from archlab.cli.search import load_experiment_object

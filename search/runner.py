@@ -1,10 +1,9 @@
 """``run_search``: a multi-objective Optuna study over a search space, resumable, with workers.
 
 How a run reaches exactly ``n_trials`` completed trials, whatever the number of workers or
-machines: under a cross-process lock (``storage.study_lock``) the study is created once and
-its queue is topped up with empty ``WAITING`` trials until completed + running + queued equals
-``n_trials``. Workers only pop queued trials (a fresh trial is never created), so the total is
-exact; a worker killed by ``kill -9`` leaves a ``RUNNING`` trial whose heartbeat stops, another
+machines: the study is created once under a cross-process lock (``storage.study_lock``), and a
+worker creates a new trial only under that lock and only while completed + running + queued
+trials are fewer than ``n_trials``, so the total is exact; a worker killed by ``kill -9`` leaves a ``RUNNING`` trial whose heartbeat stops, another
 worker marks it failed and ``RetryHeartbeatStaleTrialCallback`` queues it again with the same
 parameters. Ctrl-C fails the running trial cleanly (Optuna) and stops; re-running the same
 call continues the study up to its total.
@@ -216,7 +215,8 @@ def run_search(
     url = storage if isinstance(storage, optuna.storages.BaseStorage) else storage_url(storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        with study_lock(url, study_name):
+        lock = study_lock(url, study_name)
+        with lock:
             st = _open(url, heartbeat_interval, grace_period, must_exist=False)
             study = optuna.create_study(storage=st, study_name=study_name, directions=[o.direction for o in objs],
                                         sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
@@ -226,8 +226,8 @@ def run_search(
             _check_existing(study, info, attrs, study_name)
             if not info:
                 study.set_user_attr(ATTR_KEY, attrs)
-            if n_trials is not None:
-                _top_up(study, n_trials)
+            _fail_stale(study)
+        lock.close()
         if isinstance(st, optuna.storages.RDBStorage):
             st.engine.dispose()
     run = _Run(url, study_name, space, objs, extra, bounds, ctx, sampler, dict(sampler_options or {}), seed,
@@ -264,19 +264,35 @@ def _open(url: Any, heartbeat: int | None, grace: int | None, *, must_exist: boo
     raise last  # type: ignore[misc]  # pragma: no cover
 
 
-def _top_up(study: Any, n_trials: int) -> None:
+def _fail_stale(study: Any) -> None:
     import optuna
 
-    S = optuna.trial.TrialState
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         optuna.storages.fail_stale_trials(study)  # no-op without heartbeats
-    counts = {s: 0 for s in S}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state] += 1
-    have = counts[S.COMPLETE] + counts[S.RUNNING] + counts[S.WAITING]
-    for _ in range(max(0, n_trials - have)):
-        study.enqueue_trial({}, skip_if_exists=False)
+
+
+def _guard_total(study: Any, n_trials: int, lock: Any) -> None:
+    """Make ``study.ask`` create a new trial only while completed + running + queued trials are
+    fewer than ``n_trials``, counted under the study lock (exact across workers and machines
+    sharing the lock); otherwise it raises ``_QueueEmpty``. Queued (``WAITING``) trials, such as
+    a dead worker's re-queued trial, are still popped first."""
+    import optuna
+
+    S = optuna.trial.TrialState
+    storage = study._storage
+    original = storage.create_new_trial
+
+    def guarded(study_id: int, template_trial: Any = None) -> int:
+        if template_trial is not None:
+            return original(study_id, template_trial)
+        with lock:
+            live = storage.get_all_trials(study_id, deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.WAITING))
+            if len(live) >= n_trials:
+                raise _QueueEmpty
+            return original(study_id, None)
+
+    storage.create_new_trial = guarded
 
 
 class _Run:
@@ -301,20 +317,13 @@ class _Run:
             sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs),
                                    options=dict(self.sampler_options))
             study = optuna.load_study(study_name=self.study_name, storage=st, sampler=sampler)
+            lock = study_lock(self.url, self.study_name)
             if self.n_trials is not None:
-                original = study._storage.create_new_trial
-
-                def guarded(study_id: int, template_trial: Any = None) -> int:
-                    if template_trial is None:
-                        raise _QueueEmpty
-                    return original(study_id, template_trial)
-
-                study._storage.create_new_trial = guarded
+                _guard_total(study, self.n_trials, lock)
             if isinstance(self.url, str) and self.url.startswith("sqlite"):
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
                 # trial, so popping is serialised with the study's file lock.
                 pop = study._pop_waiting_trial_id
-                lock = study_lock(self.url, self.study_name)
 
                 def locked_pop() -> int | None:
                     with lock:
@@ -337,6 +346,7 @@ class _Run:
                             break
             finally:
                 bar.close()
+                lock.close()
 
     def _wait_for_more(self, study: Any, deadline: float | None) -> bool:
         """After the queue ran dry: wait while other workers' trials run; True when a trial is

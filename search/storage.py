@@ -129,9 +129,15 @@ class _NullLock:
     def __exit__(self, *exc: Any) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
 
 class _FileLock:
-    """An exclusive ``fcntl`` lock on ``path`` (a sibling ``.lock`` file of the study file)."""
+    """An exclusive ``fcntl`` lock on ``path`` (a sibling ``.lock`` file of the study file).
+
+    The file stays open between uses (cheap to take again); not re-entrant.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -140,19 +146,24 @@ class _FileLock:
     def __enter__(self) -> None:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a+")
+        if self.fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(self.path, "a+")
         fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
 
     def __exit__(self, *exc: Any) -> None:
         import fcntl
 
         fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
-        self.fh.close()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
 
 class _PgLock:
-    """A PostgreSQL session advisory lock keyed by the study name."""
+    """A PostgreSQL session advisory lock keyed by the study name (one connection, reused)."""
 
     def __init__(self, url: str, name: str) -> None:
         import hashlib
@@ -165,23 +176,27 @@ class _PgLock:
     def __enter__(self) -> None:
         import sqlalchemy
 
-        self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool,
-                                               connect_args={"connect_timeout": 10})
-        try:
-            self.conn = self.engine.connect()
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(f"cannot open storage {redact(self.url)}: {type(exc).__name__}: {first}") from None
+        if self.conn is None:
+            self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool,
+                                                   connect_args={"connect_timeout": 10})
+            try:
+                self.conn = self.engine.connect()
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StorageError(f"cannot open storage {redact(self.url)}: {type(exc).__name__}: {first}") from None
         self.conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
 
     def __exit__(self, *exc: Any) -> None:
         import sqlalchemy
 
-        try:
-            self.conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-        finally:
+        self.conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+        self.conn.commit()
+
+    def close(self) -> None:
+        if self.conn is not None:
             self.conn.close()
             self.engine.dispose()
+            self.conn = None
 
 
 def study_lock(spec: Any, study_name: str) -> Any:

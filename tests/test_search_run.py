@@ -179,16 +179,17 @@ def test_parse_duration():
 def _experiment(tmp_path, search: dict[str, object]) -> str:
     path = tmp_path / "exp.py"
     path.write_text(textwrap.dedent(f"""
-        from types import SimpleNamespace
+        from archlab import Experiment
         from archlab.spaces.library import mlp_space
+        from archlab.supernets.tasks import DigitsTask
 
         def width(a):
             return float(sum(layer["width"] for layer in a["layers"]))
 
         search = {search!r}
         search["objectives"] = {{"size": ("min", width), "depth": ("max", lambda a: float(a["n_layer"]))}}
-        exp = SimpleNamespace(name="cli", space=mlp_space(n_layer=(1, 2), width=(16, 32)),
-                              search=search, run_dir={str(tmp_path / 'runs' / 'cli')!r})
+        exp = Experiment("cli", mlp_space(n_layer=(1, 2), width=(16, 32)), family="mlp", task=DigitsTask(),
+                         search=search, runs_dir={str(tmp_path / 'runs')!r})
     """))
     return str(path)
 
@@ -230,3 +231,29 @@ def test_cli_export_bad_trial(tmp_path, run_cli):
     code, _, err = run_cli("export", db, "nope", "0", str(tmp_path / "out"))
     assert code == 2 and "no study named 'nope'" in err
     assert json.loads(load_trials(db, "cli")["arch"].iloc[0])
+
+
+@pytest.mark.slow
+def test_cli_export_writes_the_trained_subnet(tmp_path, run_cli):
+    import torch
+
+    from archlab import load_subnet
+    from archlab.experiment import load_experiment
+
+    spec = _experiment(tmp_path, {"sampler": "random", "seed": 0})
+    exp = load_experiment(spec)
+    exp.train_supernet(steps=2)
+    assert run_cli("search", spec, "--trials", "3")[0] == 0
+    db = str(tmp_path / "runs" / "cli" / "study.db")
+    df = load_trials(db, "cli")
+    code, _out, err = run_cli("export", db, "cli", "1", str(tmp_path / "out"))
+    assert code == 0, err
+    sub = load_subnet(tmp_path / "out")
+    net = exp.load_supernet()
+    arch = exp.space.validate(df.loc[1, "arch"])
+    x = net.example_input(4)
+    ref = net.extract(arch).eval()
+    with torch.no_grad():
+        assert torch.allclose(sub.eval()(x), ref(x), atol=1e-5)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["meta"]["trial"] == 1 and config["meta"]["arch"] == df.loc[1, "arch"]

@@ -45,9 +45,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = search_settings(exp, {"n_trials": args.trials, "timeout": args.timeout, "workers": args.workers,
                                      "storage": args.storage, "sampler": args.sampler, "seed": args.seed})
     objectives = settings.pop("objectives")
-    exp_file = str(Path(args.experiment.partition(":")[0]).resolve())
-    if ":" in args.experiment:
-        exp_file += ":" + args.experiment.partition(":")[2]
+    path, sep, name = args.experiment.partition(":")
+    exp_file = (str(Path(path).resolve()) + sep + name) if Path(path).is_file() else args.experiment
     study = run_search(exp.space, objectives, experiment=exp, experiment_file=exp_file, **settings)
     storage = settings.get("storage") or f"sqlite:///{Path(exp.run_dir) / 'study.db'}"
     df = load_trials(storage_url(storage) if isinstance(storage, str) else storage, study.study_name)
