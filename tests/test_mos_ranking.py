@@ -151,3 +151,18 @@ def test_cli_missing_experiment_exits_2(run_cli, tmp_path):
     pytest.importorskip("archlab.experiment")
     code, _, err = run_cli("rank", str(tmp_path / "nope.py"), "--archs", "3")
     assert code == 2 and "nope.py" in err
+
+
+def test_checkpoint_of_another_sharing_mode_is_a_clear_error(tmp_path, digits):
+    from archlab.supernets.checkpoint import CheckpointError
+    from archlab.supernets.training import load_weights, train
+
+    train(_build("mos-layer"), digits, _cfg(steps=2, checkpoint_every=1), tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["net"]["sharing"] == "mos-layer"
+    assert load_weights(tmp_path).sharing == "mos-layer"
+    with pytest.raises(CheckpointError, match=r"sharing='mos-layer'.*sharing='entangled'"):
+        load_weights(tmp_path, _build("entangled"))
+    (tmp_path / "model.safetensors").unlink()  # resume from ckpt.pt into another mode
+    with pytest.raises(CheckpointError, match="sharing"):
+        train(_build("mos-neuron"), digits, _cfg(steps=3), tmp_path)
