@@ -77,15 +77,19 @@ def _layered(names: Sequence[str], col: Columns, prefix: str, rows: int,
 
 
 @register_cost_model("transformer_lm", ("d_model", "layers.{i}.ffn", "layers.{i}.n_head"),
-                     context=128, vocab_size=65)
-def _transformer_lm(col: Columns, names: Sequence[str], rows: int, context: int, vocab_size: int) -> dict[str, np.ndarray]:
+                     context=128, vocab_size=65, head_dim=0)
+def _transformer_lm(col: Columns, names: Sequence[str], rows: int, context: int, vocab_size: int,
+                    head_dim: int) -> dict[str, np.ndarray]:
+    """``head_dim`` 0: heads split ``d_model``; else every head has ``head_dim`` (archlab's
+    ``TransformerLM`` default: max d_model // max heads)."""
     d = col("d_model")
 
     def layer(i: int) -> tuple[np.ndarray, np.ndarray]:
         ffn = col(f"layers.{i}.ffn")
+        inner = d if not head_dim else col(f"layers.{i}.n_head") * head_dim
         # per token: q,k,v,o projections, scores and weighted sum over the context, FFN
-        macs = 4 * d * d + 2 * context * d + 2 * d * ffn
-        params = 4 * d * d + 2 * d * ffn + ffn + 9 * d
+        macs = 4 * d * inner + 2 * context * inner + 2 * d * ffn
+        params = 4 * d * inner + 2 * d * ffn + ffn + 9 * d
         return macs, params
 
     out = _layered(names, col, "layers", rows, layer)

@@ -36,6 +36,16 @@ def is_frame(x: Any) -> bool:
     return type(x).__name__ == "DataFrame" and hasattr(x, "columns")
 
 
+def _default_head_dim(space: SearchSpace) -> int:
+    """archlab's ``TransformerLM`` rule: max d_model // max heads per layer (0 if unknown)."""
+    try:
+        d = max(space.params["d_model"].values())
+        h = max(space.params["layers"].params["n_head"].values())  # type: ignore[attr-defined]
+        return max(1, int(d) // int(h))
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return 0
+
+
 class Featurizer:
     """Maps inputs to a float64 matrix with names ``self.names``; ``self.n_encoding`` leading
     columns are the raw encoding (or the input columns), the rest derived cost features."""
@@ -69,6 +79,8 @@ class Featurizer:
             self.cost = self.cost_request
             if not COST_MODELS[self.cost].matches(self.input_names):
                 raise PredictorError(f"cost model {self.cost!r} needs features {COST_MODELS[self.cost].requires}")
+        if self.cost == "transformer_lm" and self.space is not None and "head_dim" not in self.cost_options:
+            self.cost_options["head_dim"] = _default_head_dim(self.space)
         self.fitted = True
         self.custom_names = []
         base, custom = self._raw(X)

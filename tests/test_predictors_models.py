@@ -93,7 +93,8 @@ def test_cost_features_present(lm):
     assert "cost.macs" in names and "cost.layers.0.macs" in names and "cost.layers.0.params" in names
     a = archs[0]
     d = a["d_model"]
-    layer0 = 4 * d * d + 2 * 128 * d + 2 * d * a["layers"][0]["ffn"]
+    inner = a["layers"][0]["n_head"] * 32  # TransformerLM default head_dim: 128 // 4
+    layer0 = 4 * d * inner + 2 * 128 * inner + 2 * d * a["layers"][0]["ffn"]
     assert F[0, names.index("cost.layers.0.macs")] == layer0
 
 
