@@ -283,6 +283,7 @@ def run_ranking(
     top_k: int | None = None,
     supernets: Mapping[str, nn.Module] | None = None,
     train_missing: bool = True,
+    sources: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Rank ``n_archs`` architectures of ``space`` standalone and with every supernet; write
     ``out_dir/report.json`` and ``out_dir/report.html``; return the report.
@@ -290,7 +291,8 @@ def run_ranking(
     ``build(sharing)`` makes a fresh supernet; ``cfg`` is the ``TrainConfig`` of the run;
     ``steps`` the standalone budget (default ``cfg.steps``); ``supernet_steps`` the budget of
     supernets trained here (default ``cfg.steps``); ``supernets`` already trained ones by mode
-    (used as given). ``seed`` picks the architectures and the standalone init.
+    (used as given; ``sources[mode]`` describes where each came from, e.g. ``{"source": path,
+    "supernet_steps": n}``). ``seed`` picks the architectures and the standalone init.
     """
     from .evaluation import evaluate_many
 
@@ -319,7 +321,8 @@ def run_ranking(
     }
     for mode in modes:
         if mode in given:
-            net, source, budget = given[mode], "given", None
+            info = dict((sources or {}).get(mode, {}))
+            net, source, budget = given[mode], info.get("source", "given"), info.get("supernet_steps")
         else:
             budget = int(supernet_steps or cfg.steps)
             net = trained_supernet(mode, build, task, cfg, out / SUPERNETS_DIR / mode, budget)

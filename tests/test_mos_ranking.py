@@ -166,3 +166,35 @@ def test_checkpoint_of_another_sharing_mode_is_a_clear_error(tmp_path, digits):
     (tmp_path / "model.safetensors").unlink()  # resume from ckpt.pt into another mode
     with pytest.raises(CheckpointError, match="sharing"):
         train(_build("mos-neuron"), digits, _cfg(steps=3), tmp_path)
+
+
+EXPERIMENT = '''
+from archlab import Experiment
+from archlab.spaces import IntRange, PerLayer, Choice, SearchSpace
+from archlab.supernets.tasks import DigitsTask
+from archlab.supernets.train_config import TrainConfig
+
+space = SearchSpace("mini", n_layer=IntRange(1, 2), layers=PerLayer("n_layer", width=Choice(16, 32)))
+experiment = Experiment(name="mini", space=space, family="mlp", task=DigitsTask(), runs_dir=RUNS,
+                        train=TrainConfig(steps=3, batch_size=16, device="cpu", checkpoint_every=0,
+                                          log_every=0, eval_batches=1))
+'''
+
+
+@pytest.mark.slow
+def test_cli_rank_end_to_end_and_no_train(run_cli, tmp_path):
+    pytest.importorskip("archlab.experiment")
+    exp = tmp_path / "exp.py"
+    exp.write_text(EXPERIMENT.replace("RUNS", repr(str(tmp_path / "runs"))))
+    code, _, err = run_cli("rank", str(exp), "--archs", "3", "--sharing", "mos-neuron", "--no-train")
+    assert code == 2 and "mos-neuron" in err and "--no-train" in err
+    code, out, err = run_cli("rank", str(exp), "--archs", "3", "--steps", "2", "--eval-batches", "1",
+                             "--sharing", "entangled,mos-neuron")
+    assert code == 0, err
+    rank_dir = tmp_path / "runs" / "mini" / "rank"
+    report = json.loads((rank_dir / "report.json").read_text())
+    assert set(report["supernets"]) == {"entangled", "mos-neuron"} and len(report["archs"]) == 3
+    assert len(list((rank_dir / "standalone").glob("*.json"))) == 3
+    assert (tmp_path / "runs" / "mini" / "supernet-mos-neuron" / "model.safetensors").is_file()
+    assert report["supernets"]["mos-neuron"]["supernet_steps"] == 3
+    assert "mos-neuron" in out and (rank_dir / "report.html").is_file()

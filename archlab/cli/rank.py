@@ -4,9 +4,10 @@ Samples ``--archs`` architectures (seeded; largest and smallest included), train
 for ``--steps`` (cached per architecture under ``runs/<name>/rank/standalone/``, so a killed
 run resumes), scores them with each supernet named by ``--sharing`` and writes
 ``runs/<name>/rank/report.json`` and ``report.html``. The experiment's own trained supernet
-(``runs/<name>/supernet/``) is used for its sharing mode; every other mode is trained here with
-the experiment's training settings (``--supernet-steps``) under ``rank/supernets/<mode>/``,
-or, with ``--no-train``, is an error.
+of each mode (``exp.supernet_dir(mode)``: ``runs/<name>/supernet/`` or
+``runs/<name>/supernet-<mode>/``) is used when its final weights exist; a missing one is
+trained there with the experiment's training settings (``--supernet-steps``, default the
+experiment's steps; resumable), or, with ``--no-train``, is an error.
 """
 
 from __future__ import annotations
@@ -43,16 +44,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.experiment)
     out = Path(args.out) if args.out else Path(exp.run_dir) / "rank"
-    given: dict[str, Any] = {}
-    if not args.retrain_all and (Path(exp.run_dir) / "supernet" / "model.safetensors").is_file():
-        net = exp.load_supernet()
-        if net.sharing in modes:
-            given[net.sharing] = net
+    given, sources = _supernets(exp, modes, args)
     report = run_ranking(
         out, exp.space, exp.task, exp.train, lambda sharing: exp.build_supernet(sharing=sharing),
         sharing=modes, n_archs=args.archs, steps=args.steps, supernet_steps=args.supernet_steps,
         seed=args.seed, eval_batches=args.eval_batches, top_k=args.top_k, supernets=given,
-        train_missing=not args.no_train,
+        train_missing=False, sources=sources,
     )
     print(f"ranking consistency of {len(report['archs'])} architectures ({report['metric']}, "
           f"standalone {report['settings']['standalone_steps']} steps):")
@@ -62,6 +59,33 @@ def cmd_rank(args: argparse.Namespace) -> int:
               f"{_f(e['top_k_overlap']):>6} {_f(e['mean_abs_gap'], 4):>8}")
     print(f"report: {out / 'report.json'}  plot: {out / 'report.html'}")
     return 0
+
+
+def _supernets(exp: Any, modes: list[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trained supernet of every mode: the experiment's own (``exp.supernet_dir(mode)``,
+    final weights) where present, else trained now into that folder (resumable) with the
+    experiment's settings and ``--supernet-steps``; with ``--no-train`` a missing one is an error."""
+    import json
+
+    from archlab.cli import UsageError
+    from archlab.supernets.ranking import trained_supernet
+
+    given: dict[str, Any] = {}
+    sources: dict[str, Any] = {}
+    for mode in modes:
+        folder = Path(exp.supernet_dir(mode))
+        final = folder / "config.json"
+        if (folder / "model.safetensors").is_file() and final.is_file():
+            given[mode] = exp.load_supernet(mode)
+            steps = json.loads(final.read_text(encoding="utf-8")).get("steps")
+        elif args.no_train:
+            raise UsageError(f"--no-train: no trained {mode!r} supernet in {folder}; "
+                             f"train it first (archlab train) or drop --no-train")
+        else:
+            steps = int(args.supernet_steps or exp.train.steps)
+            given[mode] = trained_supernet(mode, exp.build_supernet, exp.task, exp.train, folder, steps)
+        sources[mode] = {"source": str(folder), "supernet_steps": steps}
+    return given, sources
 
 
 def _f(v: float, digits: int = 3) -> str:
@@ -83,6 +107,4 @@ def register(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=None, help="k of the top-k overlap (default: archs // 4)")
     p.add_argument("--out", default=None, help="output folder (default: runs/<name>/rank)")
     p.add_argument("--no-train", action="store_true", help="error instead of training a missing supernet")
-    p.add_argument("--retrain-all", action="store_true",
-                   help="do not use the experiment's trained supernet; train every mode here")
     p.set_defaults(func=cmd_rank)
