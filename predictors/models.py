@@ -178,19 +178,45 @@ class MLPModel(Model):
 
 @register_model("gbm")
 class GBMModel(Model):
-    """Histogram gradient boosting (scikit-learn); trees exported as flat node arrays."""
+    """Histogram gradient boosting (scikit-learn) on the residual of a ridge fit (the ratio
+    to it with the log target, option ``base="ridge"``; ``base="none"`` boosts from a
+    constant). Trees are exported as flat node arrays, the ridge base as its coefficients."""
 
     expected_arrays = ("feature", "threshold", "left", "right", "leaf", "value", "missing_left",
                        "roots", "baseline", "depth")
 
+    def _base_model(self) -> RidgeModel | None:
+        if self.options.get("base", "ridge") == "none":
+            return None
+        return RidgeModel(self.names, seed=self.seed, n_encoding=self.n_encoding, target="raw")
+
+    def _base(self, F: np.ndarray, sk: bool = False) -> np.ndarray:
+        if self.base is None:
+            return np.zeros(F.shape[0]) if self.target == "raw" else np.ones(F.shape[0])
+        b = self.base.sk_predict(F) if sk else self.base.predict(F)
+        if self.target == "log":
+            b = np.maximum(b, self.arrays["base_floor"][0])
+        return b
+
+    def _combine(self, base: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        return base * np.exp(raw) if self.target == "log" else base + raw
+
     def fit(self, F: np.ndarray, y: np.ndarray) -> None:
         from sklearn.ensemble import HistGradientBoostingRegressor
 
+        self.base = self._base_model()
+        if self.base is not None:
+            self.base.fit(F, y)
+        floor = np.array([0.1 * float(np.min(np.abs(y))) or 1e-9])
+        self.arrays = {"base_floor": floor}
+        base = self._base(F)
+        z = np.log(y / base) if self.target == "log" else y - base
+        min_leaf = int(self.options.get("min_leaf", min(20, max(2, len(y) // 40))))
         self._sk = HistGradientBoostingRegressor(
-            max_iter=int(self.options.get("trees", 600)), learning_rate=self.options.get("lr", 0.05),
-            max_leaf_nodes=int(self.options.get("leaves", 15)), min_samples_leaf=int(self.options.get("min_leaf", 5)),
+            max_iter=int(self.options.get("trees", 300)), learning_rate=self.options.get("lr", 0.03),
+            max_leaf_nodes=int(self.options.get("leaves", 7)), min_samples_leaf=min_leaf,
             l2_regularization=1e-3, early_stopping=False, random_state=self.seed,
-        ).fit(F, self._fwd(y))
+        ).fit(F, z)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "left", "right",
                                                                "leaf", "value", "missing_left")}
         roots, offset, depth = [], 0, 0
@@ -208,10 +234,32 @@ class GBMModel(Model):
             parts["missing_left"].append(nodes["missing_go_to_left"].astype(np.uint8))
             depth = max(depth, int(nodes["depth"].max()))
             offset += len(nodes)
-        self.arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        self.arrays.update({k: np.concatenate(v) for k, v in parts.items()})
         self.arrays["roots"] = np.asarray(roots, dtype=np.int64)
         self.arrays["baseline"] = np.asarray(self._sk._baseline_prediction, dtype=np.float64).reshape(-1)[:1]
         self.arrays["depth"] = np.array([depth], dtype=np.int64)
+        if self.base is not None:
+            self.arrays.update({f"base.{k}": v for k, v in self.base.arrays.items()})
+
+    def predict(self, F: np.ndarray, return_std: bool = False) -> Any:
+        F = np.asarray(F, dtype=np.float64)
+        out = self._combine(self._base(F), self._raw_predict(F))
+        return (out, np.zeros_like(out)) if return_std else out
+
+    def sk_predict(self, F: np.ndarray) -> np.ndarray:
+        if self._sk is None:
+            raise PredictorError("sk_predict is only available right after fit")
+        F = np.asarray(F, dtype=np.float64)
+        return self._combine(self._base(F, sk=True), self._sk.predict(F))
+
+    def _check_arrays(self) -> None:
+        super()._check_arrays()
+        self.base = self._base_model()
+        if self.base is not None:
+            self.base.arrays = {k[5:]: v for k, v in self.arrays.items() if k.startswith("base.")}
+            self.base._check_arrays()
+            if "base_floor" not in self.arrays:
+                raise PredictorError("predictor file: model 'gbm' lacks array 'base_floor'")
 
     def _raw_predict(self, F: np.ndarray) -> np.ndarray:
         a = self.arrays

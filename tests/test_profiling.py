@@ -135,3 +135,27 @@ def test_table_of_another_space_rejected(tmp_path):
     profile(Counting(), tmp_path, space=small_space(), n=2, **FAST)
     with pytest.raises(ProfilingError, match="measured for space"):
         profile(Counting(), tmp_path, space=mlp_space(width=(8, 64)), n=2, **FAST)
+
+
+def test_noise_report_known_values():
+    import pandas as pd
+
+    rows = []
+    for seq, (anchor, ms) in enumerate([(0, 1.0), (1, 10.0), (0, 1.1), (1, 10.0), (0, 0.9), (1, 12.0)]):
+        rows.append({"kind": "anchor", "anchor": anchor, "arch": f"a{anchor}", "target": "cpu:threads=1,batch=1",
+                     "latency_ms": ms, "seq": seq, "spread": 0.1})
+    rows.append({"kind": "arch", "anchor": -1, "arch": "x", "target": "cpu:threads=1,batch=1",
+                 "latency_ms": 3.0, "seq": 6, "spread": 0.05})
+    rep = noise_report(pd.DataFrame(rows))
+    # anchor 0: median 1.0, |dev| = 0, .1, .1 -> 6.667%; anchor 1: median 10, |dev| 0, 0, 2 -> 6.667%
+    assert rep["noise_floor_pct"] == pytest.approx(100 * 0.2 / 3)
+    assert rep["drift_pct"] == pytest.approx(20.0)  # anchor 1: (12 - 10) / 10
+    assert rep["median_spread"] == pytest.approx(0.05) and rep["n_archs"] == 1
+
+
+def test_onnx_runtime_target(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    df = profile(Counting(), tmp_path, space=small_space(), n=2, target="onnx:threads=1", **FAST)
+    rows = df[df["kind"] == "arch"]
+    assert set(rows["runtime"]) == {"onnxruntime"} and (rows["latency_ms"] > 0).all()
