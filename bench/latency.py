@@ -40,19 +40,23 @@ def _options(model: str, quick: bool) -> dict:
     return {"mlp": mlp, "ensemble": {"member_options": {"mlp": mlp}}}.get(model, {})
 
 
-def _fit_models(X_tr, y_tr, X_te, y_te, space, quick: bool) -> dict:
+def _fit_models(X_tr, y_tr, X_te, y_te, space, quick: bool, layer_ms=None) -> dict:
+    """Every model; with per-layer timings ``lut`` is built from them and ``lut_e2e`` is the
+    table fitted to end-to-end latencies instead."""
     from archlab.predictors import LatencyPredictor
 
     out = {}
-    for model in MODELS:
+    for label in MODELS + (("lut_e2e",) if layer_ms is not None else ()):
+        model = "lut" if label == "lut_e2e" else label
         t0 = time.perf_counter()
-        p = LatencyPredictor(space, model=model, model_options=_options(model, quick)).fit(X_tr, y_tr)
+        p = LatencyPredictor(space, model=model, model_options=_options(model, quick))
+        p.fit(X_tr, y_tr, layer_ms=None if label == "lut_e2e" else layer_ms)
         fit_s = time.perf_counter() - t0
         s = p.score(X_te, y_te)
-        out[model] = {"mape": round(s["mape"], 3), "kendall_tau": round(s["kendall_tau"], 4),
+        out[label] = {"mape": round(s["mape"], 3), "kendall_tau": round(s["kendall_tau"], 4),
                       "within_10": round(s["within_10"], 4), "within_5": round(s["within_5"], 4),
                       "rmse_ms": round(s["rmse"], 5), "fit_s": round(fit_s, 2)}
-        print(f"  {model:9s} MAPE {s['mape']:6.2f}%  tau {s['kendall_tau']:.3f}  "
+        print(f"  {label:9s} MAPE {s['mape']:6.2f}%  tau {s['kendall_tau']:.3f}  "
               f"within10 {100 * s['within_10']:5.1f}%  fit {fit_s:5.1f}s", file=sys.stderr, flush=True)
     return out
 
@@ -109,7 +113,9 @@ def bench_onmachine(quick: bool, run_dir: str | None) -> dict:
     tr, te = perm[:n_train], perm[n_train:]
     print(f"on-machine: {len(archs)} archs profiled in {profile_s:.0f}s, noise floor "
           f"{noise['noise_floor_pct']:.2f}%", file=sys.stderr)
-    models = _fit_models([archs[i] for i in tr], y[tr], [archs[i] for i in te], y[te], space, quick)
+    layer_ms = [json.loads(t) if t else None for t in rows["layer_ms"]]
+    models = _fit_models([archs[i] for i in tr], y[tr], [archs[i] for i in te], y[te], space, quick,
+                         layer_ms=[layer_ms[i] for i in tr])
     best = min(models, key=lambda k: models[k]["mape"])
     floor = noise["noise_floor_pct"]
     if tmp is not None:

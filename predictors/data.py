@@ -32,6 +32,7 @@ class Measurements:
     target: str
     features: list[str] = field(default_factory=list)
     frame: Any = None
+    layer_ms: list[list[float] | None] | None = None
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -132,6 +133,20 @@ def _archs_from_params(frame: Any, space: SearchSpace, path: str) -> list[Arch] 
     return out
 
 
+def _layer_ms(frame: Any) -> list[list[float] | None] | None:
+    """Per-layer timings of a profiling table (``layer_ms`` JSON column), if any."""
+    if "layer_ms" not in frame.columns:
+        return None
+    out: list[list[float] | None] = []
+    for text in frame["layer_ms"]:
+        try:
+            v = json.loads(text) if isinstance(text, str) and text else None
+        except json.JSONDecodeError:
+            v = None
+        out.append([float(t) for t in v] if isinstance(v, list) else None)
+    return out if any(v is not None for v in out) else None
+
+
 def load_measurements(path: str | Path, space: SearchSpace | None = None, target: str | None = None,
                       features: list[str] | None = None, positive: bool = True,
                       where: dict[str, Any] | None = None) -> Measurements:
@@ -167,7 +182,7 @@ def load_measurements(path: str | Path, space: SearchSpace | None = None, target
                 raise PredictorError(
                     f"{name}: no 'arch' column and no parameter columns of space {space.name!r} "
                     f"(expected e.g. {', '.join(space.param_names()[:3])})")
-        return Measurements(archs, y, space, spec, [], frame)
+        return Measurements(archs, y, space, spec, [], frame, _layer_ms(frame))
     used = set(spec.split("+"))
     if features is None:
         features = [str(c) for c in frame.columns

@@ -88,10 +88,16 @@ class LookupTableModel(Model):
         return [["base"] + [f"{c}|{int(idx[j][r])}" for j, c in enumerate(cols)] for r in range(F.shape[0])]
 
     # fit / predict ------------------------------------------------------------------
-    def fit(self, F: np.ndarray, y: np.ndarray) -> None:
+    def fit(self, F: np.ndarray, y: np.ndarray, layer_ms: Sequence[Sequence[float] | None] | None = None) -> None:
+        """Fit from end-to-end latencies, or, when ``layer_ms`` (per row: ms of each present
+        layer, in slot order) is given, build the table from those per-layer timings: each
+        layer key gets the median of its timings, each base key the median of the total
+        minus the layers."""
         from scipy.optimize import lsq_linear
 
         rows = self.row_keys(F)
+        if layer_ms is not None and self.layered and self._from_timings(rows, y, layer_ms):
+            return
         self.keys = sorted({k for r in rows for k in r})
         index = {k: j for j, k in enumerate(self.keys)}
         C = np.zeros((len(rows), len(self.keys)))
@@ -109,6 +115,22 @@ class LookupTableModel(Model):
         self.arrays = {"values": sol.astype(np.float64)}
         self._finish()
         self._sk = True
+
+    def _from_timings(self, rows: list[list[str]], y: np.ndarray,
+                      layer_ms: Sequence[Sequence[float] | None]) -> bool:
+        timings: dict[str, list[float]] = {}
+        for keys, total, lm in zip(rows, y, layer_ms):
+            if lm is None or len(lm) != len(keys) - 1:
+                continue
+            for k, v in zip(keys[1:], lm):
+                timings.setdefault(k, []).append(float(v))
+            timings.setdefault(keys[0], []).append(float(total) - float(np.sum(lm)))
+        if not timings:
+            return False
+        self.set_entries({k: float(np.median(v)) for k, v in timings.items()})
+        self.options["source"] = "layer_timings"
+        self._sk = True
+        return True
 
     def _finish(self) -> None:
         vals = self.arrays["values"]

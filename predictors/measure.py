@@ -93,3 +93,47 @@ def count_costs(module: Any, x: Any, runtime: Runtime) -> dict[str, int]:
                 module(x)
             peak = static + tracker.peak
     return {"params": int(params), "macs": int(counter.get_total_flops() // 2), "peak_mem_bytes": int(peak)}
+
+
+def layer_container(module: Any, n_layers: int) -> Any:
+    """The first ``nn.ModuleList`` of ``module`` with exactly ``n_layers`` children (the
+    per-layer blocks), or ``None``."""
+    from torch import nn
+
+    for sub in module.modules():
+        if isinstance(sub, nn.ModuleList) and len(sub) == n_layers and n_layers > 0:
+            return sub
+    return None
+
+
+def time_layers(module: Any, x: Any, runtime: Runtime, n_layers: int, repeats: int) -> list[float] | None:
+    """Median ms of each per-layer block over ``repeats`` forward passes, timed by forward
+    hooks (``perf_counter_ns``); CPU eager targets only, ``None`` when not measurable."""
+    import time as _time
+
+    import torch
+
+    if runtime.target.kind != "cpu":
+        return None
+    module, x = runtime.place(module, x)
+    blocks = layer_container(module, n_layers)
+    if blocks is None:
+        return None
+    starts: dict[int, int] = {}
+    spans: list[list[float]] = [[] for _ in range(n_layers)]
+    handles = []
+    for i, block in enumerate(blocks):
+        handles.append(block.register_forward_pre_hook(lambda m, a, i=i: starts.__setitem__(i, _time.perf_counter_ns())))
+        handles.append(block.register_forward_hook(
+            lambda m, a, o, i=i: spans[i].append((_time.perf_counter_ns() - starts[i]) / 1e6)))
+    try:
+        with torch.inference_mode():
+            module(x)  # one untimed pass with the hooks in place
+            for s in spans:
+                s.clear()
+            for _ in range(repeats):
+                module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return [float(np.median(s)) for s in spans]

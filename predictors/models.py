@@ -290,14 +290,17 @@ class EnsembleModel(Model):
                 raise PredictorError(f"unknown ensemble member {m!r}; allowed: ridge, gbm, mlp, lut")
         self.members: list[Model] = []
 
-    def fit(self, F: np.ndarray, y: np.ndarray) -> None:
+    def fit(self, F: np.ndarray, y: np.ndarray, layer_ms: Any = None) -> None:
         self.members = []
         for i, m in enumerate(self.member_names):
             opts = dict(dict(self.options.get("member_options") or {}).get(m) or {})
             if m == "lut" and "exclude" in self.options:
                 opts.setdefault("exclude", self.options["exclude"])
             model = MODELS[m](self.names, seed=self.seed + i, n_encoding=self.n_encoding, **opts)
-            model.fit(F, y)
+            if m == "lut" and layer_ms is not None:
+                model.fit(F, y, layer_ms=layer_ms)  # type: ignore[call-arg]
+            else:
+                model.fit(F, y)
             self.members.append(model)
         self._sk = True
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,11 +73,14 @@ class _Predictor:
         return arr
 
     # API --------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, holdout: float = 0.0) -> _Predictor:
+    def fit(self, X: Any, y: Any, holdout: float = 0.0,
+            layer_ms: Sequence[Sequence[float] | None] | None = None) -> _Predictor:
         """Fit on architectures (space given) or feature columns; ``y`` in ``self.unit``.
 
         With ``holdout`` in (0, 1) that share of rows (seeded) is kept out and scored, and the
-        scores and holdout predictions travel with the saved file.
+        scores and holdout predictions travel with the saved file. ``layer_ms`` (per row, the
+        ms of each layer, from profiling's ``layer_ms`` column) builds the ``lut`` model from
+        per-layer timings; other models ignore it.
         """
         F = self.featurizer.fit(X)
         y_arr = self._targets(y, F.shape[0])
@@ -97,7 +100,13 @@ class _Predictor:
             options.setdefault("exclude", _count_names(self.space))
         self.model = make_model(self.model_name, self.featurizer.names, seed=self.seed,
                                 n_encoding=self.featurizer.n_encoding, **options)
-        self.model.fit(F[~test], y_arr[~test])
+        if layer_ms is not None and self.model_name in ("lut", "ensemble"):
+            if len(layer_ms) != F.shape[0]:
+                raise PredictorError(f"layer_ms has {len(layer_ms)} rows, X has {F.shape[0]}")
+            train_ms = [lm for lm, t in zip(layer_ms, test) if not t]
+            self.model.fit(F[~test], y_arr[~test], layer_ms=train_ms)  # type: ignore[call-arg]
+        else:
+            self.model.fit(F[~test], y_arr[~test])
         self.n_train = int((~test).sum())
         if test.any():
             self._record(y_arr[test], self.model.predict(F[test]))

@@ -8,12 +8,17 @@ architectures is re-timed at the start, every ``anchor_every`` architectures and
 ``noise_report`` turns those into the noise floor and the drift. A killed run resumes: archs
 already in the table for the same target are skipped.
 
+With a single top-level per-layer block (``layers``), each block of the extracted module is
+also timed on its own (forward hooks, ``layer_repeats`` passes; CPU targets) into the
+``layer_ms`` column: the per-layer timings a lookup-table predictor is built from.
+
 ``model`` is a supernet (``extract`` + ``example_input``) or any callable
 ``build(arch) -> (module, example_input)`` (give ``space=`` then).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +31,7 @@ from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.io import progress
 
 from .errors import ProfilingError
-from .measure import count_costs, timing_stats
+from .measure import count_costs, time_layers, timing_stats
 from .sampling import anchor_archs, sample_profile_archs
 from .table import LatencyTable, input_description
 from .targets import Runtime, Target, parse_target, runtime_for
@@ -44,6 +49,7 @@ class ProfileSettings:
     anchors: int = 3
     anchor_every: int = 25
     flush_every: int = 10
+    layer_repeats: int = 10
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None, **overrides: Any) -> ProfileSettings:
@@ -58,7 +64,7 @@ class ProfileSettings:
             v = getattr(s, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ProfilingError(f"profile settings: {k} must be an integer >= 1, got {v!r}")
-        for k in ("warmup", "anchors", "seed"):
+        for k in ("warmup", "anchors", "seed", "layer_repeats"):
             v = getattr(s, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ProfilingError(f"profile settings: {k} must be an integer >= 0, got {v!r}")
@@ -92,18 +98,25 @@ class _Session:
         self.session = uuid.uuid4().hex[:12]
         self.pending: list[dict[str, Any]] = []
         self.seq = len(table.read())
+        # the one top-level per-layer block whose layers are timed one by one
+        blocks = [k for k, p in space.params.items() if hasattr(p, "params") and hasattr(p, "count")]
+        self.layered = blocks[0] if len(blocks) == 1 else None
 
     def measure(self, arch: Arch, kind: str, anchor: int = -1) -> dict[str, Any]:
         module, x = self.build(arch)
         costs = count_costs(module, x, self.runtime)
         fn = self.runtime.prepare(module, x)
         stats = timing_stats(self.runtime.time(fn, self.s.warmup, self.s.repeats))
+        layers = None
+        if self.s.layer_repeats and self.layered is not None:
+            layers = time_layers(module, x, self.runtime, len(arch[self.layered]), self.s.layer_repeats)
         row = {
             "kind": kind, "anchor": anchor, "arch": arch.key, "arch_digest": arch.digest,
             "summary": self.space.summary(arch), **stats, **costs,
             "target": self.target.spec, "runtime": self.target.runtime, "device": self.target.device,
             "threads": self.target.threads, "batch": self.target.batch, "dtype": self.target.dtype,
-            **input_description(x), "warmup": self.s.warmup, "seq": self.seq,
+            **input_description(x), "layer_ms": json.dumps(layers) if layers is not None else "",
+            "warmup": self.s.warmup, "seq": self.seq,
             "session": self.session, "timestamp": time.time(),
         }
         self.seq += 1

@@ -212,3 +212,16 @@ def test_hat_csv_fit_reaches_sane_mape():
     assert p.featurizer.cost == "hat_columns"
     s = p.score(m.X.iloc[te], m.y[te])
     assert s["mape"] < 6.0 and s["kendall_tau"] > 0.85, s
+
+
+def test_lut_from_exact_layer_timings_is_exact(lm):
+    space, archs, _ = lm
+
+    def layer_ms(a, layer):
+        return 0.05 + a["d_model"] * layer["ffn"] * 1e-5 + 0.02 * layer["n_head"]
+
+    timings = [[layer_ms(a, layer) for layer in a["layers"]] for a in archs]
+    y = np.asarray([0.3 + a["d_model"] / 1000 + sum(t) for a, t in zip(archs, timings)])
+    p = LatencyPredictor(space, model="lut").fit(archs[:200], y[:200], layer_ms=timings[:200])
+    assert p.model.options["source"] == "layer_timings"
+    np.testing.assert_allclose(p.predict(archs[200:]), y[200:], rtol=1e-9)

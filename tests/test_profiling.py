@@ -159,3 +159,32 @@ def test_onnx_runtime_target(tmp_path):
     df = profile(Counting(), tmp_path, space=small_space(), n=2, target="onnx:threads=1", **FAST)
     rows = df[df["kind"] == "arch"]
     assert set(rows["runtime"]) == {"onnxruntime"} and (rows["latency_ms"] > 0).all()
+
+
+class Blocks(nn.Module):
+    def __init__(self, arch):
+        super().__init__()
+        widths = [12] + [layer["width"] for layer in arch["layers"]]
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(widths))
+        self.head = nn.Linear(widths[-1], 3)
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return self.head(x)
+
+
+def test_per_layer_timings_build_the_lookup_table(tmp_path):
+    space = small_space()
+    df = profile(lambda a: (Blocks(a), torch.randn(1, 12)), tmp_path, space=space, n=12, **FAST)
+    rows = df[df["kind"] == "arch"]
+    for _, r in rows.iterrows():
+        lm = json.loads(r["layer_ms"])
+        assert len(lm) == space.validate(r["arch"])["n_layer"] and all(v > 0 for v in lm)
+    m = load_measurements(tmp_path / "latency.parquet", where={"kind": "arch"})
+    assert m.layer_ms is not None and len(m.layer_ms) == 12
+    p = LatencyPredictor(space, model="lut").fit(m.X, m.y, layer_ms=m.layer_ms)
+    assert p.model.options["source"] == "layer_timings"
+    # one entry per measured layer configuration plus one base entry: the median timing
+    keys = p.model.keys
+    assert "base|" in keys and any(k.startswith("layers||width=") for k in keys)

@@ -66,7 +66,7 @@ def _fmt_scores(s: dict[str, float] | None) -> str:
 def cmd_fit(args: argparse.Namespace) -> int:
     m = _load(args, args.kind)
     cls = _cls(args.kind)
-    p = cls(m.space, model=args.model, seed=args.seed).fit(m.X, m.y, holdout=args.holdout)
+    p = cls(m.space, model=args.model, seed=args.seed).fit(m.X, m.y, holdout=args.holdout, layer_ms=m.layer_ms)
     p.info.update({"data": str(_data_path(args.data)), "target_column": m.target})
     if m.frame is not None and "target" in m.frame.columns:
         p.info["profile_target"] = str(m.frame["target"].iloc[0])
