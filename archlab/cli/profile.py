@@ -63,6 +63,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"latency: median {rows['latency_ms'].median():.3f} ms (min {rows['latency_ms'].min():.3f}, "
           f"max {rows['latency_ms'].max():.3f}); noise floor {rep['noise_floor_pct']:.2f}% "
           f"(anchor CV {rep['anchor_cv_pct']:.2f}%, drift {rep['drift_pct']:.2f}%)")
+    if rep["drift_pct"] > max(5.0, 3 * rep["noise_floor_pct"]):
+        print(f"warning: anchors drifted {rep['drift_pct']:.1f}% during the run; the machine's speed changed "
+              "(other load, thermal throttling): consider re-profiling on a quiet machine")
     return 0
 
 
