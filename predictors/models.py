@@ -125,6 +125,12 @@ class RidgeModel(Model):
     def _sk_raw(self, F: np.ndarray) -> np.ndarray:
         return self._sk.predict((F - self._mean) / self._std)
 
+    def _check_arrays(self) -> None:
+        super()._check_arrays()
+        a, n = self.arrays, len(self.names)
+        if a["coef"].shape != (n,) or a["intercept"].size != 1:
+            raise PredictorError(f"predictor file: ridge coefficients have shape {a['coef'].shape}, expected ({n},)")
+
     def _raw_predict(self, F: np.ndarray) -> np.ndarray:
         return F @ self.arrays["coef"] + self.arrays["intercept"][0]
 
@@ -164,6 +170,16 @@ class MLPModel(Model):
         for k in ("mean", "std", "y_scale", "w0", "b0"):
             if k not in self.arrays:
                 raise PredictorError(f"predictor file: model 'mlp' lacks array {k!r}")
+        a = self.arrays
+        width = len(self.names)
+        n = sum(1 for k in a if k.startswith("w"))
+        for i in range(n):
+            w, b = a.get(f"w{i}"), a.get(f"b{i}")
+            if w is None or b is None or w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+                raise PredictorError(f"predictor file: MLP layer {i} has inconsistent weight shapes")
+            width = w.shape[1]
+        if width != 1 or a["mean"].shape != (len(self.names),) or a["std"].shape != (len(self.names),):
+            raise PredictorError("predictor file: MLP shapes do not match its features")
 
     def _raw_predict(self, F: np.ndarray) -> np.ndarray:
         a = self.arrays
@@ -254,6 +270,18 @@ class GBMModel(Model):
 
     def _check_arrays(self) -> None:
         super()._check_arrays()
+        a = self.arrays
+        n_nodes = a["value"].size
+        same = all(a[k].shape == (n_nodes,) for k in ("feature", "threshold", "left", "right", "leaf", "missing_left"))
+        inner = ~a["leaf"].astype(bool)
+        if (not same or (a["roots"] >= n_nodes).any() or (a["roots"] < 0).any()
+                or (a["feature"][inner] >= len(self.names)).any() or (a["feature"][inner] < 0).any()
+                or (a["left"][inner] >= n_nodes).any() or (a["right"][inner] >= n_nodes).any()
+                or (a["left"][inner] < 0).any() or (a["right"][inner] < 0).any()
+                or a["depth"].size != 1 or not 0 <= int(a["depth"][0]) <= 64):
+            raise PredictorError("predictor file: gradient-boosting tree arrays are inconsistent")
+        # leaves point at themselves so traversal never leaves the arrays
+        a["feature"] = np.where(inner, a["feature"], 0)
         self.base = self._base_model()
         if self.base is not None:
             self.base.arrays = {k[5:]: v for k, v in self.arrays.items() if k.startswith("base.")}

@@ -225,3 +225,18 @@ def test_lut_from_exact_layer_timings_is_exact(lm):
     p = LatencyPredictor(space, model="lut").fit(archs[:200], y[:200], layer_ms=timings[:200])
     assert p.model.options["source"] == "layer_timings"
     np.testing.assert_allclose(p.predict(archs[200:]), y[200:], rtol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["ridge", "gbm", "mlp"])
+def test_consistent_checksum_but_wrong_shapes_rejected(tmp_path, lm, model):
+    """A crafted file (checksums recomputed) with arrays of the wrong shape is a clear error."""
+    from archlab.predictors import persistence
+
+    path = _fitted(tmp_path, lm, model)
+    doc, arrays = persistence.read(path, "latency")
+    key = {"ridge": "coef", "gbm": "feature", "mlp": "w0"}[model]
+    arrays[key] = arrays[key][:-1] if model != "gbm" else arrays[key] + 10_000
+    body = {k: v for k, v in doc.items() if k not in ("archlab_predictor", "arrays", "checksum")}
+    persistence.write(path, body, arrays)
+    with pytest.raises(PredictorError, match="predictor file"):
+        LatencyPredictor.load(path)
