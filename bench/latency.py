@@ -6,6 +6,7 @@
     Goal: best MAPE <= 1.5 x noise floor and >= 95% of test archs within +-10%.
 (b) ``hat``: each HAT dataset (80/10/10 split, seed 0, 200 test rows, total = encoder +
     decoder latency): each model's MAPE and Kendall tau beside the reference 3x400 MLP.
+(c) ``accuracy``: the AccuracyPredictor's Kendall tau on DyNAS-T's OFA MobileNetV3 logs.
 
 Writes ``bench/results/latency.json`` (a part run alone keeps the other part's last result).
 ``--quick``: (a) with 60 archs and fewer repeats, (b) with short MLP training; < 2 minutes.
@@ -87,6 +88,50 @@ def bench_hat(quick: bool) -> dict:
     return res
 
 
+DYNAST_DIR = ROOT.parent / "shared" / "data" / "dynast"
+
+
+def bench_accuracy(quick: bool) -> dict:
+    """AccuracyPredictor on DyNAS-T's OFA MobileNetV3 logs (ImageNet top-1 of ~2,200 unique
+    subnets): Kendall tau on a seeded 20% test split."""
+    import ast
+
+    import pandas as pd
+    from archlab.predictors import AccuracyPredictor
+    from archlab.spaces.library import ofa_mobilenet_v3_space
+
+    files = sorted(DYNAST_DIR.glob("mbnv3w10_*.csv"))
+    if not files:
+        return {"skipped": f"{DYNAST_DIR} not found"}
+    space = ofa_mobilenet_v3_space()
+    frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    archs, ys, seen = [], [], set()
+    for text, acc in zip(frame["Sub-network"], frame["Top-1 Acc (%)"]):
+        c = ast.literal_eval(text)  # a Python-literal dict: literal_eval, never eval
+        arch = space.validate({"stages": [
+            {"depth": c["d"][s], "blocks": [{"kernel": c["ks"][4 * s + b], "expand": c["e"][4 * s + b]}
+                                            for b in range(c["d"][s])]} for s in range(5)]})
+        if arch.key not in seen:
+            seen.add(arch.key)
+            archs.append(arch)
+            ys.append(float(acc))
+    y = np.asarray(ys)
+    perm = np.random.default_rng(0).permutation(len(y))
+    tr, te = perm[: int(0.8 * len(y))], perm[int(0.8 * len(y)):]
+    out = {}
+    print("DyNAS-T accuracy", file=sys.stderr)
+    for model in ("ridge", "gbm", "mlp", "ensemble"):
+        t0 = time.perf_counter()
+        p = AccuracyPredictor(space, model=model, model_options=_options(model, quick))
+        p.fit([archs[i] for i in tr], y[tr])
+        s = p.score([archs[i] for i in te], y[te])
+        out[model] = {"kendall_tau": round(s["kendall_tau"], 4), "spearman": round(s["spearman"], 4),
+                      "rmse_top1_pct": round(s["rmse"], 4), "fit_s": round(time.perf_counter() - t0, 2)}
+        print(f"  {model:9s} tau {s['kendall_tau']:.3f}  RMSE {s['rmse']:.3f} top-1 points", file=sys.stderr)
+    return {"data": "DyNAS-T OFA MobileNetV3 w1.0 search logs (unique subnets)", "metric": "ImageNet top-1 (%)",
+            "n_train": len(tr), "n_test": len(te), "models": out}
+
+
 def bench_onmachine(quick: bool, run_dir: str | None) -> dict:
     import torch
     from archlab.predictors.profiling import noise_report, profile
@@ -137,22 +182,24 @@ def bench_onmachine(quick: bool, run_dir: str | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small run, under two minutes")
-    ap.add_argument("--part", choices=("all", "onmachine", "hat"), default="all")
+    ap.add_argument("--part", choices=("all", "onmachine", "hat", "accuracy"), default="all")
     ap.add_argument("--run-dir", default=None, help="keep the on-machine latency table here (resumable)")
     args = ap.parse_args(argv)
     from archlab.spaces.io import atomic_write_json
 
     old = json.loads(RESULT.read_text()) if RESULT.is_file() else {}
-    out = {"benchmark": "latency", **{k: v for k, v in old.items() if k in ("onmachine", "hat")}}
+    out = {"benchmark": "latency", **{k: v for k, v in old.items() if k in ("onmachine", "hat", "accuracy")}}
     t0 = time.perf_counter()
     if args.part in ("all", "hat"):
         out["hat"] = {"quick": args.quick, **bench_hat(args.quick)}
+    if args.part in ("all", "accuracy"):
+        out["accuracy"] = {"quick": args.quick, **bench_accuracy(args.quick)}
     if args.part in ("all", "onmachine"):
         out["onmachine"] = {"quick": args.quick, **bench_onmachine(args.quick, args.run_dir)}
     out["last_run"] = {"part": args.part, "quick": args.quick, "seconds": round(time.perf_counter() - t0, 1),
                        "threads_note": "torch.set_num_threads is set per profiling run by the target"}
     atomic_write_json(RESULT, out)
-    print(json.dumps({k: v for k, v in out.items() if k != "hat"} | {"hat_best": {
+    print(json.dumps({k: v for k, v in out.items() if k not in ("hat", "accuracy")} | {"hat_best": {
         d: r.get("best") for d, r in out.get("hat", {}).get("datasets", {}).items()}}, indent=1)[:3000])
     return 0
 
