@@ -1,0 +1,165 @@
+"""``Experiment``: one search-space experiment in a user's Python file.
+
+An experiment bundles a search space, a supernet family and its arguments, a task and the
+training settings, plus the plain-dict settings of the later stages (``profile``,
+``search``). Every stage reads and writes files under ``exp.run_dir`` (``runs/<name>/``).
+
+>>> exp = load_experiment("digits_cnn")          # a bundled example, or "my_exp.py[:NAME]"
+>>> net = exp.build_supernet()                   # untrained
+>>> net = exp.load_supernet()                    # trained, from runs/<name>/supernet/
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archlab.spaces import SearchSpace
+from archlab.spaces.errors import ArchlabError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _train_config(value: Any) -> Any:
+    from archlab.supernets.train_config import TrainConfig
+
+    if value is None:
+        return TrainConfig()
+    if isinstance(value, dict):
+        return TrainConfig.from_dict(value)
+    if not isinstance(value, TrainConfig):
+        raise ArchlabError(f"train: expected a TrainConfig or a dict of its fields, got {type(value).__name__}")
+    return value
+
+
+@dataclass
+class Experiment:
+    """A search-space experiment.
+
+    ``name`` names the run directory ``runs_dir/name``; ``space`` the ``SearchSpace``;
+    ``family`` a name in ``archlab.supernets.FAMILIES``; ``task`` an
+    ``archlab.supernets.tasks.Task``; ``supernet_args`` extra constructor arguments of the
+    family (``sharing`` included); ``train`` a ``TrainConfig`` (or a dict of its fields);
+    ``profile`` / ``search`` plain settings read by those stages.
+    """
+
+    name: str
+    space: SearchSpace
+    family: str
+    task: Any
+    supernet_args: dict[str, Any] = field(default_factory=dict)
+    train: Any = None
+    profile: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    runs_dir: str | Path = "runs"
+
+    def __post_init__(self) -> None:
+        from archlab.supernets.families import FAMILIES
+        from archlab.supernets.tasks_base import Task
+
+        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
+            raise ArchlabError(f"name: {self.name!r} must be a non-empty file-name-safe string (letters, digits, _ . -)")
+        if not isinstance(self.space, SearchSpace):
+            raise ArchlabError(f"space: expected a SearchSpace, got {type(self.space).__name__}")
+        if self.family not in FAMILIES:
+            raise ArchlabError(f"family: unknown {self.family!r}; allowed: {', '.join(FAMILIES)}")
+        if not isinstance(self.task, Task):
+            raise ArchlabError(f"task: expected an archlab.supernets.tasks Task, got {type(self.task).__name__}")
+        for key in ("supernet_args", "profile", "search"):
+            if not isinstance(getattr(self, key), dict):
+                raise ArchlabError(f"{key}: expected a dict, got {type(getattr(self, key)).__name__}")
+        self.train = _train_config(self.train)
+        self.runs_dir = Path(self.runs_dir)
+
+    # locations --------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        """``runs_dir / name``: where every stage of this experiment keeps its files."""
+        return Path(self.runs_dir) / self.name
+
+    @property
+    def sharing(self) -> str:
+        """The experiment's weight-sharing mode (``supernet_args["sharing"]``, default entangled)."""
+        return str(self.supernet_args.get("sharing", "entangled"))
+
+    def supernet_dir(self, sharing: str | None = None) -> Path:
+        """``run_dir/supernet`` for the experiment's own sharing mode, ``run_dir/supernet-<sharing>``
+        for another one (so several sharing modes of one experiment can be compared)."""
+        if sharing is None or sharing == self.sharing:
+            return self.run_dir / "supernet"
+        return self.run_dir / f"supernet-{sharing}"
+
+    # supernets --------------------------------------------------------------------
+    def supernet_kwargs(self, sharing: str | None = None) -> dict[str, Any]:
+        """Constructor arguments: ``task.model_kwargs()`` the family accepts, then
+        ``supernet_args``, then ``sharing`` (when given)."""
+        from archlab.supernets.families import FAMILIES
+
+        cls = FAMILIES[self.family]
+        params = inspect.signature(cls.__init__).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        kwargs = {k: v for k, v in self.task.model_kwargs().items() if takes_any or k in params}
+        kwargs.update(self.supernet_args)
+        if sharing is not None:
+            kwargs["sharing"] = sharing
+        return kwargs
+
+    def build_supernet(self, sharing: str | None = None) -> Any:
+        """A fresh (untrained) supernet of ``family`` over ``space`` for ``task``."""
+        from archlab.supernets.families import FAMILIES
+
+        cls = FAMILIES[self.family]
+        try:
+            return cls(self.space, **self.supernet_kwargs(sharing))
+        except TypeError as exc:
+            raise ArchlabError(f"supernet_args: {exc}") from None
+
+    def load_supernet(self, sharing: str | None = None, run_dir: str | Path | None = None) -> Any:
+        """The trained supernet from ``supernet_dir(sharing)`` (final weights, else the last
+        checkpoint); its config must match this experiment's (space, sharing, dims)."""
+        from archlab.supernets.training import load_weights
+
+        folder = self.supernet_dir(sharing) if run_dir is None else Path(run_dir) / self.supernet_dir(sharing).name
+        net = self.build_supernet(sharing)
+        return load_weights(folder, net)
+
+    def train_supernet(self, steps: int | None = None, sharing: str | None = None,
+                       run_dir: str | Path | None = None, **overrides: Any) -> Any:
+        """Train (or resume) the supernet into ``supernet_dir(sharing)``; ``steps`` and other
+        ``TrainConfig`` fields override ``self.train``. Returns the ``TrainResult``."""
+        from archlab.supernets.training import train
+
+        cfg = self.train.replace(**({"steps": steps} if steps is not None else {}), **overrides)
+        folder = self.supernet_dir(sharing) if run_dir is None else Path(run_dir) / self.supernet_dir(sharing).name
+        net = self.build_supernet(sharing)
+        return train(net, self.task, cfg, folder)
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+
+
+def example_names() -> list[str]:
+    """Names of the bundled example experiments (``digits_cnn``, ``char_transformer``, ...)."""
+    return sorted(p.stem for p in EXAMPLES_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_experiment(spec: str) -> Experiment:
+    """An ``Experiment`` from ``FILE.py[:NAME]`` (its single Experiment, or the one named),
+    or the name of a bundled example (``digits_cnn``, ``char_transformer``)."""
+    from archlab.loading import load_object
+
+    path, sep, name = spec.partition(":")
+    if not path.endswith(".py") and not Path(path).exists():
+        if path in example_names():
+            spec = str(EXAMPLES_DIR / f"{path}.py") + (sep + name if sep else "")
+        else:
+            raise ArchlabError(
+                f"{path}: not a Python file or a bundled example; examples: {', '.join(example_names())}"
+            )
+    return load_object(spec, Experiment, "experiment")
+
+
+__all__ = ["Experiment", "example_names", "load_experiment"]
