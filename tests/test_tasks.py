@@ -75,7 +75,7 @@ def test_text_too_short_and_missing_file(tmp_path):
     short.write_text("hello world, " * 5)
     with pytest.raises(TaskError, match=r"short\.txt: text too short for context=128"):
         CharLMTask(short)
-    with pytest.raises(TaskError, match="nope.txt: no such text file"):
+    with pytest.raises(TaskError, match=r"nope\.txt: no such text file"):
         CharLMTask(tmp_path / "nope.txt")
     with pytest.raises(TaskError, match="context"):
         CharLMTask(short, context=0)

@@ -42,7 +42,7 @@ def cfg(**kw) -> TrainConfig:
 def test_config_errors_name_the_field(field, value, match):
     with pytest.raises(ArchlabError, match=match):
         TrainConfig(**{field: value})
-    with pytest.raises(ArchlabError, match="TrainConfig.stepz: unknown field"):
+    with pytest.raises(ArchlabError, match=r"TrainConfig\.stepz: unknown field"):
         TrainConfig().replace(stepz=3)
 
 
@@ -53,7 +53,7 @@ def test_sandwich_and_uniform_pick_archs_and_reject_unknown_options():
     assert archs == s.archs(np.random.default_rng(0))
     u = make_strategy("uniform", SPACE)
     assert len(u.archs(np.random.default_rng(1))) == 1
-    with pytest.raises(ArchlabError, match="strategy_options.n_rand: unknown option of strategy 'sandwich'"):
+    with pytest.raises(ArchlabError, match=r"strategy_options\.n_rand: unknown option of strategy 'sandwich'"):
         make_strategy("sandwich", SPACE, {"n_rand": 1})
 
 
