@@ -108,14 +108,20 @@ class Experiment:
         return kwargs
 
     def build_supernet(self, sharing: str | None = None) -> Any:
-        """A fresh (untrained) supernet of ``family`` over ``space`` for ``task``."""
+        """A fresh (untrained) supernet of ``family`` over ``space`` for ``task``, its initial
+        weights drawn with ``train.seed`` (same seed, same weights)."""
+        import torch
+
         from archlab.supernets.families import FAMILIES
 
         cls = FAMILIES[self.family]
-        try:
-            return cls(self.space, **self.supernet_kwargs(sharing))
-        except TypeError as exc:
-            raise ArchlabError(f"supernet_args: {exc}") from None
+        # initial weights follow TrainConfig.seed; the caller's global RNG is left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.train.seed)
+            try:
+                return cls(self.space, **self.supernet_kwargs(sharing))
+            except TypeError as exc:
+                raise ArchlabError(f"supernet_args: {exc}") from None
 
     def load_supernet(self, sharing: str | None = None, run_dir: str | Path | None = None) -> Any:
         """The trained supernet from ``supernet_dir(sharing)`` (final weights, else the last
