@@ -138,3 +138,21 @@ def test_evaluate_many_matches_evaluate_and_leaves_batchnorm_untouched(task):
     # recalibration matters: without it the mixed running statistics score differently
     raw = evaluate(net, task, archs[0], recalibrate=False)
     assert raw["loss"] != pytest.approx(many[0]["loss"], rel=1e-3)
+
+
+def test_transformer_lm_trains_on_the_char_task():
+    from archlab.spaces.library import transformer_lm_space
+    from archlab.supernets import TransformerLM
+    from archlab.supernets.tasks import CharLMTask
+
+    task = CharLMTask(context=16)
+    space = transformer_lm_space("tiny_lm", n_layer=(1, 2), d_model=(32,), n_head=(2,), ffn=(32, 64))
+    torch.manual_seed(0)
+    net = TransformerLM(space, **task.model_kwargs())
+    before = evaluate(net, task, space.largest(), max_batches=2)
+    result = train(net, task, cfg(steps=30, batch_size=16, lr=5e-3, checkpoint_every=0, eval_batches=2), None)
+    after = result.metrics["largest"]
+    assert before["perplexity"] > 80 and after["perplexity"] < before["perplexity"] * 0.6
+    assert after["val_loss"] == pytest.approx(math.log(after["perplexity"]), rel=1e-6)
+    many = evaluate_many(net, task, space.sample_many(3, seed=0), max_batches=2)
+    assert all(m["perplexity"] < before["perplexity"] for m in many)

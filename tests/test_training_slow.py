@@ -92,7 +92,7 @@ def test_torchrun_two_ranks_sample_the_same_archs(tmp_path):
 
 
 @pytest.mark.slow
-def test_digits_cnn_example_reaches_the_accuracy_goal(tmp_path):
+def test_digits_cnn_example_reaches_the_accuracy_goal(tmp_path, run_cli):
     from archlab.experiment import load_experiment
 
     exp = load_experiment("digits_cnn")
@@ -108,3 +108,14 @@ def test_digits_cnn_example_reaches_the_accuracy_goal(tmp_path):
     net = exp.load_supernet()
     again = evaluate(net, exp.task, exp.space.smallest())
     assert again["val_accuracy"] == pytest.approx(smallest["val_accuracy"])
+    # the extracted smallest subnet (BatchNorm recalibrated for it) scores the same standalone
+    exp_file = tmp_path / "digits.py"
+    exp_file.write_text(
+        "from archlab.experiment import load_experiment\n"
+        f"experiment = load_experiment('digits_cnn')\nexperiment.runs_dir = {str(tmp_path)!r}\n"
+    )
+    (tmp_path / "small.json").write_text(exp.space.smallest().to_json())
+    code, _, err = run_cli("extract", str(exp_file), str(tmp_path / "small.json"), str(tmp_path / "sub"), "--no-onnx")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "sub" / "config.json").read_text())["meta"]
+    assert meta["metrics"]["accuracy"] == pytest.approx(again["val_accuracy"])
