@@ -1,0 +1,109 @@
+"""Cached reads for the pages: one read-only storage per URL, trials frames keyed on the
+storage, the study and its trial counts (a new or finished trial invalidates them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from archlab.search.results import hypervolume_history, list_studies, load_trials
+
+from . import analysis, sources
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def storage(url: str) -> Any:
+    """The read-only Optuna storage of ``url`` (kept for the app's lifetime)."""
+    return sources.open_readonly(url)
+
+
+def stamp(url: str, study: str) -> tuple[int, int, int, int]:
+    """Current trial counts of a study (uncached: one cheap COUNT query each)."""
+    return sources.study_stamp(storage(url), study)
+
+
+def study_names(url: str) -> list[str]:
+    return sources.study_names(storage(url))
+
+
+@st.cache_data(show_spinner="Reading trials…", max_entries=32)
+def _trials(url: str, study: str, key: tuple[int, ...]) -> pd.DataFrame:
+    return load_trials(storage(url), study)
+
+
+def trials(url: str, study: str) -> pd.DataFrame:
+    """``load_trials`` of a study, cached until its trial counts change."""
+    return _trials(url, study, stamp(url, study))
+
+
+@st.cache_data(show_spinner="Summarising studies…", max_entries=8)
+def _studies(url: str, key: tuple[Any, ...]) -> pd.DataFrame:
+    return list_studies(storage(url))
+
+
+def studies(url: str) -> pd.DataFrame:
+    """``list_studies`` of a storage, cached until any study's counts change."""
+    names = study_names(url)
+    return _studies(url, tuple((n, *stamp(url, n)) for n in names))
+
+
+@st.cache_data(show_spinner="Computing the front…", max_entries=64)
+def _explorer(url: str, study: str, key: tuple[int, ...], axes: tuple[tuple[str, str], ...],
+              bounds: tuple[tuple[str, float], ...]) -> analysis.ExplorerData:
+    df = _trials(url, study, key)
+    data = analysis.explorer_data(df, [{"name": n, "direction": d} for n, d in axes], dict(bounds))
+    return data
+
+
+def explorer(url: str, study: str, axes: list[dict[str, str]], bounds: dict[str, float]) -> analysis.ExplorerData:
+    """Front, thinned clouds and hypervolume for chosen axes and constraint bounds (cached)."""
+    return _explorer(url, study, stamp(url, study), tuple((a["name"], a["direction"]) for a in axes),
+                     tuple(sorted((k, float(v)) for k, v in bounds.items())))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _summaries(url: str, study: str, key: tuple[int, ...], numbers: tuple[int, ...]) -> list[str]:
+    df = _trials(url, study, key)
+    rows = df.set_index("number").loc[list(numbers)].reset_index()
+    rows.attrs = df.attrs
+    return analysis.summaries(rows)
+
+
+def summaries(url: str, study: str, numbers: list[int]) -> list[str]:
+    """One-line architecture summaries of the given trials (cached)."""
+    return _summaries(url, study, stamp(url, study), tuple(int(n) for n in numbers))
+
+
+@st.cache_data(show_spinner="Computing hypervolume history…", max_entries=64)
+def _history(url: str, study: str, key: tuple[int, ...], bounds: Any) -> pd.DataFrame:
+    df = _trials(url, study, key)
+    if bounds is None:
+        return hypervolume_history(df)
+    best, worst = (dict(b) for b in bounds)
+    return hypervolume_history(df, bounds=(best, worst))
+
+
+def history(url: str, study: str, bounds: tuple[dict, dict] | None = None) -> pd.DataFrame:
+    """``hypervolume_history`` (optionally on a common ``(best, worst)`` scale), cached."""
+    frozen = None if bounds is None else tuple(tuple(sorted(b.items())) for b in bounds)
+    return _history(url, study, stamp(url, study), frozen)
+
+
+@st.cache_data(show_spinner="Computing parameter importance…", max_entries=32)
+def _importance(url: str, study: str, key: tuple[int, ...], objective: int, evaluator: str,
+                max_trials: int) -> dict[str, float]:
+    from .importance import param_importance
+
+    return param_importance(storage(url), study, objective, evaluator, max_trials)
+
+
+def importance(url: str, study: str, objective: int, evaluator: str, max_trials: int) -> dict[str, float]:
+    """Parameter importance for one objective (cached on the study's counts)."""
+    return _importance(url, study, stamp(url, study), objective, evaluator, max_trials)
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def run_files(run_dir: str | None) -> dict[str, Any]:
+    return sources.run_files(run_dir)

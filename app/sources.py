@@ -1,0 +1,156 @@
+"""Where the dashboard's studies come from: storages found from the command line, opened read-only.
+
+No Streamlit here (the caching wrappers live in ``archlab.app.cache``). The app never writes to a
+storage: SQLite files are opened through SQLite's read-only URI mode, PostgreSQL sessions are
+read-only transactions, and Optuna's table creation is skipped, so the schema is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archlab.search.storage import StorageError, open_storage, redact, storage_url
+
+ENV_TARGET = "ARCHLAB_APP_TARGET"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One storage the app can show: ``url`` as the user gave it (also used in the export
+    command), a short ``label`` and the run directory beside it, if any."""
+
+    url: str
+    label: str
+    run_dir: str | None = None
+
+
+def find_sources(target: str | None) -> list[Source]:
+    """Storages for ``target``: a storage URL, an SQLite/journal file, a run directory holding
+    ``study.db``, or a runs directory (every ``*/study.db`` below it, by name). ``None`` reads
+    ``$ARCHLAB_APP_TARGET`` and falls back to ``./runs``."""
+    target = target if target is not None else os.environ.get(ENV_TARGET) or "runs"
+    if "://" in target:
+        run_dir = _run_dir_of(target)
+        return [Source(target, redact(target), run_dir)]
+    path = Path(target).expanduser()
+    if path.is_dir():
+        if (path / "study.db").is_file():
+            return [Source(storage_url(path / "study.db"), path.resolve().name, str(path.resolve()))]
+        found = sorted(p for p in path.glob("*/study.db") if p.is_file())
+        return [Source(storage_url(p.resolve()), p.parent.name, str(p.parent.resolve())) for p in found]
+    if path.exists():
+        url = storage_url(path.resolve())
+        return [Source(url, path.name, _run_dir_of(url))]
+    return []
+
+
+def _run_dir_of(url: str) -> str | None:
+    """The run directory of an SQLite storage named ``study.db`` (``runs/<name>/study.db``)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url[len("sqlite:///") :].split("?", 1)[0])
+    return str(path.parent) if path.name == "study.db" else None
+
+
+def open_readonly(url: str) -> Any:
+    """An Optuna storage for ``url`` that cannot write: SQLite in read-only URI mode,
+    PostgreSQL in read-only transactions, other URLs through ``open_storage`` (journal files
+    are only read). Raises ``StorageError`` with a one-line reason."""
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :].split("?", 1)[0])
+        if not path.is_file():
+            raise StorageError(f"storage {url}: no such SQLite file")
+        ro = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+        if not _has_optuna_tables(path):
+            raise StorageError(f"storage {url}: the file holds no Optuna study tables (not an Optuna "
+                               "storage, or no search has written to it yet)")
+        return _rdb(optuna, ro, url, {"connect_args": {"timeout": 30}})
+    if url.startswith(("postgresql", "postgres")):
+        kwargs = {"connect_args": {"connect_timeout": 10, "options": "-c default_transaction_read_only=on"},
+                  "pool_pre_ping": True}
+        return _rdb(optuna, _pg_driver(url), url, kwargs)
+    return open_storage(url, must_exist=True)
+
+
+def _has_optuna_tables(path: Path) -> bool:
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='studies'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return bool(rows)
+
+
+def _pg_driver(url: str) -> str:
+    """A bare ``postgresql://`` URL with the psycopg2 driver when psycopg 3 is not installed."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
+        return "postgresql+psycopg2" + sep + rest
+    return url
+
+
+def _rdb(optuna: Any, url: str, shown: str, engine_kwargs: dict[str, Any]) -> Any:
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except Exception as exc:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
+        while (exc.__cause__ or exc.__context__) is not None:  # the root cause says most
+            exc = exc.__cause__ or exc.__context__
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "no such table" in first or "does not exist" in first:
+            first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"
+        raise StorageError(f"cannot open storage {redact(shown)}: {first}") from None
+
+
+def study_names(storage: Any) -> list[str]:
+    """Names of every study in ``storage``, in creation order."""
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def study_stamp(storage: Any, study_name: str) -> tuple[int, int, int, int]:
+    """``(n_trials, n_complete, n_fail, n_running)``: cheap counts that change whenever the
+    study gains a trial or a trial finishes (the cache key of everything computed from it)."""
+    from optuna.trial import TrialState
+
+    sid = storage.get_study_id_from_name(study_name)
+    n = storage.get_n_trials(sid)
+    return (
+        n,
+        storage.get_n_trials(sid, state=TrialState.COMPLETE),
+        storage.get_n_trials(sid, state=TrialState.FAIL),
+        storage.get_n_trials(sid, state=TrialState.RUNNING),
+    )
+
+
+def run_files(run_dir: str | None) -> dict[str, Any]:
+    """The run directory's predictor files (``predictors/*.json``, parsed) and ranking report
+    (``rank/report.json``), when they exist: ``{"predictors": {name: doc}, "rank": doc|None,
+    "errors": [text]}``. Unreadable files are reported, not raised."""
+    out: dict[str, Any] = {"predictors": {}, "rank": None, "errors": []}
+    if not run_dir:
+        return out
+    root = Path(run_dir)
+    for p in sorted((root / "predictors").glob("*.json")):
+        try:
+            out["predictors"][p.stem] = json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            out["errors"].append(f"{p}: {exc}")
+    rank = root / "rank" / "report.json"
+    if rank.is_file():
+        try:
+            out["rank"] = json.loads(rank.read_text())
+        except (OSError, ValueError) as exc:
+            out["errors"].append(f"{rank}: {exc}")
+    return out
