@@ -9,7 +9,6 @@ small transformer LM space, without training anything. The dashboard itself neve
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,9 @@ def _metrics(arch: Any, rng: np.random.Generator) -> dict[str, float]:
     layers = arch["layers"]
     params = sum(4 * d * d + 2 * d * layer["ffn"] for layer in layers) + 65 * d * 2
     macs = params * 128.0
-    cap = math.log(params)
-    error = float(np.clip(0.9 - 0.075 * cap + 0.02 * sum(layer["n_head"] for layer in layers) / len(layers) ** 1.5
-                          + rng.normal(0, 0.012), 0.01, 1.0))
+    heads = sum(layer["n_head"] for layer in layers) / len(layers)
+    error = float(np.clip(0.06 + 2.5 * params ** -0.33 + 0.004 * heads / len(layers) + rng.normal(0, 0.004),
+                          0.01, 1.0))
     latency = float(0.35 + 1.1e-5 * params ** 0.93 + 0.08 * sum(layer["n_head"] for layer in layers)
                     + abs(rng.normal(0, 0.05)))
     measured = latency * float(np.exp(rng.normal(0.02, 0.06)))

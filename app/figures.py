@@ -155,7 +155,10 @@ def parity_figure(y_true: Sequence[float], y_pred: Sequence[float], title: str, 
         fig.add_trace(go.Scatter(x=[highlight[0]], y=[highlight[1]], mode="markers", name="this trial",
                                  marker={"size": 14, "color": ACCENT, "line": {"color": "#111", "width": 1}}))
     u = f" ({unit})" if unit else ""
-    fig.update_layout(**LAYOUT, height=height, title=title, xaxis_title=f"measured{u}", yaxis_title=f"predicted{u}")
+    legend = dict(x=0.99, y=0.01, xanchor="right", yanchor="bottom", bgcolor="rgba(255,255,255,0.7)")
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=10, r=10, t=50, b=10), "legend": legend}, height=height,
+                      title={"text": title, "x": 0, "font": {"size": 14}},
+                      xaxis_title=f"measured{u}", yaxis_title=f"predicted{u}")
     return fig
 
 

@@ -28,7 +28,7 @@ def _bounds_panel(df: pd.DataFrame) -> dict[str, float]:
         if hi <= lo:
             hi = lo + 1.0
         step = float(f"{(hi - lo) / 200:.2g}")
-        bounds[name] = st.slider(f"{name} ≤", min_value=lo, max_value=hi, value=bound, step=step,
+        bounds[name] = st.slider(f"{name} ≤", min_value=lo, max_value=hi, value=bound, step=step, format="%.4g",
                                  key=f"bound.{ctx.study}.{name}", help=f"study bound: {bound:g}")
     if any(abs(bounds[k] - float(study_bounds[k])) > 0 for k in bounds) and st.button("Reset to study bounds"):
         for k in bounds:
@@ -96,6 +96,7 @@ def _page() -> None:
         st.caption(f"{len(picked)} points selected on the plot")
         table = shown[shown["number"].isin(picked)][cols].assign(
             architecture=[hover.get(int(n), "") for n in shown[shown["number"].isin(picked)]["number"]])
+    table = table.rename(columns=lambda c: c.removeprefix("metric."))
     ev = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                       key=f"front_table.{ctx.study}")
     if ev is not None and ev.selection.rows:
