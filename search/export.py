@@ -45,7 +45,11 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     from archlab.cli.search import load_experiment_object
 
     exp = load_experiment_object(spec)
-    net = exp.load_supernet()
+    # the study records where its supernet was trained (the experiment's runs_dir may have
+    # been overridden, e.g. ``archlab demo --out``); fall back to the experiment's own
+    recorded = info.get("run_dir")
+    run_dir = recorded if recorded and (Path(recorded) / exp.supernet_dir().name).is_dir() else None
+    net = exp.load_supernet(run_dir=run_dir)
     if net.space.fingerprint != _fingerprint(info):
         raise SearchError("the experiment's space differs from the study's space; was the experiment file edited?")
     sub = net.extract(arch)

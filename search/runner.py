@@ -209,6 +209,7 @@ def run_search(
         "constraints": bounds,
         "experiment": getattr(experiment, "name", None),
         "experiment_file": experiment_file,
+        "run_dir": str(run_dir.resolve()) if run_dir is not None else None,
         "files": _files(run_dir),
         "sampler": sampler,
     }
