@@ -1,7 +1,9 @@
 """``experiment.search`` settings: the keys ``archlab search`` understands, checked.
 
 Keys (all optional): ``objectives`` ({name: (direction, callable or built-in)}, default
-``{"error": ("min", "inherited"), "latency_ms": ("min", "predicted_latency")}``), ``metrics``,
+the task's own metric with inherited weights in its direction plus predicted latency, e.g.
+``{"accuracy": ("max", "inherited"), "latency_ms": ("min", "predicted_latency")}`` for a
+classification task, ``{"loss": ("min", "inherited"), ...}`` for a language model), ``metrics``,
 ``constraints`` ({metric: upper bound}), ``n_trials`` (alias ``trials``), ``timeout``
 (seconds or ``"8h"``/``"30m"``/``"1h30m"``), ``sampler``, ``sampler_options``, ``storage``,
 ``study_name``, ``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``.
@@ -41,6 +43,33 @@ def parse_duration(value: Any) -> float | None:
     return parse_duration(sum(float(a) * _UNITS[b] for a, b in parts))
 
 
+def default_objectives(experiment: Any) -> dict[str, tuple[str, str]]:
+    """The task's metric with inherited weights (named without ``val_``, in the task's
+    direction) and predicted latency; ``DEFAULT_OBJECTIVES`` when there is no task."""
+    task = getattr(experiment, "task", None)
+    metric, direction = getattr(task, "metric", None), getattr(task, "metric_direction", None)
+    if not isinstance(metric, str) or direction not in ("min", "max"):
+        return dict(DEFAULT_OBJECTIVES)
+    return {metric.removeprefix("val_"): (direction, "inherited"), "latency_ms": ("min", "predicted_latency")}
+
+
+def _check_inherited_direction(experiment: Any, objectives: Any) -> None:
+    """An ``inherited`` objective against the task's direction (minimising accuracy) is a mistake."""
+    task = getattr(experiment, "task", None)
+    want = getattr(task, "metric_direction", None)
+    if want not in ("min", "max") or not isinstance(objectives, Mapping):
+        return
+    for name, spec in objectives.items():
+        if spec == "inherited":
+            spec = ("min", spec)
+        if not (isinstance(spec, (tuple, list)) and len(spec) == 2 and spec[1] == "inherited"):
+            continue
+        got = {"minimize": "min", "maximize": "max"}.get(str(spec[0]).lower(), str(spec[0]).lower())
+        if got in ("min", "max") and got != want:
+            raise SearchError(f"objectives.{name}: 'inherited' is the task's {task.metric}, which is better "
+                              f"{'higher' if want == 'max' else 'lower'}; direction must be {want!r}, got {spec[0]!r}")
+
+
 def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``run_search`` keyword arguments from ``experiment.search`` plus non-None ``overrides``."""
     raw = dict(getattr(experiment, "search", None) or {})
@@ -52,7 +81,8 @@ def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None)
             raise SearchError("experiment.search: give either 'trials' or 'n_trials', not both")
         raw["n_trials"] = raw.pop("trials")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    raw.setdefault("objectives", DEFAULT_OBJECTIVES)
+    raw.setdefault("objectives", default_objectives(experiment))
+    _check_inherited_direction(experiment, raw["objectives"])
     if "timeout" in raw:
         raw["timeout"] = parse_duration(raw["timeout"])
     for key in ("n_trials", "workers", "seed", "heartbeat_interval", "grace_period"):
