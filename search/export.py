@@ -12,6 +12,7 @@ from .results import ATTR_KEY, _load_study
 def trial_arch(storage: Any, study_name: str, number: int) -> tuple[Any, dict[str, Any], Any]:
     """``(arch, study archlab attrs, frozen trial)`` of trial ``number``; checks it is complete."""
     import optuna
+
     from archlab.spaces import SearchSpace
 
     study = _load_study(storage, study_name)
@@ -40,9 +41,8 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     path = spec.partition(":")[0]
     if path.endswith(".py") and not Path(path).is_file():
         raise SearchError(f"experiment file {path} recorded in study {study_name!r} does not exist")
-    from archlab.supernets.export import save_subnet
-
     from archlab.cli.search import load_experiment_object
+    from archlab.supernets.export import save_subnet
 
     exp = load_experiment_object(spec)
     # the study records where its supernet was trained (the experiment's runs_dir may have
@@ -52,7 +52,13 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     net = exp.load_supernet(run_dir=run_dir)
     if net.space.fingerprint != _fingerprint(info):
         raise SearchError("the experiment's space differs from the study's space; was the experiment file edited?")
-    sub = net.extract(arch)
+    task = getattr(exp, "task", None)
+    if task is not None:
+        from archlab.supernets.evaluation import extract_calibrated
+
+        sub = extract_calibrated(net, task, arch)  # BatchNorm statistics as the search scored it
+    else:
+        sub = net.extract(arch)
     meta = {"study": study_name, "trial": number, "arch": arch.key, "metrics": dict(t.user_attrs.get("metrics") or {}),
             "experiment": info.get("experiment"), "files": info.get("files")}
     return save_subnet(sub, out_dir, meta)

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
-from archlab.spaces import Arch
 from torch import nn
+
+from archlab.spaces import Arch
 
 from .tasks_base import Batch, Task, input_adapter, model_device
 
@@ -114,3 +115,24 @@ def evaluate_many(net: nn.Module, task: Task, archs: Iterable[Mapping[str, Any] 
             out.append(ev(a if isinstance(a, (Arch, str)) else Arch(a)))
             bar.update(1)
     return out
+
+
+def extract_calibrated(net: nn.Module, task: Task, arch: Mapping[str, Any] | str) -> nn.Module:
+    """``net.extract(arch)`` (eval mode) with the BatchNorm statistics ``evaluate`` scores it
+    with: recalibrated for ``arch`` on the task's fixed calibration batches. The supernet's
+    own buffers and active architecture are restored, so the extracted module scores exactly
+    what the search recorded for it."""
+    previous = getattr(net, "_arch", None)
+    was_training = net.training
+    net.eval()
+    has_bn = bool(batchnorm_modules(net))
+    with preserved_batchnorm(net) if has_bn else contextlib.nullcontext():
+        net.set_arch(arch)
+        if has_bn:
+            device = model_device(net)
+            recalibrate(net, [(x.to(device), y) for x, y in calibration_batches(task)], input_adapter(net))
+        sub = net.extract(arch).eval()
+    if previous is not None:
+        net.set_arch(previous)
+    net.train(was_training)
+    return sub

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pytest
+
 from archlab.search.errors import SearchError
 from archlab.search.settings import DEFAULT_OBJECTIVES, parse_duration, search_settings
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -45,9 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """The command line reports through its own lines and progress bars: Optuna's per-trial
+    INFO log and its "experimental feature" warnings (heartbeats) are noise there."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*(experimental|is experimental).*")
+    try:
+        import optuna
+    except ImportError:  # pragma: no cover - optuna is a dependency
+        return
+    optuna.logging.set_verbosity(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) not in (None, "space"):
+        _quiet_libraries()
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
@@ -56,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archlab: interrupted", file=sys.stderr)
         return 130
-    except (ArchlabError, FileNotFoundError, IsADirectoryError, PermissionError, json.JSONDecodeError) as exc:
+    except (ArchlabError, OSError, json.JSONDecodeError) as exc:
         if os.environ.get("ARCHLAB_DEBUG"):
             raise
         msg = " ".join(str(exc).split()) or type(exc).__name__

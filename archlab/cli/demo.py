@@ -9,7 +9,7 @@ from typing import Any
 def cmd_demo(args: argparse.Namespace) -> int:
     from archlab.demo import run_demo
 
-    run_demo(out=args.out, quick=args.quick, log=print)
+    run_demo(out=args.out, quick=args.quick, log=lambda line: print(line, flush=True))
     return 0
 
 

@@ -13,7 +13,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     import importlib.util
 
     from archlab.experiment import load_experiment
-    from archlab.supernets.evaluation import calibration_batches, recalibrate
+    from archlab.supernets.evaluation import extract_calibrated
     from archlab.supernets.export import export_onnx, save_subnet
     from archlab.supernets.tasks_base import input_adapter
 
@@ -23,12 +23,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         raise ArchlabError(f"{arch_path}: no such architecture file")
     arch = exp.space.validate(arch_path.read_text(encoding="utf-8"))
     net = exp.load_supernet(sharing=args.sharing, run_dir=Path(args.run_dir) if args.run_dir else None)
-    net.eval()
-    net.set_arch(arch)
+    sub = extract_calibrated(net, exp.task, arch)  # BN statistics of this subnet, as evaluate scores it
     adapt = input_adapter(net)
-    if any(hasattr(m, "running_mean") for m in net.modules()):
-        recalibrate(net, calibration_batches(exp.task), adapt)  # BN statistics of this subnet
-    sub = net.extract(arch).eval()
     metrics = exp.task.evaluate(sub) if adapt is None else exp.task.score(sub, exp.task.eval_batches(), adapt)
     meta = {"experiment": exp.name, "space": exp.space.name, "space_fingerprint": exp.space.fingerprint,
             "sharing": net.sharing, "task": exp.task.config(), "metrics": metrics}
