@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from archlab.search.results import hypervolume, pareto_front
 
 MAX_CLOUD = 4000  # dominated / infeasible points drawn per category

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+
 from archlab.search.results import hypervolume_history, list_studies, load_trials
 
 from . import analysis, sources

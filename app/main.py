@@ -8,6 +8,7 @@ storage and the study; the pages read them from ``archlab.app.ui.context()``.
 from __future__ import annotations
 
 import streamlit as st
+
 from archlab.app import cache, sources, ui
 from archlab.search.storage import storage_url
 

@@ -78,6 +78,13 @@ def open_readonly(url: str) -> Any:
     return open_storage(url, must_exist=True)
 
 
+def _cached(optuna: Any, rdb: Any) -> Any:
+    """``rdb`` behind Optuna's own trial cache (what ``optuna.load_study(url)`` uses): finished
+    trials are read once, later reads fetch only new and unfinished trials, so a growing study
+    is not re-read from scratch whenever a trial is added."""
+    return optuna.storages.get_storage(rdb)
+
+
 def _has_optuna_tables(path: Path) -> bool:
     import sqlite3
 
@@ -104,7 +111,7 @@ def _pg_driver(url: str) -> str:
 
 def _rdb(optuna: Any, url: str, shown: str, engine_kwargs: dict[str, Any]) -> Any:
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
     except Exception as exc:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
         while (exc.__cause__ or exc.__context__) is not None:  # the root cause says most
             exc = exc.__cause__ or exc.__context__
@@ -112,6 +119,7 @@ def _rdb(optuna: Any, url: str, shown: str, engine_kwargs: dict[str, Any]) -> An
         if "no such table" in first or "does not exist" in first:
             first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"
         raise StorageError(f"cannot open storage {redact(shown)}: {first}") from None
+    return _cached(optuna, rdb)
 
 
 def study_names(storage: Any) -> list[str]:
@@ -121,17 +129,32 @@ def study_names(storage: Any) -> list[str]:
 
 def study_stamp(storage: Any, study_name: str) -> tuple[int, int, int, int]:
     """``(n_trials, n_complete, n_fail, n_running)``: cheap counts that change whenever the
-    study gains a trial or a trial finishes (the cache key of everything computed from it)."""
-    from optuna.trial import TrialState
+    study gains a trial or a trial finishes (the cache key of everything computed from it).
 
+    Optuna's ``RDBStorage.get_n_trials`` loads every trial to count them (seconds for a study
+    of 50,000), so on a database the counts come from one ``GROUP BY`` query on Optuna's
+    ``trials`` table (read only; the schema is Optuna's own). Other storages hold their trials
+    in memory and count them in one pass."""
     sid = storage.get_study_id_from_name(study_name)
-    n = storage.get_n_trials(sid)
-    return (
-        n,
-        storage.get_n_trials(sid, state=TrialState.COMPLETE),
-        storage.get_n_trials(sid, state=TrialState.FAIL),
-        storage.get_n_trials(sid, state=TrialState.RUNNING),
-    )
+    counts = _state_counts_sql(storage, sid)
+    if counts is None:
+        counts = {}
+        for t in storage.get_all_trials(sid, deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return (sum(counts.values()), counts.get("COMPLETE", 0), counts.get("FAIL", 0), counts.get("RUNNING", 0))
+
+
+def _state_counts_sql(storage: Any, study_id: int) -> dict[str, int] | None:
+    """``{state name: count}`` of a study in an ``RDBStorage`` (None for other storages)."""
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # _CachedStorage wraps it
+    if engine is None:
+        return None
+    import sqlalchemy
+
+    query = sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state")
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"sid": study_id}).all()
+    return {str(getattr(state, "name", state)): int(n) for state, n in rows}
 
 
 def run_files(run_dir: str | None) -> dict[str, Any]:

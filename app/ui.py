@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
+
 from archlab.spaces.errors import ArchlabError
 
 from . import cache

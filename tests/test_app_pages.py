@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest
+
 from archlab.app import analysis, figures
 from archlab.app.demo import make_demo_study
 from archlab.app.ui import PENDING_TRIAL
@@ -20,7 +22,6 @@ from archlab.search.results import (
     load_trials,
     pareto_front,
 )
-from streamlit.testing.v1 import AppTest
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 AXES = [{"name": "error", "direction": "minimize"}, {"name": "latency_ms", "direction": "minimize"}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+
 from archlab.app import analysis, cache, figures, ui
 from archlab.search.results import hypervolume, pareto_front
 

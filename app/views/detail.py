@@ -8,6 +8,7 @@ import shlex
 
 import pandas as pd
 import streamlit as st
+
 from archlab.app import analysis, cache, figures, ui
 
 ctx = ui.context()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
+
 from archlab.app import analysis, cache, figures, ui
 
 ctx = ui.context()
