@@ -3,7 +3,9 @@
 ``make_demo_study`` writes a study that follows the study contract (``archlab`` study attrs,
 ``arch``/``metrics`` trial attrs, ``set_constraint``) with made-up but plausible metrics of a
 small transformer LM space, without training anything. The dashboard itself never calls it
-(the app only reads storages); it exists so a study of any size can be made in seconds.
+(the app only reads storages); tests and demos use it. ``demo_trials`` gives the same trials
+without writing them (``bench/app.py`` writes 50,000 of them in bulk: Optuna's ``add_trials``
+checks each new parameter against every earlier trial, so it slows down as a study grows).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from archlab.spaces import library
 
 OBJECTIVES = (
@@ -50,32 +53,71 @@ def _metrics(arch: Any, rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def make_demo_study(
-    storage: str | Path,
-    study_name: str = "demo",
+def demo_trials(
     n_trials: int = 300,
     seed: int = 0,
     n_objectives: int = 2,
     constraints: dict[str, float] | None = None,
     fail_fraction: float = 0.03,
     only_failed: bool = False,
-    fast: bool = True,
-) -> str:
-    """Write a synthetic study with ``n_trials`` trials into ``storage`` (an SQLite path or any
-    Optuna storage URL); returns the storage URL.
+) -> tuple[list[str], dict[str, Any], list[Any]]:
+    """``(directions, archlab study attr, frozen trials)`` of a synthetic study (nothing written).
 
     Objectives: ``error`` and ``latency_ms`` (ms), plus ``params_m`` (millions) when
     ``n_objectives`` is 3. Constraints default to ``{"latency_ms": 2.5, "macs": 8e7}`` (upper
-    bounds). ``fast`` turns off SQLite's fsync while writing (a demo file, not a real run).
-    Same seed, same study.
+    bounds), stored with each trial as Optuna stores ``trial.set_constraint`` (value - bound).
+    Same seed, same trials.
     """
-    import optuna
     from optuna.distributions import CategoricalDistribution, IntDistribution
     from optuna.trial import TrialState, create_trial
 
-    url = str(storage)
-    if "://" not in url:
-        url = f"sqlite:///{Path(url).resolve()}"
+    space = demo_space()
+    objs = list(OBJECTIVES[:n_objectives])
+    bounds = {"latency_ms": 2.5, "macs": 8e7} if constraints is None else dict(constraints)
+    attr = {
+        "version": "demo", "space": space.to_json(), "objectives": objs, "constraints": bounds,
+        "experiment": None, "files": {"supernet": None, "predictor": None}, "sampler": "random",
+    }
+    rng = np.random.default_rng(seed)
+    archs = space.sample_many(n_trials, seed=seed, unique=False)
+    t0 = _dt.datetime(2026, 1, 1, 22, 0, 0)
+    dists: dict[str, Any] = {}
+    frozen = []
+    for i, arch in enumerate(archs):
+        flat = space.to_params(arch)
+        for k in flat:
+            if k not in dists:
+                dists[k] = IntDistribution(1, 6) if k == "n_layer" else CategoricalDistribution(_choices(k))
+        metrics = _metrics(arch, rng)
+        failed = only_failed or rng.random() < fail_fraction
+        start = t0 + _dt.timedelta(seconds=3 * i)
+        attrs = {"arch": arch.key, "metrics": metrics}
+        cons = {k: metrics[k] - b for k, b in bounds.items()} if not failed else None
+        trial = create_trial(
+            state=TrialState.FAIL if failed else TrialState.COMPLETE,
+            values=None if failed else [metrics[o["name"]] for o in objs],
+            params=flat, distributions={k: dists[k] for k in flat},
+            user_attrs=attrs if not failed else {"arch": arch.key}, constraints=cons,
+        )
+        trial.datetime_start = start
+        trial.datetime_complete = start + _dt.timedelta(seconds=2 + (i % 3))
+        frozen.append(trial)
+    return [o["direction"] for o in objs], attr, frozen
+
+
+def make_demo_study(
+    storage: str | Path, study_name: str = "demo", n_trials: int = 300, seed: int = 0, *, fast: bool = True,
+    **options: Any,
+) -> str:
+    """Write the synthetic study of ``demo_trials`` into ``storage`` (an SQLite path or any
+    Optuna storage URL) through ``study.add_trials``; returns the storage URL. ``options`` go to
+    ``demo_trials`` (``n_objectives``, ``constraints``, ``fail_fraction``, ``only_failed``).
+
+    ``fast`` turns off SQLite's fsync while writing (a demo file, not a real run).
+    """
+    import optuna
+
+    url = sqlite_url(storage)
     st: Any = optuna.storages.RDBStorage(url) if url.startswith("sqlite") else url
     if fast and url.startswith("sqlite"):
         import sqlalchemy
@@ -85,40 +127,20 @@ def make_demo_study(
             conn.execute("PRAGMA synchronous=OFF")
 
         st.engine.dispose()
-    space = demo_space()
-    objs = list(OBJECTIVES[:n_objectives])
-    bounds = {"latency_ms": 2.5, "macs": 8e7} if constraints is None else dict(constraints)
+    directions, attr, frozen = demo_trials(n_trials, seed, **options)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=st, study_name=study_name, directions=[o["direction"] for o in objs])
-    study.set_user_attr("archlab", {
-        "version": "demo", "space": space.to_json(), "objectives": objs, "constraints": bounds,
-        "experiment": None, "files": {"supernet": None, "predictor": None}, "sampler": "random",
-    })
-    rng = np.random.default_rng(seed)
-    archs = space.sample_many(n_trials, seed=seed, unique=False)
-    t0 = _dt.datetime(2026, 1, 1, 22, 0, 0)
-    frozen = []
-    for i, arch in enumerate(archs):
-        flat = space.to_params(arch)
-        dists = {k: IntDistribution(1, 6) if k == "n_layer" else CategoricalDistribution(_choices(k))
-                 for k in flat}
-        metrics = _metrics(arch, rng)
-        failed = only_failed or rng.random() < fail_fraction
-        start = t0 + _dt.timedelta(seconds=3 * i)
-        attrs = {"arch": arch.key, "metrics": metrics}
-        cons = {k: metrics[k] - b for k, b in bounds.items()} if not failed else None
-        frozen.append(create_trial(
-            state=TrialState.FAIL if failed else TrialState.COMPLETE,
-            values=None if failed else [metrics[o["name"]] for o in objs],
-            params=flat, distributions=dists, user_attrs=attrs if not failed else {"arch": arch.key},
-            constraints=cons,
-        ))
-        frozen[-1].datetime_start = start
-        frozen[-1].datetime_complete = start + _dt.timedelta(seconds=2 + (i % 3))
+    study = optuna.create_study(storage=st, study_name=study_name, directions=directions)
+    study.set_user_attr("archlab", attr)
     study.add_trials(frozen)
     if isinstance(st, optuna.storages.RDBStorage):
         st.engine.dispose()
     return url
+
+
+def sqlite_url(storage: str | Path) -> str:
+    """``storage`` as an Optuna storage URL (a bare path becomes ``sqlite:///<absolute path>``)."""
+    url = str(storage)
+    return url if "://" in url else f"sqlite:///{Path(url).resolve()}"
 
 
 def _choices(name: str) -> tuple[Any, ...]:
