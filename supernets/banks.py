@@ -31,8 +31,9 @@ Init = Callable[[torch.Tensor], Any]
 BANKS: dict[str, type[WeightBank]] = {}
 
 # Layer roles a supernet family tags its banks with; mixture banks pick layers by role.
+# ("moe_router": the token router of a mixture-of-experts FFN, ``archlab.supernets.moe``.)
 ROLES = ("embed", "attn_qkv", "attn_out", "ffn_in", "ffn_out", "conv_expand", "conv_depthwise",
-         "conv_project", "conv", "linear", "head", "norm")
+         "conv_project", "conv", "linear", "head", "norm", "moe_router")
 
 
 def register_bank(name: str) -> Callable[[type[WeightBank]], type[WeightBank]]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from . import banks
 from .banks import BankFactory
+from .moe import reject_moe_params
 
 CONFIG_FORMAT = 1
 
@@ -119,6 +120,9 @@ class Supernet(nn.Module):
 
     family: ClassVar[str] = ""
     requires: ClassVar[Requires] = {}
+    # whether the family reads mixture-of-experts parameters (``moe_*``, archlab.supernets.moe);
+    # other families reject a space that has them instead of ignoring them
+    supports_moe: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -131,6 +135,8 @@ class Supernet(nn.Module):
         super().__init__()
         name = self.family or type(self).__name__
         check_space(space, self.requires, name)
+        if not self.supports_moe:
+            reject_moe_params(space, name)
         self.space = space
         self.sharing = str(sharing)
         self.sharing_options = dict(sharing_options or {})
