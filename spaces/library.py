@@ -1,4 +1,5 @@
-"""Ready-made search spaces: transformer LM, MobileNetV3 (Once-for-All), MLP, HAT, cells.
+"""Ready-made search spaces: transformer LM (dense, or with token-routed mixture-of-experts
+FFNs: ``moe_transformer_lm_space``), MobileNetV3 (Once-for-All), MLP, HAT, cells.
 
 Each function returns a fresh ``SearchSpace``; its arguments set the allowed values, so the
 same shape can be made smaller for a quick CPU run or as large as the paper's.
@@ -27,6 +28,33 @@ def transformer_lm_space(
         n_layer=IntRange(*n_layer),
         d_model=Choice(*d_model),
         layers=PerLayer("n_layer", n_head=Choice(*n_head), ffn=Choice(*ffn)),
+    )
+
+
+def moe_transformer_lm_space(
+    name: str = "moe_transformer_lm",
+    n_layer: tuple[int, int] = (1, 4),
+    d_model: Sequence[int] = (64, 96, 128),
+    n_head: Sequence[int] = (2, 4),
+    ffn: Sequence[int] = (64, 128, 256),
+    moe_experts: Sequence[int] = (1, 2, 4),
+    moe_top_k: Sequence[int] = (1, 2),
+) -> SearchSpace:
+    """``transformer_lm_space`` plus a token-routed mixture-of-experts FFN per layer:
+    ``layers[i].moe_experts`` (number of experts; 1 is a dense FFN) and ``layers[i].moe_top_k``
+    (experts per token; a top-k above the layer's expert count runs as that count, so every
+    architecture is valid). ``ffn`` is the width of each expert. Built by ``TransformerLM``."""
+    return SearchSpace(
+        name,
+        n_layer=IntRange(*n_layer),
+        d_model=Choice(*d_model),
+        layers=PerLayer(
+            "n_layer",
+            n_head=Choice(*n_head),
+            ffn=Choice(*ffn),
+            moe_experts=Choice(*moe_experts),
+            moe_top_k=Choice(*moe_top_k),
+        ),
     )
 
 
@@ -99,6 +127,7 @@ __all__ = [
     "hat_transformer_space",
     "mlp_space",
     "mobilenet_v3_space",
+    "moe_transformer_lm_space",
     "ofa_mobilenet_v3_space",
     "transformer_lm_space",
 ]

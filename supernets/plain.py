@@ -19,6 +19,7 @@ from torch import nn
 
 from .attention import PlainSelfAttention
 from .layers import make_activation
+from .moe import MOE_EXPERTS, MOE_TOP_K, PlainMoEFFN
 
 
 class PlainSubnet(nn.Module):
@@ -41,24 +42,48 @@ class PlainSubnet(nn.Module):
 
 
 class PlainBlock(nn.Module):
-    """Pre-LN transformer block: x + attn(ln1(x)); x + ffn(ln2(x))."""
+    """Pre-LN transformer block: x + attn(ln1(x)); x + ffn(ln2(x)).
 
-    def __init__(self, d: int, n_head: int, head_dim: int, ffn: int, activation: str, eps: float) -> None:
+    ``moe`` ``(experts, top_k)`` (experts >= 2) makes the FFN a token-routed ``PlainMoEFFN``
+    (``self.moe``); otherwise it is ``ffn_in``/``ffn_out``. ``where`` names the layer in errors.
+    """
+
+    def __init__(self, d: int, n_head: int, head_dim: int, ffn: int, activation: str, eps: float,
+                 moe: tuple[int, int] | None = None, where: str = "layers[i]") -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d, eps=eps)
         self.attn = PlainSelfAttention(d, n_head, head_dim)
         self.ln2 = nn.LayerNorm(d, eps=eps)
-        self.ffn_in = nn.Linear(d, ffn)
-        self.act = make_activation(activation)
-        self.ffn_out = nn.Linear(ffn, d)
+        self.moe: PlainMoEFFN | None = None
+        if moe is not None:
+            self.moe = PlainMoEFFN(d, ffn, moe[0], moe[1], activation, where)
+        else:
+            self.ffn_in = nn.Linear(d, ffn)
+            self.act = make_activation(activation)
+            self.ffn_out = nn.Linear(ffn, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
+        if self.moe is not None:
+            return x + self.moe(self.ln2(x))
         return x + self.ffn_out(self.act(self.ffn_in(self.ln2(x))))
 
 
+def _layer_moe(layer: Mapping[str, Any], where: str) -> tuple[int, int] | None:
+    """``(experts, top_k)`` of a plain layer's dims entry; ``None`` for a dense FFN (no
+    ``moe_experts``, or ``moe_experts`` 1, whose top-k can only be 1)."""
+    experts = layer.get(MOE_EXPERTS, 1)
+    if experts == 1 and layer.get(MOE_TOP_K, 1) == 1:
+        return None
+    return experts, layer.get(MOE_TOP_K, 1)
+
+
 class PlainTransformerLM(PlainSubnet):
-    """Decoder-only LM: token + position embedding, pre-LN blocks, final LN, (tied) head."""
+    """Decoder-only LM: token + position embedding, pre-LN blocks, final LN, (tied) head.
+
+    ``dims["layers"][i]`` has ``n_head`` and ``ffn``, and for a token-routed MoE FFN also
+    ``moe_experts`` (>= 2) and ``moe_top_k`` (1..moe_experts, the top-k that runs).
+    """
 
     family = "transformer_lm"
 
@@ -70,7 +95,9 @@ class PlainTransformerLM(PlainSubnet):
         self.tok = nn.Embedding(v, d)
         self.pos = nn.Embedding(ctx, d)
         self.blocks = nn.ModuleList(
-            PlainBlock(d, int(layer["n_head"]), hd, int(layer["ffn"]), act, eps) for layer in self._get("layers")
+            PlainBlock(d, int(layer["n_head"]), hd, int(layer["ffn"]), act, eps, _layer_moe(layer, f"layers[{i}]"),
+                       f"layers[{i}]")
+            for i, layer in enumerate(self._get("layers"))
         )
         self.ln_f = nn.LayerNorm(d, eps=eps)
         self.tie_weights = bool(self.dims.get("tie_weights", True))
@@ -83,6 +110,11 @@ class PlainTransformerLM(PlainSubnet):
             x = block(x)
         x = self.ln_f(x)
         return F.linear(x, self.tok.weight) if self.head is None else self.head(x)
+
+    def aux_loss(self) -> torch.Tensor:
+        """Sum of the MoE layers' load-balancing losses of the last forward (zero if none)."""
+        losses = [b.moe.aux_loss for b in self.blocks if b.moe is not None and b.moe.aux_loss is not None]
+        return torch.stack(losses).sum() if losses else torch.zeros((), device=self.positions.device)
 
 
 class PlainInvertedResidual(nn.Module):

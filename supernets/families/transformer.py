@@ -4,6 +4,13 @@ Elastic depth (``n_layer``), width (``d_model``, shared by every layer), per-lay
 (``layers[i].n_head``, fixed head size: see ``archlab.supernets.attention``) and FFN size
 (``layers[i].ffn``). Token + learned position embeddings, pre-LN blocks, final LayerNorm,
 output head tied to the token embedding (or untied).
+
+Optional token-routed mixture-of-experts FFNs (``archlab.supernets.moe``): when the space's
+``layers`` block has ``moe_experts`` (and optionally ``moe_top_k``), every block's FFN is an
+``ElasticMoEFFN`` (``blocks[i].moe``) whose expert count and top-k are searched per layer
+(``moe_experts=1``: a dense FFN). Without ``moe_*`` names the model is unchanged (same
+parameters, outputs and checkpoints). ``aux_loss()`` sums the load-balancing losses of the
+last forward.
 """
 
 from __future__ import annotations
@@ -28,32 +35,47 @@ from ..layers import (
     ElasticLinear,
     make_activation,
 )
+from ..moe import DEFAULT_TOP_K, MOE_EXPERTS, MOE_TOP_K, ElasticMoEFFN, moe_limits
 from ..plain import PlainTransformerLM
 
 
 class ElasticBlock(nn.Module):
-    """Pre-LN block: x + attn(ln1(x)); x + ffn_out(act(ffn_in(ln2(x))))."""
+    """Pre-LN block: x + attn(ln1(x)); x + ffn_out(act(ffn_in(ln2(x)))).
+
+    With ``experts_max`` > 0 the FFN is a token-routed ``ElasticMoEFFN`` (``self.moe``)
+    instead of ``ffn_in``/``ffn_out``.
+    """
 
     def __init__(
-        self, d_max: int, heads_max: int, head_dim: int, ffn_max: int, activation: str, eps: float, factory: BankFactory
+        self, d_max: int, heads_max: int, head_dim: int, ffn_max: int, activation: str, eps: float, factory: BankFactory,
+        experts_max: int = 0,
     ) -> None:
         super().__init__()
         self.ln1 = ElasticLayerNorm(d_max, eps, factory)
         self.attn = ElasticSelfAttention(d_max, heads_max, head_dim, True, factory)
         self.ln2 = ElasticLayerNorm(d_max, eps, factory)
-        self.ffn_in = ElasticLinear(d_max, ffn_max, True, factory, role="ffn_in")
-        self.act = make_activation(activation)
-        self.ffn_out = ElasticLinear(ffn_max, d_max, True, factory, role="ffn_out")
+        self.moe: ElasticMoEFFN | None = None
+        if experts_max:
+            self.moe = ElasticMoEFFN(d_max, ffn_max, experts_max, activation, factory)
+        else:
+            self.ffn_in = ElasticLinear(d_max, ffn_max, True, factory, role="ffn_in")
+            self.act = make_activation(activation)
+            self.ffn_out = ElasticLinear(ffn_max, d_max, True, factory, role="ffn_out")
 
-    def set_active(self, d_model: int, n_head: int, ffn: int) -> None:
+    def set_active(self, d_model: int, n_head: int, ffn: int, experts: int = 1, top_k: int = DEFAULT_TOP_K) -> None:
         self.ln1.set_active(d_model)
         self.attn.set_active(d_model, n_head)
         self.ln2.set_active(d_model)
-        self.ffn_in.set_active(d_model, ffn)
-        self.ffn_out.set_active(ffn, d_model)
+        if self.moe is not None:
+            self.moe.set_active(d_model, ffn, experts, top_k)
+        else:
+            self.ffn_in.set_active(d_model, ffn)
+            self.ffn_out.set_active(ffn, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
+        if self.moe is not None:
+            return x + self.moe(self.ln2(x))
         return x + self.ffn_out(self.act(self.ffn_in(self.ln2(x))))
 
     @torch.no_grad()
@@ -62,8 +84,14 @@ class ElasticBlock(nn.Module):
         self.attn.qkv.copy_to(plain.attn.qkv)
         self.attn.proj.copy_to(plain.attn.proj)
         self.ln2.copy_to(plain.ln2)
-        self.ffn_in.copy_to(plain.ffn_in)
-        self.ffn_out.copy_to(plain.ffn_out)
+        if self.moe is None:
+            self.ffn_in.copy_to(plain.ffn_in)
+            self.ffn_out.copy_to(plain.ffn_out)
+        elif plain.moe is not None:
+            self.moe.copy_to(plain.moe)
+        else:  # a dense layer of an MoE space: expert 0 is its FFN
+            self.moe.experts[0].ffn_in.copy_to(plain.ffn_in)
+            self.moe.experts[0].ffn_out.copy_to(plain.ffn_out)
 
 
 class TransformerLM(Supernet):
@@ -71,6 +99,7 @@ class TransformerLM(Supernet):
 
     family = "transformer_lm"
     requires = {"n_layer": True, "d_model": True, "layers": {"n_head": True, "ffn": True}}
+    supports_moe = True
 
     def __init__(
         self,
@@ -93,6 +122,7 @@ class TransformerLM(Supernet):
         d_max = int(max_value(p["d_model"], "d_model"))
         heads_max = int(max_value(layer["n_head"], "layers[i].n_head"))
         ffn_max = int(max_value(layer["ffn"], "layers[i].ffn"))
+        experts_max, _ = moe_limits(space, self.family)
         head_dim = int(head_dim) if head_dim else max(1, d_max // heads_max)
         if vocab_size < 1 or context < 1:
             raise ArchlabError(f"vocab_size and context must be >= 1, got {vocab_size}, {context}")
@@ -106,8 +136,10 @@ class TransformerLM(Supernet):
         self.tok = ElasticEmbedding(vocab_size, d_max, f, role="embed")
         self.pos = ElasticEmbedding(context, d_max, f, role="embed")
         self.blocks = ElasticDepth(
-            ElasticBlock(d_max, heads_max, head_dim, ffn_max, activation, eps, f) for _ in range(depth_max)
+            ElasticBlock(d_max, heads_max, head_dim, ffn_max, activation, eps, f, experts_max)
+            for _ in range(depth_max)
         )
+        self.has_moe = experts_max > 0
         self.ln_f = ElasticLayerNorm(d_max, eps, f)
         self.head = None if tie_weights else ElasticLinear(d_max, vocab_size, False, f, role="head")
         self.register_buffer("positions", torch.arange(context), persistent=False)
@@ -124,7 +156,8 @@ class TransformerLM(Supernet):
         self.pos.set_active(d)
         self.blocks.set_depth(int(arch["n_layer"]))
         for block, layer in zip(self.blocks, arch["layers"]):
-            block.set_active(d, int(layer["n_head"]), int(layer["ffn"]))
+            moe = (int(layer.get(MOE_EXPERTS, 1)), int(layer.get(MOE_TOP_K, DEFAULT_TOP_K))) if self.has_moe else ()
+            block.set_active(d, int(layer["n_head"]), int(layer["ffn"]), *moe)
         self.ln_f.set_active(d)
         if self.head is not None:
             self.head.set_active(d, self.vocab_size)
@@ -141,13 +174,23 @@ class TransformerLM(Supernet):
         w, _ = self.tok.active_weight()
         return F.linear(x, w)
 
+    def aux_loss(self) -> torch.Tensor:
+        """Sum of the load-balancing losses (``archlab.supernets.moe``) the routed layers of
+        the active arch recorded in the last forward; a zero scalar when none did."""
+        losses = [b.moe.aux_loss for b in self.blocks.active() if b.moe is not None and b.moe.aux_loss is not None]
+        if not losses:
+            return torch.zeros((), device=self._device())
+        return torch.stack(losses).sum()
+
     def _extract(self) -> PlainTransformerLM:
         arch = self.arch
-        dims = {
-            **self.dims,
-            "d_model": int(arch["d_model"]),
-            "layers": [{"n_head": int(la["n_head"]), "ffn": int(la["ffn"])} for la in arch["layers"]],
-        }
+        layers = []
+        for block, la in zip(self.blocks, arch["layers"]):
+            entry = {"n_head": int(la["n_head"]), "ffn": int(la["ffn"])}
+            if block.moe is not None and block.moe.n_experts > 1:
+                entry.update({MOE_EXPERTS: block.moe.n_experts, MOE_TOP_K: block.moe.top_k})
+            layers.append(entry)
+        dims = {**self.dims, "d_model": int(arch["d_model"]), "layers": layers}
         p = next(self.parameters())
         plain = PlainTransformerLM(dims, arch.to_dict()).to(device=p.device, dtype=p.dtype)
         self.tok.copy_to(plain.tok)
