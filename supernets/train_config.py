@@ -46,7 +46,9 @@ class TrainConfig:
     architectures, batches and dropout; ``device`` "auto" (cuda when available) | "cpu" |
     "cuda" | "cuda:N"; ``amp`` mixed precision (None: on for CUDA, never on CPU);
     ``num_threads`` CPU threads torch uses during ``train`` only (None: leave as is; 1 is much
-    faster for small models on a busy machine), restored afterwards.
+    faster for small models on a busy machine), restored afterwards; ``moe_aux_coef`` weight
+    of the mixture-of-experts load-balancing loss added to every subnet's loss (only for nets
+    with token-routed MoE layers, ``archlab.supernets.moe``; 0: off).
     """
 
     steps: int = 1000
@@ -69,6 +71,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool | None = None
     num_threads: int | None = None
+    moe_aux_coef: float = 0.01
 
     def __post_init__(self) -> None:
         from .optim import OPTIMIZERS, SCHEDULES
@@ -104,6 +107,7 @@ class TrainConfig:
             _fail("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'", dev)
         if self.num_threads is not None:
             _int("num_threads", self.num_threads, 1)
+        _float("moe_aux_coef", self.moe_aux_coef, 0.0)
         if self.amp is not None and not isinstance(self.amp, bool):
             _fail("amp", "must be True, False or None (auto)", self.amp)
 

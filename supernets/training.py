@@ -75,17 +75,29 @@ class TrainResult:
 
 
 class _Step:
-    """The ``StepContext`` strategies see for one batch."""
+    """The ``StepContext`` strategies see for one batch.
+
+    With ``aux_coef`` > 0 (nets with MoE layers only) each ``forward`` keeps the net's
+    load-balancing loss and the next ``backward`` adds ``aux_coef`` times it to the loss it is
+    given; ``aux_losses`` collects the values for the log.
+    """
 
     def __init__(self, net: Any, model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor,
-                 autocast: Callable[[], Any], scaler: Any) -> None:
+                 autocast: Callable[[], Any], scaler: Any, aux_coef: float = 0.0) -> None:
         self.net, self.model, self.task, self.x, self.y = net, model, task, x, y
         self.autocast, self.scaler = autocast, scaler
+        self.aux_coef = aux_coef
+        self._aux: torch.Tensor | None = None
+        self.aux_losses: list[float] = []
 
     def forward(self, arch: Arch) -> torch.Tensor:
         self.net.set_arch(arch)
         with self.autocast():
-            return self.model(self.x)
+            out = self.model(self.x)
+        if self.aux_coef:
+            self._aux = self.net.aux_loss()
+            self.aux_losses.append(float(self._aux.detach()))
+        return out
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
         return self.task.loss(logits, self.y)
@@ -96,6 +108,9 @@ class _Step:
     def backward(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise ArchlabError(f"training diverged: loss is {float(loss)} at arch {self.net.arch.key}; lower TrainConfig.lr")
+        if self._aux is not None:
+            loss = loss + self.aux_coef * self._aux
+            self._aux = None
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
 
@@ -348,8 +363,11 @@ class _Trainer:
         if self.adapt is not None:
             x = self.adapt(x)
         self.optimizer.zero_grad(set_to_none=True)
-        ctx = _Step(self.net, self.model, self.task, x, y, self.autocast, self.scaler)
+        aux_coef = cfg.moe_aux_coef if getattr(self.net, "has_moe", False) else 0.0
+        ctx = _Step(self.net, self.model, self.task, x, y, self.autocast, self.scaler, aux_coef)
         logged = self.strategy.step(ctx, archs)
+        if ctx.aux_losses:
+            logged["moe_aux_loss"] = float(np.mean(ctx.aux_losses))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip)
