@@ -81,15 +81,23 @@ def _layered(names: Sequence[str], col: Columns, prefix: str, rows: int,
 def _transformer_lm(col: Columns, names: Sequence[str], rows: int, context: int, vocab_size: int,
                     head_dim: int) -> dict[str, np.ndarray]:
     """``head_dim`` 0: heads split ``d_model``; else every head has ``head_dim`` (archlab's
-    ``TransformerLM`` default: max d_model // max heads)."""
+    ``TransformerLM`` default: max d_model // max heads).
+
+    Token-routed MoE layers (``layers.{i}.moe_experts`` E, ``layers.{i}.moe_top_k`` k, clipped
+    to E; k is 1 when absent): MACs are the *active* ones per token, k experts' FFNs plus the
+    router (``d * E`` when E > 1); parameters count all E experts and the router."""
     d = col("d_model")
 
     def layer(i: int) -> tuple[np.ndarray, np.ndarray]:
         ffn = col(f"layers.{i}.ffn")
         inner = d if not head_dim else col(f"layers.{i}.n_head") * head_dim
+        experts = col(f"layers.{i}.moe_experts") if f"layers.{i}.moe_experts" in names else np.ones(rows)
+        top_k = col(f"layers.{i}.moe_top_k") if f"layers.{i}.moe_top_k" in names else np.ones(rows)
+        top_k = np.minimum(top_k, experts)
+        router = np.where(experts > 1, d * experts, 0.0)
         # per token: q,k,v,o projections, scores and weighted sum over the context, FFN
-        macs = 4 * d * inner + 2 * context * inner + 2 * d * ffn
-        params = 4 * d * inner + 2 * d * ffn + ffn + 9 * d
+        macs = 4 * d * inner + 2 * context * inner + 2 * d * ffn * top_k + router
+        params = 4 * d * inner + (2 * d * ffn + ffn + d) * experts + 8 * d + router
         return macs, params
 
     out = _layered(names, col, "layers", rows, layer)
