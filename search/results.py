@@ -43,9 +43,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from archlab.spaces.errors import ArchlabError
 
 from .pareto import hypervolume_of, non_dominated_mask
+from .rdb_read import read_trials, records_from_trials
 from .storage import open_storage
 
 ATTR_KEY = "archlab"
@@ -139,13 +141,17 @@ def load_trials(storage: Any, study_name: str) -> pd.DataFrame:
     metric_names: list[str] = []
     param_names: list[str] = []
     constraint_names: list[str] = list(constraints)
-    for t in study.get_trials(deepcopy=False):
+    records = read_trials(study._storage, study._study_id)
+    if records is None:
+        records = records_from_trials(study.get_trials(deepcopy=False))
+    for t in records:
+        duration = t.duration_s
         row: dict[str, Any] = {
             "number": t.number,
-            "state": t.state.name,
+            "state": t.state,
             "datetime_start": t.datetime_start,
             "datetime_complete": t.datetime_complete,
-            "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
+            "duration_s": duration if duration is not None else math.nan,
         }
         values = t.values if t.values is not None else [math.nan] * len(names)
         for n, v in zip(names, values):
@@ -163,7 +169,7 @@ def load_trials(storage: Any, study_name: str) -> pd.DataFrame:
                 constraint_names.append(k)
             row[f"constraint.{k}"] = float(v)
         row["feasible"] = (
-            t.state.name == "COMPLETE"
+            t.state == "COMPLETE"
             and all(c in cons for c in constraints)
             and all(v <= 0 for v in cons.values())
         )

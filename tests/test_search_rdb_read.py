@@ -1,0 +1,78 @@
+"""The bulk SQL read of an RDB study gives exactly what Optuna's API gives."""
+
+import math
+
+import optuna
+import pandas as pd
+import pytest
+
+from archlab.search import load_trials, results
+from archlab.search.rdb_read import read_trials
+
+
+def _study(url: str) -> optuna.Study:
+    study = optuna.create_study(storage=url, study_name="s", directions=["minimize", "maximize"])
+    study.set_user_attr("archlab", {"objectives": [{"name": "err", "direction": "min"}, {"name": "acc", "direction": "max"}],
+                                    "constraints": {"latency_ms": 2.0}})
+    for i in range(40):
+        t = study.ask()
+        depth = t.suggest_int("depth", 1, 4)
+        op = t.suggest_categorical("op", ["conv3", "conv5", "skip"])
+        lr = t.suggest_float("lr", 1e-4, 1e-1, log=True)
+        if depth > 2:
+            t.suggest_int(f"layers.{depth - 1}.width", 16, 64, step=16)
+        t.set_user_attr("arch", f'{{"depth":{depth},"op":"{op}"}}')
+        if i % 3:
+            t.set_user_attr("metrics", {"latency_ms": depth * 0.7, "params": 10 * depth})
+        t.set_constraint("latency_ms", depth * 0.7 - 2.0)
+        if i % 11 == 5:
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+        elif i % 13 == 7:
+            continue  # left RUNNING
+        else:
+            study.tell(t, [math.inf if i == 9 else lr * depth, -math.inf if i == 10 else 1.0 / depth])
+    return study
+
+
+def test_bulk_read_equals_optuna_api(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    study = _study(url)
+    fast = load_trials(url, "s")
+    monkeypatch.setattr(results, "read_trials", lambda *a: None)  # force Optuna's API
+    slow = load_trials(url, "s")
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast.attrs == slow.attrs
+    # and the records carry Optuna's own values
+    records = read_trials(study._storage, study._study_id)
+    for rec, tr in zip(records, study.get_trials()):
+        assert (rec.number, rec.state, rec.params, rec.constraints) == (tr.number, tr.state.name, tr.params, tr.constraints)
+        assert rec.values == tr.values
+    assert set(fast["state"]) == {"COMPLETE", "FAIL", "RUNNING"}
+    assert fast.loc[9, "err"] == math.inf and fast.loc[10, "acc"] == -math.inf
+
+
+def test_non_rdb_storages_use_optuna_api():
+    storage = optuna.storages.InMemoryStorage()
+    sid = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "m")
+    assert read_trials(storage, sid) is None
+
+
+@pytest.mark.postgres
+def test_bulk_read_on_postgres(monkeypatch):
+    import os
+    import uuid
+
+    url = os.environ.get("ARCHLAB_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server (ARCHLAB_TEST_POSTGRES_URL unset: scripts/postgres.sh could not start one)")
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(storage=url, study_name=name, directions=["minimize"])
+    for i in range(12):
+        t = study.ask()
+        t.suggest_categorical("op", ["a", "b"])
+        t.set_constraint("c", i - 5.0)
+        study.tell(t, float(i))
+    fast = load_trials(url, name)
+    monkeypatch.setattr(results, "read_trials", lambda *a: None)
+    pd.testing.assert_frame_equal(fast, load_trials(url, name))
+    optuna.delete_study(study_name=name, storage=url)
