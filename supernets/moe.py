@@ -58,15 +58,18 @@ DEFAULT_TOP_K = 1
 def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k routing of ``logits`` (N tokens, E experts).
 
-    Returns ``(probs (N, E) float32, gates (N, k) float32 summing to 1 per token, experts
-    (N, k) long)``: softmax over the E experts, the k most probable kept and renormalised.
+    Returns ``(probs (N, E) float32, gates (N, k) float32, experts (N, k) long)``: softmax
+    over the E experts and the k most probable kept. With k >= 2 the kept probabilities are
+    renormalised to sum to 1 (as in Mixtral); with k = 1 the gate is the probability itself
+    (as in Switch Transformer), so the router learns from the task loss and not only from the
+    load-balancing loss (a renormalised top-1 gate is always 1 and carries no gradient).
     """
     n_experts = logits.shape[-1]
     if not 1 <= top_k <= n_experts:
         raise ArchlabError(f"moe_top_k: {top_k} with {n_experts} experts; allowed: 1..{n_experts}")
     probs = F.softmax(logits.float(), dim=-1)
     top, experts = probs.topk(top_k, dim=-1)
-    gates = top / top.sum(-1, keepdim=True)
+    gates = top if top_k == 1 else top / top.sum(-1, keepdim=True)
     return probs, gates, experts
 
 

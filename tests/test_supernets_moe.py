@@ -132,12 +132,23 @@ def test_gradients_reach_router_and_experts():
             assert g is not None and g[:32, :24].abs().sum() > 0
         else:
             assert g is None or g.abs().sum() == 0
-    # top-1: the gate is 1, so the router learns from the load-balancing loss
+    # top-1 (Switch): the gate is the router probability, so the task loss alone trains the router
     net.zero_grad()
     net.set_arch({"n_layer": 1, "d_model": 24, "layers": layers(1, moe_top_k=1)})
+    F.cross_entropy(net(x).flatten(0, 1), x.flatten()).backward()
+    assert moe.router.bank.weight.grad[:4, :24].abs().sum() > 0
+    # and the load-balancing loss reaches it too
+    net.zero_grad()
     net(x)
     net.aux_loss().backward()
     assert moe.router.bank.weight.grad[:4, :24].abs().sum() > 0
+
+
+def test_top1_gate_is_the_router_probability():
+    torch.manual_seed(1)
+    probs, gates, experts = route(torch.randn(30, 4), 1)
+    torch.testing.assert_close(gates, probs.gather(1, experts))
+    assert (gates < 1).all()
 
 
 # extraction and export ------------------------------------------------------------------
@@ -348,12 +359,11 @@ def test_aux_term_is_added_only_with_moe_and_a_coefficient():
         net.zero_grad()
         ctx = _Step(net, net, _Task(), x, y, lambda: torch.autocast("cpu", enabled=False), None, coef)
         ctx.backward(ctx.loss(ctx.forward(arch)))
-        grads[coef] = net.blocks[0].moe.router.bank.weight.grad
+        grads[coef] = net.blocks[0].moe.router.bank.weight.grad.clone()
         assert len(ctx.aux_losses) == (1 if coef else 0)
-    # top-1 gates are 1: the router's gradient comes from the aux term alone (without it only
-    # rounding noise of d(p/p)/dp is left)
-    assert grads[0.0] is None or grads[0.0].abs().max() < 1e-7
-    assert grads[1.0].abs().max() > 1e-4
+    # top-1 (Switch) gates: the task loss alone trains the router; the aux term adds to it
+    assert grads[0.0].abs().max() > 1e-4
+    assert (grads[1.0] - grads[0.0]).abs().max() > 1e-4
 
 
 def test_plain_moe_layer_matches_a_loop_over_tokens():
