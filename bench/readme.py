@@ -141,8 +141,21 @@ def search(doc: dict[str, Any]) -> list[str]:
 
 
 def app(doc: dict[str, Any]) -> list[str]:
-    keys = {k: v for k, v in doc.items() if isinstance(v, (int, float, str, bool)) and k != "benchmark"}
-    return ["| figure | value |", "|---|---|"] + [f"| {k} | {_f(v, 3) if isinstance(v, float) else v} |" for k, v in keys.items()]
+    st, fr, sl = doc.get("study", {}), doc.get("pareto_first_render_s", {}), doc.get("slider_move_s", {})
+    parts, g = doc.get("parts_s", {}), doc.get("goal", {})
+    drawn = doc.get("figure", {}).get("points_drawn", {})
+    rows = [
+        ["study", f"{st.get('trials', 0):,} trials ({st.get('complete', 0):,} complete, {st.get('feasible', 0):,} feasible, "
+                  f"front of {st.get('front_size')}), {st.get('storage')}"],
+        ["first render, warm (a new session, trials cached)", f"median {_f(fr.get('warm_median'), 2)} s, max {_f(fr.get('warm_max'), 2)} s"],
+        ["first render, cold (first visitor after start)", f"{_f(fr.get('cold'), 2)} s (reading the trials alone, timed apart: {_f(parts.get('load_trials_s'), 2)} s)"],
+        ["moving a constraint slider", f"median {_f(sl.get('median'), 2)} s"],
+        ["points drawn", ", ".join(f"{k} {v:,}" for k, v in drawn.items())],
+        ["torch imported", _f(doc.get("torch_imported"))],
+    ]
+    return [f"{doc.get('method')}{_quick(doc)}.", "", *_table(["figure", "value"], rows), "",
+            f"Goal: first render within {g.get('warm_first_render_s')} s: {_goal(g.get('met'))} for a warm "
+            f"first render; the cold one is {_f(fr.get('cold'), 1)} s."]
 
 
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
