@@ -97,6 +97,7 @@ def bench_accuracy(quick: bool) -> dict:
     import ast
 
     import pandas as pd
+
     from archlab.predictors import AccuracyPredictor
     from archlab.spaces.library import ofa_mobilenet_v3_space
 
@@ -134,6 +135,7 @@ def bench_accuracy(quick: bool) -> dict:
 
 def bench_onmachine(quick: bool, run_dir: str | None) -> dict:
     import torch
+
     from archlab.predictors.profiling import noise_report, profile
     from archlab.supernets import TransformerLM
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from archlab.spaces.io import atomic_write_json, progress
 from archlab.supernets import TransformerLM
 from archlab.supernets.optim import clip_gradients, make_optimizer

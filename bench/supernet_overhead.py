@@ -30,9 +30,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from archlab.spaces.io import atomic_write_json, progress
 from archlab.supernets import ConvNet, TransformerLM, pick_device
-from torch import nn
 
 RESULT = Path(__file__).resolve().parent / "results" / "supernet_overhead.json"
 

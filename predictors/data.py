@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from archlab.spaces import Arch, SearchSpace, SpaceError
 
 from .errors import PredictorError

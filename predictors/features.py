@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from archlab.spaces import Arch, SearchSpace, SpaceError
 
 from .costs import COST_MODELS, cost_features, find_cost_model

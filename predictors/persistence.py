@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from archlab.spaces.io import atomic_write_bytes, atomic_write_text
 
 from .errors import PredictorError

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from archlab.spaces import SearchSpace
 
 from . import persistence

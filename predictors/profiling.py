@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.io import progress
 

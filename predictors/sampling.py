@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+
 from archlab.spaces import Arch, SearchSpace, SpaceError
 
 

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
+
 from archlab.spaces import Arch, PerLayer, SearchSpace
 from archlab.spaces.errors import ArchlabError, SpaceError
-from torch import nn
 
 from . import banks
 from .banks import BankFactory

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.io import atomic_write_bytes
 

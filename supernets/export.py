@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.io import atomic_open, atomic_write_bytes, atomic_write_json
-from torch import nn
 
 from .plain import PlainSubnet, build_plain
 

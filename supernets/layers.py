@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from archlab.spaces.errors import ArchlabError
 from torch import nn
+
+from archlab.spaces.errors import ArchlabError
 
 from .banks import BankFactory, WeightBank
 

@@ -31,8 +31,9 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from archlab.spaces.errors import ArchlabError
 from torch import nn
+
+from archlab.spaces.errors import ArchlabError
 
 from .banks import Index, Init, WeightBank, register_bank
 from .router import ArchRouter

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from archlab.spaces.errors import ArchlabError
 from torch import nn
+
+from archlab.spaces.errors import ArchlabError
 
 from .attention import PlainSelfAttention
 from .layers import make_activation

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.io import atomic_write_json, atomic_write_text, progress
-from torch import nn
 
 REPORT_NAME = "report.json"
 PLOT_NAME = "report.html"

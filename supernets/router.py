@@ -9,8 +9,9 @@ depends on the architecture, not on the tokens, so it runs on one vector per for
 from __future__ import annotations
 
 import torch
-from archlab.spaces.errors import ArchlabError
 from torch import nn
+
+from archlab.spaces.errors import ArchlabError
 
 
 class ArchRouter(nn.Module):

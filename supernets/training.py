@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from archlab.spaces import Arch
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.io import atomic_write_bytes, atomic_write_json, atomic_write_text, progress
-from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed as dist_util

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from archlab.spaces.errors import ArchlabError
 
 from archlab import Experiment, load_experiment
+from archlab.spaces.errors import ArchlabError
 
 EXPERIMENT = textwrap.dedent(
     """

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from archlab.spaces import Choice, IntRange, PerLayer, SearchSpace
 from archlab.spaces.errors import ArchlabError
 from archlab.supernets.banks import BankFactory, EntangledBank, set_arch_encoding
 from archlab.supernets.mos import LayerMixtureBank, NeuronMixtureBank
-from torch import nn
 
 SPACE = SearchSpace(
     "tiny",

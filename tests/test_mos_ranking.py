@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from archlab.spaces import Arch
 from archlab.supernets import MLPNet
 from archlab.supernets import ranking as rk

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from archlab.predictors import LatencyPredictor
 from archlab.spaces.library import transformer_lm_space
 

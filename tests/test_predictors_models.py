@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from archlab.predictors import (
     SCORE_KEYS,
     AccuracyPredictor,

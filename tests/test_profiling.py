@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from archlab.predictors import LatencyPredictor, ProfilingError, load_measurements
 from archlab.predictors.profiling import ProfileSettings, noise_report, profile
 from archlab.predictors.sampling import depth_width, sample_profile_archs
 from archlab.predictors.table import LatencyTable
 from archlab.predictors.targets import parse_target
 from archlab.spaces.library import mlp_space, transformer_lm_space
-from torch import nn
 
 FAST = {"warmup": 1, "repeats": 3, "anchors": 2, "anchor_every": 4, "flush_every": 3}
 

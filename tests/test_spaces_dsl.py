@@ -10,6 +10,9 @@ import sys
 import numpy as np
 import optuna
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from archlab.spaces import (
     Arch,
     Choice,
@@ -28,8 +31,6 @@ from archlab.spaces.library import (
     ofa_mobilenet_v3_space,
     transformer_lm_space,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

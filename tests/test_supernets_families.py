@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from torch import nn
+
 from archlab.spaces import Choice, IntRange, PerLayer, SearchSpace
 from archlab.spaces.errors import ArchlabError, SpaceError
 from archlab.spaces.library import mlp_space, mobilenet_v3_space, transformer_lm_space
@@ -20,7 +22,6 @@ from archlab.supernets import (
 )
 from archlab.supernets.banks import BANKS, EntangledBank, register_bank
 from archlab.supernets.base import extreme_arch
-from torch import nn
 
 ORDINARY = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.Embedding, nn.BatchNorm2d)
 

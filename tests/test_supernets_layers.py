@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from archlab.spaces.errors import ArchlabError
 from archlab.supernets import (
     BankFactory,
@@ -17,7 +19,6 @@ from archlab.supernets import (
     ElasticSelfAttention,
     recalibrate_batchnorm,
 )
-from torch import nn
 
 
 @pytest.fixture(autouse=True)

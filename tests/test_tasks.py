@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from archlab.supernets.tasks import (
     STDLIB_VOCAB,
     CharLMTask,
@@ -18,7 +20,6 @@ from archlab.supernets.tasks import (
     TaskError,
     read_idx,
 )
-from torch import nn
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

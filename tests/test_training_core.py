@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import mlp_space
 from archlab.supernets import ConvNet, MLPNet

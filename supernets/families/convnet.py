@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import mobilenet_v3_space
 from archlab.spaces.params import count_values
-from torch import nn
 
 from ..banks import BankFactory
 from ..base import Supernet, extreme_arch, max_value

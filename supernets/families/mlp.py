@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import mlp_space
 from archlab.spaces.params import count_values
-from torch import nn
 
 from ..base import Supernet, extreme_arch, max_value
 from ..layers import ACTIVATIONS, ElasticLinear, make_activation

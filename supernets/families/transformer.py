@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import transformer_lm_space
-from torch import nn
 
 from ..attention import ElasticSelfAttention
 from ..banks import BankFactory

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 

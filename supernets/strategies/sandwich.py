@@ -4,6 +4,7 @@ subnets per step, optionally with in-place distillation from the largest."""
 from __future__ import annotations
 
 import numpy as np
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 
