@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+
 from archlab.spaces import Arch, SearchSpace
 
 from .pareto import hypervolume_of, non_dominated_mask, non_dominated_rank
@@ -131,7 +132,7 @@ class PredictorSampler(optuna.samplers.BaseSampler):
         keys: set[str] = set()
         done: set[str] = set()
         for t in study.get_trials(deepcopy=False):
-            key = t.user_attrs.get("arch")
+            key = t.user_attrs.get("arch") or self._key_of_params(t.params)  # running trials: params only
             if key:
                 keys.add(key)
             if not key or t.state != optuna.trial.TrialState.COMPLETE or key in done:
@@ -142,6 +143,12 @@ class PredictorSampler(optuna.samplers.BaseSampler):
             feas.append(all(v <= 0 for v in t.constraints.values()))
         Y = np.array(rows).reshape(-1, len(signs))
         return archs, Y, np.array(feas, dtype=bool), keys
+
+    def _key_of_params(self, params: Mapping[str, Any]) -> str | None:
+        try:
+            return self.space.from_params(params, strict=False).key if params else None
+        except Exception:  # a trial still being suggested has part of its parameters
+            return None
 
     def _random_arch(self, avoid: set[str]) -> Arch:
         for _ in range(200):

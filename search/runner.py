@@ -21,13 +21,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from archlab.spaces import Arch, SearchSpace
+from archlab.spaces import SearchSpace
 
 from .errors import SearchError
-from .objectives import OBJECTIVES, Objective, SearchContext, file_sha256, parse_objectives, resolve
+from .objectives import OBJECTIVES, Objective, SearchContext, file_sha256, parse_objectives
 from .progress import SearchProgress
 from .samplers import check_sampler, make_sampler
-from .storage import open_storage, storage_url, study_lock, supports_heartbeat
+from .storage import (
+    JOURNAL_SCHEME,
+    count_trials,
+    open_storage,
+    storage_url,
+    study_lock,
+    supports_heartbeat,
+)
+from .trial_runner import TrialRunner, attrs_with_final_state
 
 ATTR_KEY = "archlab"
 
@@ -91,53 +99,6 @@ def _space_name(text: str) -> str:
         return str(json.loads(text).get("name"))
     except (ValueError, AttributeError):
         return "?"
-
-
-class TrialRunner:
-    """The objective function given to Optuna: suggest an arch, reuse or evaluate, record."""
-
-    def __init__(self, space: SearchSpace, objectives: list[Objective], metrics: Mapping[str, Any],
-                 constraints: Mapping[str, float], ctx: SearchContext) -> None:
-        self.space = space
-        self.objectives = objectives
-        self.fns = {o.name: resolve(o.source, ctx) for o in objectives}
-        self.fns.update({k: resolve(v, ctx) for k, v in metrics.items() if k not in self.fns})
-        self.constraints = dict(constraints)
-        self.known: dict[str, tuple[list[float], dict[str, float], int]] = {}
-        self.indexed: set[int] = set()
-
-    def lookup(self, key: str, study: Any) -> tuple[list[float], dict[str, float], int] | None:
-        if key in self.known:
-            return self.known[key]
-        import optuna
-
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.number in self.indexed:
-                continue
-            self.indexed.add(t.number)
-            k = t.user_attrs.get("arch")
-            if k and k not in self.known and t.values is not None:
-                self.known[k] = (list(t.values), dict(t.user_attrs.get("metrics") or {}), t.number)
-        return self.known.get(key)
-
-    def __call__(self, trial: Any) -> list[float]:
-        arch: Arch = self.space.suggest(trial)
-        key = arch.key
-        trial.set_user_attr("arch", key)
-        hit = self.lookup(key, trial.study)
-        if hit is not None:
-            values, metrics, source = hit
-            trial.set_user_attr("reused_from", source)
-        else:
-            metrics = {name: float(fn(arch)) for name, fn in self.fns.items()}
-            values = [metrics[o.name] for o in self.objectives]
-            self.known[key] = (values, metrics, trial.number)
-        trial.set_user_attr("metrics", metrics)
-        for name, bound in self.constraints.items():
-            trial.set_constraint(name, metrics[name] - bound)
-        if self.space.constraints:
-            trial.set_constraint("space", float(len(self.space.violated(arch))))
-        return values
 
 
 def run_search(
@@ -227,16 +188,17 @@ def run_search(
             _check_existing(study, info, attrs, study_name)
             if not info:
                 study.set_user_attr(ATTR_KEY, attrs)
+            attrs_with_final_state(study, space)  # a dead worker's trial failed here keeps its arch
             _fail_stale(study)
         lock.close()
-        if isinstance(st, optuna.storages.RDBStorage):
-            st.engine.dispose()
     run = _Run(url, study_name, space, objs, extra, bounds, ctx, sampler, dict(sampler_options or {}), seed,
                n_trials, timeout, heartbeat_interval, grace_period, list(callbacks), show_progress)
     if workers == 1 or isinstance(url, optuna.storages.InMemoryStorage):
-        run.work(0)
-    else:
-        _fork_workers(run, workers)
+        run.work(0, st)  # one process: keep the storage (and its connection) opened above
+        return optuna.load_study(study_name=study_name, storage=st)
+    if isinstance(st, optuna.storages.RDBStorage):
+        st.engine.dispose()  # no pooled connection is shared with the forked workers
+    _fork_workers(run, workers)
     return optuna.load_study(study_name=study_name, storage=_open(url, None, None, must_exist=True))
 
 
@@ -247,15 +209,15 @@ def _version() -> str:
 
 
 def _open(url: Any, heartbeat: int | None, grace: int | None, *, must_exist: bool) -> Any:
+    # every URL but a journal file is an RDB storage (see open_storage): heartbeats are possible
+    rdb = isinstance(url, str) and not url.startswith(JOURNAL_SCHEME)
+    beat: dict[str, Any] = {}
+    if heartbeat and rdb:
+        beat = {"heartbeat_interval": heartbeat, "grace_period": grace or 3 * heartbeat, "retry_stale": True}
     last: Exception | None = None
     for attempt in range(5):  # concurrent first opens of a new RDB can race on table creation
         try:
-            st = open_storage(url, must_exist=must_exist)
-            if heartbeat and supports_heartbeat(st):
-                st.engine.dispose()
-                st = open_storage(url, must_exist=must_exist, heartbeat_interval=heartbeat,
-                                  grace_period=grace or 3 * heartbeat, retry_stale=True)
-            return st
+            return open_storage(url, must_exist=must_exist, **beat)
         except Exception as exc:
             last = exc
             if "cannot open storage" in str(exc) and "no such" not in str(exc) and attempt < 4:
@@ -275,21 +237,21 @@ def _fail_stale(study: Any) -> None:
 
 def _guard_total(study: Any, n_trials: int, lock: Any) -> None:
     """Make ``study.ask`` create a new trial only while completed + running + queued trials are
-    fewer than ``n_trials``, counted under the study lock (exact across workers and machines
-    sharing the lock); otherwise it raises ``_QueueEmpty``. Queued (``WAITING``) trials, such as
-    a dead worker's re-queued trial, are still popped first."""
+    fewer than ``n_trials``, counted in the storage under the study lock (exact across workers
+    and machines sharing the lock); otherwise it raises ``_QueueEmpty``. Queued (``WAITING``)
+    trials, such as a dead worker's re-queued trial, are still popped first."""
     import optuna
 
     S = optuna.trial.TrialState
     storage = study._storage
     original = storage.create_new_trial
+    live = (S.COMPLETE, S.RUNNING, S.WAITING)
 
     def guarded(study_id: int, template_trial: Any = None) -> int:
         if template_trial is not None:
             return original(study_id, template_trial)
         with lock:
-            live = storage.get_all_trials(study_id, deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.WAITING))
-            if len(live) >= n_trials:
+            if count_trials(storage, study_id, live) >= n_trials:
                 raise _QueueEmpty
             return original(study_id, None)
 
@@ -307,11 +269,12 @@ class _Run:
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
-    def work(self, index: int) -> None:
+    def work(self, index: int, storage: Any = None) -> None:
+        """Run worker ``index`` here, on ``storage`` (opened from the URL when ``None``)."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        st = _open(self.url, self.heartbeat, self.grace, must_exist=True)
+        st = storage if storage is not None else _open(self.url, self.heartbeat, self.grace, must_exist=True)
         seed = None if self.seed is None else int(self.seed) + index
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -332,7 +295,9 @@ class _Run:
 
                 study._pop_waiting_trial_id = locked_pop
             runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
+            runner.attach(study)
             bar = SearchProgress(study, self.n_trials, enabled=self.show_progress if index == 0 else False)
+            objective = runner if not bar.enabled else _stepping(runner, bar)
             deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
             try:
                 while True:
@@ -340,7 +305,7 @@ class _Run:
                     if left is not None and left <= 0:
                         break
                     try:
-                        study.optimize(runner, timeout=left, callbacks=[bar, *self.callbacks])
+                        study.optimize(objective, timeout=left, callbacks=self.callbacks or None)
                         break
                     except _QueueEmpty:
                         if not self._wait_for_more(study, deadline):
@@ -367,6 +332,19 @@ class _Run:
                 optuna.storages.fail_stale_trials(study)
             time.sleep(min(1.0, float(self.heartbeat)))
         return False
+
+
+def _stepping(runner: TrialRunner, bar: SearchProgress) -> Callable[[Any], list[float]]:
+    """``runner`` stepping ``bar`` after each trial (without an Optuna callback, which would make
+    Optuna fetch the finished trial from the storage again)."""
+
+    def objective(trial: Any) -> list[float]:
+        try:
+            return runner(trial)
+        finally:
+            bar.step()
+
+    return objective
 
 
 def _fork_workers(run: _Run, workers: int) -> None:

@@ -115,6 +115,24 @@ def open_storage(
         raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from None
 
 
+def count_trials(storage: Any, study_id: int, states: tuple[Any, ...]) -> int:
+    """How many trials of ``study_id`` are in one of ``states`` (Optuna ``TrialState``s), read
+    from the storage itself (not from Optuna's trial cache): one ``SELECT COUNT(*)`` on an RDB
+    storage instead of loading every trial, ``get_all_trials`` on other storages."""
+    import optuna
+
+    backend = getattr(storage, "_backend", storage)
+    if isinstance(backend, optuna.storages.RDBStorage):
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models
+
+        t = models.TrialModel.__table__
+        query = sa.select(sa.func.count()).select_from(t).where(t.c.study_id == study_id, t.c.state.in_(states))
+        with backend.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    return len(storage.get_all_trials(study_id, deepcopy=False, states=states))
+
+
 def supports_heartbeat(storage: Any) -> bool:
     """True when ``storage`` is an RDB storage (heartbeats are possible)."""
     import optuna

@@ -11,6 +11,9 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from archlab.search import results
 from archlab.search.pareto import (
     hypervolume_mc,
@@ -20,8 +23,6 @@ from archlab.search.pareto import (
 )
 from archlab.search.storage import StorageError
 from archlab.spaces.library import mlp_space
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import optuna
 import pytest
+
 from archlab.search import (
     SAMPLERS,
     SearchError,
@@ -60,6 +61,58 @@ def test_study_contract_and_trial_records(tmp_path):
     assert df["feasible"].tolist() == [width(SPACE.validate(a)) <= 200 for a in df["arch"]]
     assert "metric.depth" in df.columns
     assert pareto_front(df)["size"].max() <= 200
+
+
+def test_trial_attrs_on_sqlite_complete_reused_and_failed(tmp_path):
+    # on RDB storages the attrs are written with the trial's final state: check every case
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+
+    calls = []
+
+    def flaky(a):
+        calls.append(a.key)
+        if len(calls) == 25:
+            raise ValueError("boom")
+        return width(a)
+
+    with pytest.raises(ValueError, match="boom"):
+        run_search(SPACE, {"error": ("min", error), "size": ("min", flaky)}, n_trials=200, storage=url,
+                   study_name="f", seed=0, sampler="random", constraints={"size": 100})
+    trials = optuna.load_study(study_name="f", storage=url).get_trials()
+    failed = trials[-1]
+    assert failed.state.name == "FAIL" and set(failed.user_attrs) == {"arch"}
+    assert SPACE.to_params(SPACE.validate(failed.user_attrs["arch"])) == failed.params
+    done = trials[:-1]
+    assert done and all(t.state.name == "COMPLETE" for t in done)
+    first: dict[str, optuna.trial.FrozenTrial] = {}
+    for t in done:
+        arch = SPACE.validate(t.user_attrs["arch"])
+        assert SPACE.to_params(arch) == t.params
+        assert t.user_attrs["metrics"] == {"error": pytest.approx(error(arch)), "size": width(arch)}
+        assert t.constraints == {"size": pytest.approx(width(arch) - 100)}
+        if arch.key in first:
+            assert t.user_attrs["reused_from"] == first[arch.key].number
+        else:
+            assert "reused_from" not in t.user_attrs
+            first[arch.key] = t
+    assert len(first) < len(done)  # some trials were reused
+
+
+def test_progress_bar_front_and_hypervolume_match_the_results_api(tmp_path):
+    from archlab.search import hypervolume
+    from archlab.search.progress import SearchProgress
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = run_search(SPACE, OBJ, n_trials=30, storage=url, study_name="p", seed=0, sampler="random",
+                       constraints={"size": 200}, show_progress=False)
+    bar = SearchProgress(study, 30, enabled=True, refresh_s=0.0)
+    df = load_trials(url, "p")
+    assert bar.bar.n == 30
+    assert f"front={len(pareto_front(df))}" in bar.bar.postfix
+    assert f"hv={hypervolume(df):.4f}" in bar.bar.postfix
+    bar.step()  # a refresh with nothing new keeps the numbers
+    assert f"hv={hypervolume(df):.4f}" in bar.bar.postfix
+    bar.close()
 
 
 def test_rerun_continues_to_the_total(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+
 from archlab.search import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,0 +1,156 @@
+"""The objective Optuna calls for each trial: suggest an architecture, reuse or evaluate, record.
+
+Each trial gets the user attributes ``arch`` (the architecture JSON; its flat parameters are
+the trial's Optuna params), ``metrics`` (every objective and metric) and, when an earlier
+trial's result was reused, ``reused_from`` (that trial's number); constraints go through
+``trial.set_constraint``. Failed trials keep ``arch``.
+
+What a trial costs on top of Optuna's own work (the loop overhead ``bench/search.py``
+measures). On an RDB storage the user attributes are written in the same transaction that
+records the trial's state and values (Optuna writes each attribute in a transaction of its
+own, which was most of archlab's overhead), so a completed trial never lacks them and a running
+trial shows its parameters only. Architectures evaluated by other workers are found by
+re-reading the study's completed trials; that read is rationed to at most
+``1 / REFRESH_FACTOR`` of the loop's time (the worker's own evaluations are always known, so a
+single worker never evaluates an architecture twice).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from archlab.spaces import Arch, SearchSpace
+
+from .objectives import Objective, SearchContext, resolve
+
+#: the reuse index is re-read from storage at most every ``REFRESH_FACTOR`` times the last read's cost
+REFRESH_FACTOR = 50.0
+#: ... and at least this often (seconds) when an architecture is not known yet
+REFRESH_MAX_S = 10.0
+
+
+def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str, Any]] | None:
+    """On an RDB storage, make ``study``'s storage write a trial's pending user attributes in
+    the transaction that records its final state, and return the pending dict
+    (``{trial_id: attrs}``); ``None`` (nothing changed) on other storages.
+
+    Wraps ``set_trial_state_values`` of the study's storage: before Optuna's own code updates
+    the state and values, the attributes are added to the thread's scoped session, which that
+    code then commits. A running trial without pending attributes that is being finished (a
+    dead worker's trial failed by the heartbeat check) gets ``arch`` from its parameters.
+    """
+    import optuna
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    write = getattr(backend, "_set_trial_attr_without_commit", None)
+    if not isinstance(backend, optuna.storages.RDBStorage) or write is None:
+        return None
+    from optuna.storages._rdb import models
+
+    pending: dict[int, dict[str, Any]] = {}
+    original = storage.set_trial_state_values
+
+    def arch_of(trial_id: int) -> dict[str, Any] | None:
+        try:
+            t = backend.get_trial(trial_id)
+            if t.state.is_finished() or "arch" in t.user_attrs or not t.params:
+                return None
+            return {"arch": space.from_params(t.params, strict=False).key}
+        except Exception:  # a trial killed while being suggested has part of its parameters
+            return None
+
+    def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
+        attrs = pending.pop(trial_id, None)
+        if state.is_finished():
+            attrs = attrs if attrs is not None else arch_of(trial_id)
+            if attrs:
+                session = backend.scoped_session()  # the one set_trial_state_values goes on to use
+                try:
+                    for key, value in attrs.items():
+                        write(session, models.TrialUserAttributeModel, trial_id, key, value)
+                except Exception:
+                    session.rollback()
+                    session.close()
+        return original(trial_id, state, values)
+
+    storage.set_trial_state_values = set_trial_state_values
+    return pending
+
+
+class TrialRunner:
+    """The objective function given to Optuna: suggest an arch, reuse or evaluate, record."""
+
+    def __init__(self, space: SearchSpace, objectives: list[Objective], metrics: Mapping[str, Any],
+                 constraints: Mapping[str, float], ctx: SearchContext) -> None:
+        self.space = space
+        self.objectives = objectives
+        self.fns = {o.name: resolve(o.source, ctx) for o in objectives}
+        self.fns.update({k: resolve(v, ctx) for k, v in metrics.items() if k not in self.fns})
+        self.constraints = dict(constraints)
+        self.known: dict[str, tuple[list[float], dict[str, float], int]] = {}
+        self.indexed: set[int] = set()
+        self._next_refresh = float("-inf")
+        self._pending: dict[int, dict[str, Any]] | None = None
+
+    def attach(self, study: Any) -> None:
+        """Record user attributes with each trial's final state on ``study``'s storage (see
+        ``attrs_with_final_state``)."""
+        self._pending = attrs_with_final_state(study, self.space)
+
+    def _record(self, trial: Any, attrs: dict[str, Any]) -> None:
+        if self._pending is None:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            return
+        self._pending[trial._trial_id] = attrs
+        cached = getattr(trial, "_cached_frozen_trial", None)
+        if cached is not None:
+            cached.user_attrs.update(attrs)
+
+    def lookup(self, key: str, study: Any) -> tuple[list[float], dict[str, float], int] | None:
+        """``(values, metrics, trial number)`` of an earlier evaluation of ``key``, or ``None``."""
+        if key in self.known:
+            return self.known[key]
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._refresh(study)
+            done = time.monotonic()
+            self._next_refresh = done + min(REFRESH_FACTOR * (done - now), REFRESH_MAX_S)
+        return self.known.get(key)
+
+    def _refresh(self, study: Any) -> None:
+        import optuna
+
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.number in self.indexed:
+                continue
+            self.indexed.add(t.number)
+            k = t.user_attrs.get("arch")
+            if k and k not in self.known and t.values is not None:
+                self.known[k] = (list(t.values), dict(t.user_attrs.get("metrics") or {}), t.number)
+
+    def __call__(self, trial: Any) -> list[float]:
+        arch: Arch = self.space.suggest(trial)
+        key = arch.key
+        try:
+            hit = self.lookup(key, trial.study)
+            if hit is not None:
+                values, metrics, source = hit
+                attrs: dict[str, Any] = {"arch": key, "reused_from": source, "metrics": metrics}
+            else:
+                metrics = {name: float(fn(arch)) for name, fn in self.fns.items()}
+                values = [metrics[o.name] for o in self.objectives]
+                self.known[key] = (values, metrics, trial.number)
+                attrs = {"arch": key, "metrics": metrics}
+        except BaseException:
+            self._record(trial, {"arch": key})  # a failed trial keeps its architecture
+            raise
+        self._record(trial, attrs)
+        for name, bound in self.constraints.items():
+            trial.set_constraint(name, metrics[name] - bound)
+        if self.space.constraints:
+            trial.set_constraint("space", float(len(self.space.violated(arch))))
+        return values
