@@ -48,8 +48,11 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
     write = getattr(backend, "_set_trial_attr_without_commit", None)
     if not isinstance(backend, optuna.storages.RDBStorage) or write is None:
         return None
+    import json
+
     from optuna.storages._rdb import models
 
+    insert = models.TrialUserAttributeModel.__table__.insert()
     pending: dict[int, dict[str, Any]] = {}
     original = storage.set_trial_state_values
 
@@ -68,12 +71,17 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
             attrs = attrs if attrs is not None else arch_of(trial_id)
             if attrs:
                 session = backend.scoped_session()  # the one set_trial_state_values goes on to use
-                try:
-                    for key, value in attrs.items():
-                        write(session, models.TrialUserAttributeModel, trial_id, key, value)
-                except Exception:
+                rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+                try:  # one INSERT: these keys are new (written here only, once per trial)
+                    session.execute(insert, rows)
+                except Exception:  # a key already there: Optuna's upsert, key by key
                     session.rollback()
-                    session.close()
+                    try:
+                        for key, value in attrs.items():
+                            write(session, models.TrialUserAttributeModel, trial_id, key, value)
+                    except Exception:
+                        session.rollback()
+                        session.close()
         return original(trial_id, state, values)
 
     storage.set_trial_state_values = set_trial_state_values
