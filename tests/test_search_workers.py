@@ -26,10 +26,16 @@ WORKER = textwrap.dedent("""
     from archlab.spaces.library import mlp_space
 
     url, name, total, seed, sleep, marks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+    block_after = int(sys.argv[7])  # >= 0: the call after this many stays in the objective (to be killed there)
     space = mlp_space(n_layer=(1, 4), width=(16, 32, 64, 128, 256))
+    calls = [0]
 
     def size(a):
         Path(marks, f"{os.getpid()}.running").write_text(a.key)
+        if calls[0] == block_after:
+            Path(marks, f"{os.getpid()}.blocked").write_text(a.key)
+            time.sleep(300)
+        calls[0] += 1
         time.sleep(sleep)
         return float(sum(l["width"] for l in a["layers"]))
 
@@ -39,13 +45,14 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _start(tmp_path: Path, url: str, name: str, total: int, seed: int, sleep: float) -> subprocess.Popen:
+def _start(tmp_path: Path, url: str, name: str, total: int, seed: int, sleep: float,
+           block_after: int = -1) -> subprocess.Popen:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     marks = tmp_path / "marks"
     marks.mkdir(exist_ok=True)
     env = {**os.environ, "ARCHLAB_PROGRESS": "0"}
-    return subprocess.Popen([sys.executable, str(script), url, name, str(total), str(seed), str(sleep), str(marks)],
+    return subprocess.Popen([sys.executable, str(script), url, name, str(total), str(seed), str(sleep), str(marks), str(block_after)],
                             env=env, stderr=subprocess.PIPE, text=True)
 
 
@@ -104,19 +111,17 @@ def test_kill_9_one_of_two_workers_then_restart(tmp_path):
     run_search(mlp_space(n_layer=(1, 4), width=(16, 32, 64, 128, 256)),
                {"size": ("min", lambda a: 0.0), "depth": ("max", lambda a: 0.0)},
                n_trials=0, storage=url, study_name="k")
-    a = _start(tmp_path, url, "k", total, 1, 0.4)
+    a = _start(tmp_path, url, "k", total, 1, 0.4, block_after=3)  # its 4th trial stays in the objective
     b = _start(tmp_path, url, "k", total, 2, 0.4)
     storage = optuna.storages.RDBStorage(url)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done = [t for t in optuna.load_study(study_name="k", storage=storage).get_trials() if t.state.name == "COMPLETE"]
-        if len(done) >= 3 and (tmp_path / "marks" / f"{a.pid}.running").exists():
-            break
-        time.sleep(0.1)
-    time.sleep(0.2)  # mid-trial (each trial sleeps 0.4 s)
-    a.send_signal(signal.SIGKILL)
+    blocked = tmp_path / "marks" / f"{a.pid}.blocked"
+    deadline = time.monotonic() + 90
+    while not blocked.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert blocked.exists(), "worker A never reached its 4th trial"
+    a.send_signal(signal.SIGKILL)  # mid-trial: A is inside the objective
     a.wait()
-    killed_key = (tmp_path / "marks" / f"{a.pid}.running").read_text()
+    killed_key = blocked.read_text()
     before = {t.number for t in optuna.load_study(study_name="k", storage=storage).get_trials() if t.state.name == "COMPLETE"}
     a2 = _start(tmp_path, url, "k", total, 3, 0.4)
     for p in (b, a2):
