@@ -41,7 +41,9 @@ def trials(url: str, study: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Summarising studies…", max_entries=8)
 def _studies(url: str, key: tuple[Any, ...]) -> pd.DataFrame:
-    return list_studies(storage(url))
+    counts = {k[0]: tuple(k[1:]) for k in key}
+    return list_studies(storage(url), trials_of=lambda name: _trials(url, name, counts[name]) if name in counts
+                        else load_trials(storage(url), name))
 
 
 def studies(url: str) -> pd.DataFrame:

@@ -15,11 +15,13 @@ How a render is measured (``method`` in the JSON): the real app script runs unde
 cached trials, the front, the thinned clouds, the hover summaries, the figure and its
 serialisation; the browser's drawing is not included.
 
-- ``cold``: the first session after the app starts: reads every trial from SQLite
-  (``load_trials``; Optuna's ORM dominates), then as below.
+- ``cold``: the first session after the app starts (Streamlit's caches emptied): reads every
+  trial from SQLite (``load_trials``: ``archlab.search.rdb_read``'s bulk read), computes the
+  front, then as below. The goal (3 s) applies to this, the median of three cold sessions
+  (one with ``--quick``).
 - ``warm``: a new session once the study's trials are cached (``st.cache_data`` keyed on
   storage, study and trial counts; the counts are one ``GROUP BY`` query): what every later
-  visitor sees. The goal (3 s) applies to this, the median of ``--repeats`` sessions.
+  visitor sees, the median of ``--repeats`` sessions.
 - ``slider``: moving a constraint slider in that session (a new front, trials from the cache).
 
 Also reported: the parts of the warm path timed outside Streamlit (``load_trials``, trial
@@ -231,6 +233,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.trials or (10_000 if args.quick else 50_000)
     repeats = args.repeats or (3 if args.quick else 7)
+    cold_repeats = 1 if args.quick else 3
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     import optuna
@@ -239,7 +242,15 @@ def main() -> None:
     db, made = study_file(cache, n, seed=0)
     piece = parts(f"sqlite:///{db}")
 
-    cold, _, fig = render(db)
+    import streamlit as st
+
+    colds = []
+    for _ in range(cold_repeats):  # a first session with empty caches, as after the app starts
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        cold, _, fig = render(db)
+        colds.append(cold)
+    cold = statistics.median(colds)
     warm, slides = [], []
     for i in range(repeats):
         first, moved, fig = render(db, slider=1.5 + 0.25 * (i % 4))
@@ -257,11 +268,12 @@ def main() -> None:
                     "note": "CPU shared with other work while measuring"},
         "study": {**piece.pop("study"), "storage": "SQLite", "made": made},
         "parts_s": piece,
-        "pareto_first_render_s": {"cold": round(cold, 3), "warm_median": round(med, 3),
+        "pareto_first_render_s": {"cold": round(cold, 3), "cold_all": [round(x, 3) for x in colds],
+                                  "warm_median": round(med, 3),
                                   "warm_max": round(max(warm), 3), "warm_all": [round(x, 3) for x in warm]},
         "slider_move_s": {"median": round(statistics.median(slides), 3), "all": [round(x, 3) for x in slides]},
         "figure": fig,
-        "goal": {"warm_first_render_s": GOAL_S, "met": med <= GOAL_S},
+        "goal": {"cold_first_render_s": GOAL_S, "met": cold <= GOAL_S},
         "torch_imported": "torch" in sys.modules,
     }
     atomic_write_json(args.out, result)

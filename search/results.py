@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ import pandas as pd
 from archlab.spaces.errors import ArchlabError
 
 from .pareto import hypervolume_of, non_dominated_mask
-from .rdb_read import read_trials, records_from_trials
+from .rdb_read import TrialTables, read_tables, tables_from_trials
 from .storage import open_storage
 
 ATTR_KEY = "archlab"
@@ -87,8 +87,11 @@ def study_objectives(study: Any) -> list[dict[str, str]]:
     return [{"name": f"value_{i}", "direction": d} for i, d in enumerate(directions)]
 
 
-def list_studies(storage: Any) -> pd.DataFrame:
+def list_studies(storage: Any, trials_of: Callable[[str], pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per study in ``storage``.
+
+    ``trials_of(study_name)``, when given, supplies each study's ``load_trials`` frame (the
+    dashboard passes its cache, so the studies page and the explorer read a study once).
 
     Columns: ``study_name``, ``n_trials``, ``n_complete``, ``n_fail``, ``n_running``,
     ``n_pruned``, ``objectives`` (names), ``directions``, ``datetime_start``, ``last_update``,
@@ -100,7 +103,7 @@ def list_studies(storage: Any) -> pd.DataFrame:
     st = open_storage(storage, must_exist=True)
     rows = []
     for summary in optuna.get_all_study_summaries(st, include_best_trial=False):
-        trials = load_trials(st, summary.study_name)
+        trials = trials_of(summary.study_name) if trials_of else load_trials(st, summary.study_name)
         states = trials["state"].value_counts() if len(trials) else pd.Series(dtype=int)
         stamps = pd.concat([trials["datetime_start"], trials["datetime_complete"]]).dropna()
         info = trials.attrs.get(ATTR_KEY) or {}
@@ -137,70 +140,111 @@ def load_trials(storage: Any, study_name: str) -> pd.DataFrame:
     objectives = study_objectives(study)
     names = [o["name"] for o in objectives]
     constraints = dict(info.get("constraints") or {})
-    rows = []
-    metric_names: list[str] = []
-    param_names: list[str] = []
-    constraint_names: list[str] = list(constraints)
-    records = read_trials(study._storage, study._study_id)
-    if records is None:
-        records = records_from_trials(study.get_trials(deepcopy=False))
-    for t in records:
-        duration = t.duration_s
-        row: dict[str, Any] = {
-            "number": t.number,
-            "state": t.state,
-            "datetime_start": t.datetime_start,
-            "datetime_complete": t.datetime_complete,
-            "duration_s": duration if duration is not None else math.nan,
-        }
-        values = t.values if t.values is not None else [math.nan] * len(names)
-        for n, v in zip(names, values):
-            row[n] = float(v)
-        metrics = t.user_attrs.get("metrics") or {}
-        for k, v in metrics.items():
-            if k in names:
-                continue
-            if k not in metric_names:
-                metric_names.append(k)
-            row[f"metric.{k}"] = _float(v)
-        cons = t.constraints
-        for k, v in cons.items():
-            if k not in constraint_names:
-                constraint_names.append(k)
-            row[f"constraint.{k}"] = float(v)
-        row["feasible"] = (
-            t.state == "COMPLETE"
-            and all(c in cons for c in constraints)
-            and all(v <= 0 for v in cons.values())
-        )
-        arch = t.user_attrs.get("arch")
-        row["arch"] = arch if isinstance(arch, str) else (json.dumps(arch, sort_keys=True) if arch else None)
-        for k, v in t.params.items():
-            if k not in param_names:
-                param_names.append(k)
-            row[f"arch.{k}"] = v
-        rows.append(row)
-    columns = (
-        list(FIXED_COLUMNS)
-        + names
-        + [f"metric.{k}" for k in metric_names]
-        + [f"constraint.{k}" for k in constraint_names]
-        + ["feasible", "arch"]
-        + [f"arch.{k}" for k in param_names]
-    )
-    df = pd.DataFrame(rows, columns=columns)
-    df = df.sort_values("number", kind="stable").reset_index(drop=True)
-    for col in ("datetime_start", "datetime_complete"):
-        df[col] = pd.to_datetime(df[col])
-    for col in ["duration_s", *names]:
-        df[col] = df[col].astype(float)
-    df["feasible"] = df["feasible"].astype(bool)
+    tables = read_tables(study._storage, study._study_id)
+    if tables is None:
+        tables = tables_from_trials(study.get_trials(deepcopy=False))
+    df = _trials_frame(tables, names, list(constraints))
     df.attrs["objectives"] = objectives
     df.attrs["constraints"] = constraints
     df.attrs["space"] = info.get("space")
     df.attrs["study_name"] = study_name
     df.attrs[ATTR_KEY] = info
     return df
+
+
+def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str]) -> pd.DataFrame:
+    """The ``load_trials`` frame from long tables, column by column (no per-trial Python rows).
+
+    Column order: the fixed columns, objectives, ``metric.<k>`` in first-seen order (trials by
+    number), ``constraint.<k>`` (the study's bounded constraints first, then first-seen),
+    ``feasible``, ``arch``, ``arch.<param>`` in first-seen order."""
+    tr = tables.trials.sort_values("number", kind="stable").reset_index(drop=True)
+    n = len(tr)
+    where = pd.Index(tr["trial_id"])
+
+    def located(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """``table``'s rows of known trials, ordered by trial number (stable), and their rows in the frame."""
+        pos = where.get_indexer(table["trial_id"]) if len(table) else np.zeros(0, dtype=np.int64)
+        order = np.argsort(pos, kind="stable")
+        order = order[pos[order] >= 0]
+        return table.iloc[order].reset_index(drop=True), pos[order]
+
+    def scatter(idx: np.ndarray, vals: Any, fill: Any = math.nan) -> list[Any]:
+        col = np.full(n, fill, dtype=object)
+        col[idx] = vals
+        return col.tolist()
+
+    cols: dict[str, Any] = {
+        "number": tr["number"].astype(np.int64).to_numpy(),
+        "state": tr["state"].tolist(),
+        "datetime_start": tr["datetime_start"],
+        "datetime_complete": tr["datetime_complete"],
+        "duration_s": (tr["datetime_complete"] - tr["datetime_start"]).dt.total_seconds().to_numpy(dtype=float),
+    }
+    vals, pos = located(tables.values)
+    objective = vals["objective"].to_numpy()
+    for i, name in enumerate(names):
+        col = np.full(n, math.nan)
+        sel = objective == i
+        col[pos[sel]] = vals["value"].to_numpy(dtype=float)[sel]
+        cols[name] = col
+
+    user, upos = located(tables.user)
+    key = user["key"].to_numpy(dtype=object)
+    uval = user["value"].to_numpy(dtype=object)
+    m_sel = np.flatnonzero(key == "metrics")
+    m_dicts = uval[m_sel].tolist()
+    m_keep = [i for i, d in enumerate(m_dicts) if isinstance(d, Mapping) and d]
+    if m_keep:
+        metrics = pd.DataFrame.from_records([dict(m_dicts[i]) for i in m_keep])
+        m_pos = upos[m_sel][m_keep]
+        for k in metrics.columns:
+            if k in names:
+                continue
+            c = metrics[k]  # a key a trial lacks is NaN here, as it is in the frame
+            if pd.api.types.is_numeric_dtype(c) and not pd.api.types.is_bool_dtype(c):
+                converted = c.to_numpy(dtype=float)
+            else:
+                converted = np.array([_float(x) for x in c], dtype=float)
+            col = np.full(n, math.nan)
+            col[m_pos] = converted
+            cols[f"metric.{k}"] = col
+
+    cons, cpos = located(tables.constraints)
+    c_names = cons["name"].to_numpy(dtype=object)
+    c_vals = np.array([float(x) for x in cons["value"]], dtype=float)
+    feasible = (tr["state"] == "COMPLETE").to_numpy().copy()
+    for b in bound_names:
+        has = np.zeros(n, dtype=bool)
+        has[cpos[c_names == b]] = True
+        feasible &= has
+    feasible[cpos[~(c_vals <= 0)]] = False
+    for k in list(bound_names) + [x for x in pd.unique(c_names) if x not in bound_names]:
+        col = np.full(n, math.nan)
+        sel = c_names == k
+        col[cpos[sel]] = c_vals[sel]
+        cols[f"constraint.{k}"] = col
+    cols["feasible"] = feasible
+
+    a_sel = np.flatnonzero(key == "arch")
+    archs = np.empty(len(a_sel), dtype=object)
+    archs[:] = [_arch_text(v) for v in uval[a_sel].tolist()]
+    cols["arch"] = scatter(upos[a_sel], archs, fill=None)
+
+    params, ppos = located(tables.params)
+    p_names = params["name"].to_numpy(dtype=object)
+    p_vals = params["value"].to_numpy(dtype=object)
+    for k in pd.unique(p_names):
+        sel = p_names == k
+        cols[f"arch.{k}"] = scatter(ppos[sel], p_vals[sel])
+    df = pd.DataFrame(cols)
+    for col in ("datetime_start", "datetime_complete"):
+        df[col] = pd.to_datetime(df[col])
+    return df
+
+
+def _arch_text(arch: Any) -> str | None:
+    return arch if isinstance(arch, str) else (json.dumps(arch, sort_keys=True) if arch else None)
 
 
 def _float(v: Any) -> float:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from archlab.search import load_trials, results
-from archlab.search.rdb_read import read_trials
+from archlab.search.rdb_read import read_tables, tables_from_trials
 
 
 def _study(url: str) -> optuna.Study:
@@ -38,23 +38,42 @@ def test_bulk_read_equals_optuna_api(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     study = _study(url)
     fast = load_trials(url, "s")
-    monkeypatch.setattr(results, "read_trials", lambda *a: None)  # force Optuna's API
+    monkeypatch.setattr(results, "read_tables", lambda *a: None)  # force Optuna's API
     slow = load_trials(url, "s")
     pd.testing.assert_frame_equal(fast, slow)
     assert fast.attrs == slow.attrs
-    # and the records carry Optuna's own values
-    records = read_trials(study._storage, study._study_id)
-    for rec, tr in zip(records, study.get_trials()):
-        assert (rec.number, rec.state, rec.params, rec.constraints) == (tr.number, tr.state.name, tr.params, tr.constraints)
-        assert rec.values == tr.values
+    # and the tables carry Optuna's own values, trial by trial
+    sql = read_tables(study._storage, study._study_id)
+    api = tables_from_trials(study.get_trials())
+    number = dict(zip(sql.trials["trial_id"], sql.trials["number"]))
+    for part in ("values", "params", "user", "constraints"):
+        a, b = getattr(sql, part), getattr(api, part)
+        got = sorted((number[r[0]], *r[1:]) for r in a.itertuples(index=False, name=None))
+        want = sorted(b.itertuples(index=False, name=None))
+        assert got == want, part
     assert set(fast["state"]) == {"COMPLETE", "FAIL", "RUNNING"}
     assert fast.loc[9, "err"] == math.inf and fast.loc[10, "acc"] == -math.inf
+
+
+def test_a_parameter_with_several_distributions(tmp_path, monkeypatch):
+    """Optuna lets a name change its distribution between trials: each row then uses its own."""
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    study = optuna.create_study(storage=url, study_name="d")
+    for i in range(12):
+        t = study.ask()
+        k = t.suggest_int("k", 1, 3 if i % 2 else 9, step=2 if i % 2 else 1)
+        study.tell(t, float(i) + k)
+    fast = load_trials(url, "d")
+    monkeypatch.setattr(results, "read_tables", lambda *a: None)
+    slow = load_trials(url, "d")
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast["arch.k"].tolist() == [t.params["k"] for t in study.trials]
 
 
 def test_non_rdb_storages_use_optuna_api():
     storage = optuna.storages.InMemoryStorage()
     sid = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "m")
-    assert read_trials(storage, sid) is None
+    assert read_tables(storage, sid) is None
 
 
 @pytest.mark.postgres
@@ -73,6 +92,6 @@ def test_bulk_read_on_postgres(monkeypatch):
         t.set_constraint("c", i - 5.0)
         study.tell(t, float(i))
     fast = load_trials(url, name)
-    monkeypatch.setattr(results, "read_trials", lambda *a: None)
+    monkeypatch.setattr(results, "read_tables", lambda *a: None)
     pd.testing.assert_frame_equal(fast, load_trials(url, name))
     optuna.delete_study(study_name=name, storage=url)
