@@ -105,10 +105,28 @@ class EntangledBank(WeightBank):
         if self.bias is not None:
             self.bias_init(self.bias.data)
 
+    # A weak reference to the ``SliceTracker`` of the ``SliceAdamW`` (archlab.supernets.optim)
+    # that trains this bank, if any: while one is attached and grad mode is on, the tracker
+    # serves the slices (as leaf views whose gradients it collects, or recorded plain slices).
+    _slice_tracker: Any = None
+    _slice_views: Any = None  # the tracker's cache of served views, per index
+
     def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ref = self._slice_tracker
+        if ref is not None and torch.is_grad_enabled():
+            tracker = ref()
+            if tracker is not None:
+                return tracker.take(self, tuple(index))
         w = self.weight[tuple(index)]
         b = self.bias[index[0]] if self.bias is not None else None
         return w, b
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copies and pickles of the bank are not trained by the original's optimizer
+        state = self.__dict__.copy()
+        state.pop("_slice_tracker", None)
+        state.pop("_slice_views", None)
+        return state
 
 
 @dataclass

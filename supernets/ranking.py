@@ -153,7 +153,7 @@ def train_standalone(model: nn.Module, task: Any, cfg: Any, steps: int, eval_bat
         (scaler.scale(loss) if scaler is not None else loss).backward()
         if scaler is not None:
             scaler.unscale_(optimizer)
-        clip_gradients(model.parameters(), cfg.grad_clip)
+        clip_gradients(model.parameters(), cfg.grad_clip, optimizer)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

@@ -216,7 +216,13 @@ def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
         torch.set_num_threads(cfg.num_threads)
     info = dist_util.setup(device.type)
     try:
-        return _Trainer(net, task, cfg, out_dir, device, info, on_step).run(resume)
+        trainer = _Trainer(net, task, cfg, out_dir, device, info, on_step)
+        try:
+            return trainer.run(resume)
+        finally:
+            release = getattr(trainer.optimizer, "release", None)
+            if release is not None:
+                release()  # the returned net serves ordinary slices (ordinary .grad) again
     finally:
         dist_util.teardown(info)
         torch.set_num_threads(threads)
@@ -230,9 +236,10 @@ class _Trainer:
         self.writes = self.out is not None and info.is_main
         net.to(device)
         self.strategy = make_strategy(cfg.strategy, net.space, cfg.strategy_options)
-        self.optimizer = make_optimizer(net, cfg)
-        self.scheduler = make_scheduler(self.optimizer, cfg)
         self.autocast, self.scaler = _amp(cfg, device)
+        # DDP and AMP grad scaling read .grad: slice gradients go through it there
+        self.optimizer = make_optimizer(net, cfg, leaf_views=not info.enabled and self.scaler is None)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
         self.adapt = input_adapter(net)
         self.model: nn.Module = net
         if info.enabled:
@@ -371,7 +378,7 @@ class _Trainer:
             logged["moe_aux_loss"] = float(np.mean(ctx.aux_losses))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip)
+        logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip, self.optimizer)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -167,13 +167,16 @@ class TransformerLM(Supernet):
         t = idx.shape[1]
         if t > self.context:
             raise ArchlabError(f"sequence length {t} exceeds the context {self.context}")
-        x = self.tok(idx) + self.pos(self.positions[:t])
+        # token weight sliced once for the embedding and the tied head; positions 0..t-1 are
+        # the first t rows of the position table (a slice: no gather, no scatter-add backward)
+        tok, _ = self.tok.active_weight()
+        pos, _ = self.pos.active_weight()
+        x = F.embedding(idx, tok) + pos[:t]
         x = self.blocks(x)
         x = self.ln_f(x)
         if self.head is not None:
             return self.head(x)
-        w, _ = self.tok.active_weight()
-        return F.linear(x, w)
+        return F.linear(x, tok)
 
     def aux_loss(self) -> torch.Tensor:
         """Sum of the load-balancing losses (``archlab.supernets.moe``) the routed layers of

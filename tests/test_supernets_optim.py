@@ -1,0 +1,309 @@
+"""SliceAdamW: AdamW on the used slices of entangled weights (archlab.supernets.optim)."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archlab.spaces.library import transformer_lm_space
+from archlab.supernets import ConvNet, TransformerLM
+from archlab.supernets.optim import SliceAdamW, clip_gradients
+
+SPACE = transformer_lm_space("tiny_lm", n_layer=(1, 2), d_model=(16, 24, 32), n_head=(1, 2), ffn=(32, 64))
+ARCH = {"n_layer": 2, "d_model": 24, "layers": [{"n_head": 1, "ffn": 64}, {"n_head": 2, "ffn": 32}]}
+SMALL = {"n_layer": 1, "d_model": 16, "layers": [{"n_head": 1, "ffn": 32}]}
+LARGE = {"n_layer": 2, "d_model": 32, "layers": [{"n_head": 2, "ffn": 64}, {"n_head": 2, "ffn": 64}]}
+
+
+def lm(seed: int = 0) -> TransformerLM:
+    torch.manual_seed(seed)
+    return TransformerLM(SPACE, vocab_size=11, context=8)
+
+
+def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 11, (3, 8), generator=g), torch.randint(0, 11, (3, 8), generator=g)
+
+
+def loss_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
+
+def train_steps(net, opt, archs, steps: int = 4) -> None:
+    """``steps`` optimizer steps; each accumulates one forward/backward per arch in ``archs``."""
+    x, y = batch()
+    for _ in range(steps):
+        opt.zero_grad()
+        for arch in archs:
+            net.set_arch(arch)
+            loss_of(net, x, y).backward()
+        opt.step()
+
+
+def box_reference(net, arch, steps: int, **kwargs):
+    """Ordinary autograd on a copy of ``net`` (full-size gradients), and torch AdamW on each
+    tensor's active box only: what SliceAdamW should do for a fixed ``arch``."""
+    ref = copy.deepcopy(net)
+    ref.set_arch(arch)
+    ref.train()
+    boxes = []
+    for mod in ref.modules():
+        if hasattr(mod, "bank") and hasattr(mod, "index"):
+            boxes.append((mod.bank.weight, tuple(mod.index)))
+            if mod.bank.bias is not None:
+                boxes.append((mod.bank.bias, (mod.index[0],)))
+    leaves = {id(p): (p, idx, p.detach()[idx].clone().requires_grad_()) for p, idx in boxes}
+    opt = torch.optim.AdamW([v for _, _, v in leaves.values()], **kwargs)
+    x, y = batch()
+    for _ in range(steps):
+        ref.zero_grad(set_to_none=True)
+        loss_of(ref, x, y).backward()
+        for p, idx, v in leaves.values():
+            v.grad = p.grad[idx].clone() if p.grad is not None else None
+        opt.step()
+        with torch.no_grad():
+            for p, idx, v in leaves.values():
+                p[idx] = v
+    return ref, opt, leaves
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("leaf_views", [True, False])
+def test_is_torch_adamw_on_the_active_slice_and_leaves_the_rest_untouched(fused, leaf_views):
+    net = lm()
+    net.set_arch(ARCH)
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    kwargs = {"lr": 1e-2, "weight_decay": 0.1, "fused": fused}
+    ref, ref_opt, leaves = box_reference(net, ARCH, 4, **kwargs)
+    opt = SliceAdamW(net.parameters(), net, leaf_views=leaf_views, **kwargs)
+    train_steps(net, opt, [ARCH], steps=4)
+    # weights: equal to torch AdamW on the boxes, everywhere (outside the boxes: unchanged)
+    for (name, a), b in zip(net.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    qkv = net.blocks[0].attn.qkv
+    w = qkv.bank.weight
+    rows, cols = qkv.out_features, qkv.in_features
+    old = before["blocks.0.attn.qkv.bank.weight"]
+    assert torch.equal(w.detach()[rows:], old[rows:]) and torch.equal(w.detach()[:, cols:], old[:, cols:])
+    assert not torch.equal(w.detach()[:rows, :cols], old[:rows, :cols])
+    # moments: torch AdamW's on the box, zero outside; same step count
+    ref_w = ref.blocks[0].attn.qkv.bank.weight
+    ref_state = ref_opt.state[leaves[id(ref_w)][2]]
+    state = opt.state[w]
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(state[key][:rows, :cols], ref_state[key], rtol=0, atol=0)
+        assert state[key][rows:].abs().sum() == 0 and state[key][:, cols:].abs().sum() == 0
+    assert float(state["step"]) == float(ref_state["step"]) == 4
+
+
+def test_one_step_matches_torch_adamw_on_the_extracted_subnet():
+    net = lm()
+    net.set_arch(ARCH)
+    sub = net.extract(ARCH).train()
+    net.train()
+    opt = SliceAdamW(net.parameters(), net, lr=1e-3, fused=True)
+    ref = torch.optim.AdamW(sub.parameters(), lr=1e-3, fused=True)
+    x, y = batch()
+    for model, o in ((net, opt), (sub, ref)):
+        loss_of(model, x, y).backward()
+        o.step()
+    # up to rounding (AdamW divides by sqrt(v): gradients that are zero up to rounding, like
+    # an attention key bias's, can move by up to lr either way)
+    for (name, a), b in zip(net.extract(ARCH).state_dict().items(), sub.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1.1e-3 if "qkv.bias" in name else 1e-6, msg=name)
+    with torch.no_grad():
+        net.eval()
+        sub.eval()
+        torch.testing.assert_close(net(x), sub(x), rtol=0, atol=1e-5)
+
+
+def test_a_layer_the_arch_lacks_gets_no_state_and_stays():
+    net = lm()
+    fresh = lm()
+    net.set_arch(SMALL)
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    train_steps(net, opt, [SMALL], steps=2)
+    unused = list(net.blocks[1].parameters())
+    assert unused and all(p not in opt.state for p in unused)
+    assert all(torch.equal(p, q) for p, q in zip(unused, fresh.blocks[1].parameters()))
+
+
+def test_leaf_views_and_recorded_slices_agree_for_several_archs_per_step():
+    """Sandwich-like steps (several archs, one update): both modes update the bounding box of
+    the slices used, with the summed gradients, and nothing outside it."""
+    nets = [lm(), lm()]
+    opts = [SliceAdamW(n.parameters(), n, lr=1e-2, leaf_views=leaf) for n, leaf in zip(nets, (True, False))]
+    before = {k: v.clone() for k, v in nets[0].state_dict().items()}
+    for net, opt in zip(nets, opts):
+        net.train()
+        train_steps(net, opt, [ARCH, SMALL], steps=3)  # partial slices only: union of ARCH and SMALL
+        train_steps(net, opt, [SMALL, LARGE], steps=2)  # LARGE uses some tensors whole
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    # ARCH and SMALL use rows :64 / :32 and columns :24 / :16 of block 0's ffn_in: after the
+    # first phase only the bounding box [:64, :24] has moved
+    net = lm()
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    train_steps(net, opt, [ARCH, SMALL], steps=2)
+    w, old = net.blocks[0].ffn_in.bank.weight.detach(), before["blocks.0.ffn_in.bank.weight"]
+    assert torch.equal(w[:, 24:], old[:, 24:]) and not torch.equal(w[:64, :24], old[:64, :24])
+    assert opt.state[net.blocks[0].ffn_in.bank.weight]["exp_avg"][:, 24:].abs().sum() == 0
+
+
+def test_sandwich_step_equals_autograd_full_gradients_restricted_to_the_bounding_box():
+    net = lm()
+    ref_net = copy.deepcopy(net)
+    net.train()
+    ref_net.train()
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    train_steps(net, opt, [ARCH, SMALL], steps=1)
+    # reference: ordinary autograd (full-size gradients), torch AdamW on the bounding box of the
+    # two archs' slices of each tensor (here: ARCH's box contains SMALL's)
+    x, y = batch()
+    for arch in (ARCH, SMALL):
+        ref_net.set_arch(arch)
+        loss_of(ref_net, x, y).backward()
+    ref_net.set_arch(ARCH)
+    for mod, ref_mod in zip(net.modules(), ref_net.modules()):
+        if not hasattr(mod, "index") or not hasattr(mod, "bank"):
+            continue
+        for name in ("weight", "bias"):
+            p, q = getattr(mod.bank, name, None), getattr(ref_mod.bank, name, None)
+            if p is None or q.grad is None:
+                continue
+            idx = tuple(mod.index) if name == "weight" else (mod.index[0],)
+            box = q.detach()[idx].clone()
+            o = torch.optim.AdamW([box.requires_grad_()], lr=1e-2)
+            box.grad = q.grad[idx].clone()
+            o.step()
+            torch.testing.assert_close(p.detach()[idx], box.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_grads_and_clipping_match_the_full_size_gradients():
+    net = lm()
+    ref_net = copy.deepcopy(net)
+    net.set_arch(ARCH)
+    ref_net.set_arch(ARCH)
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    x, y = batch()
+    loss_of(net, x, y).backward()
+    loss_of(ref_net, x, y).backward()
+    # leaf views: the partly used tensors have no .grad, the optimizer holds their slices' gradients
+    assert net.blocks[0].attn.qkv.bank.weight.grad is None
+    full = [p.grad for p in ref_net.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in full]))
+    got = torch.linalg.vector_norm(torch.stack([g.norm() for g in opt.grads()]))
+    torch.testing.assert_close(got, norm)
+    total = clip_gradients(net.parameters(), 0.5, opt)
+    assert total == pytest.approx(float(norm), rel=1e-6)
+    clipped = torch.linalg.vector_norm(torch.stack([g.norm() for g in opt.grads()]))
+    assert float(clipped) == pytest.approx(0.5, rel=1e-4)
+    # materialize_grads writes ordinary full-size .grad (zeros outside the slice)
+    opt.materialize_grads()
+    w, ref_w = net.blocks[0].attn.qkv.bank.weight, ref_net.blocks[0].attn.qkv.bank.weight
+    torch.testing.assert_close(w.grad, ref_w.grad * (0.5 / float(norm)), rtol=1e-4, atol=1e-7)
+
+
+def test_state_dict_round_trip_resumes_exactly_and_is_torch_adamw_format():
+    archs = [ARCH, SMALL, LARGE]
+    full = lm()
+    full_opt = SliceAdamW(full.parameters(), full, lr=1e-2)
+    for arch in archs * 2:
+        train_steps(full, full_opt, [arch], steps=1)
+
+    cut = lm()
+    cut_opt = SliceAdamW(cut.parameters(), cut, lr=1e-2)
+    for arch in archs:
+        train_steps(cut, cut_opt, [arch], steps=1)
+    buf = io.BytesIO()
+    torch.save({"model": cut.state_dict(), "opt": cut_opt.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf)
+    resumed = lm(seed=5)
+    resumed.load_state_dict(saved["model"])
+    resumed_opt = SliceAdamW(resumed.parameters(), resumed, lr=1e-2)
+    resumed_opt.load_state_dict(saved["opt"])
+    for arch in archs:
+        train_steps(resumed, resumed_opt, [arch], steps=1)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    # same keys as torch AdamW: a torch AdamW loads it
+    plain = torch.optim.AdamW(resumed.parameters(), lr=1e-2)
+    plain.load_state_dict(saved["opt"])
+    assert set(next(iter(plain.state.values()))) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+def test_release_and_copies_give_ordinary_gradients():
+    net = lm()
+    net.set_arch(ARCH)
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    twin = copy.deepcopy(net)  # a copy is not trained by opt: ordinary slices
+    x, y = batch()
+    loss_of(twin, x, y).backward()
+    assert twin.blocks[0].attn.qkv.bank.weight.grad is not None
+    loss_of(net, x, y).backward()
+    assert net.blocks[0].attn.qkv.bank.weight.grad is None
+    opt.release()  # held slice gradients become ordinary .grad; later forwards too
+    g = net.blocks[0].attn.qkv.bank.weight.grad
+    assert g is not None and g.shape == net.blocks[0].attn.qkv.bank.weight.shape
+    net.zero_grad()
+    loss_of(net, x, y).backward()
+    assert net.blocks[0].attn.qkv.bank.weight.grad is not None
+
+
+def test_frozen_and_foreign_parameters_keep_ordinary_behaviour():
+    net = lm()
+    net.set_arch(ARCH)
+    net.tok.bank.weight.requires_grad_(False)
+    only_blocks = list(net.blocks.parameters())
+    opt = SliceAdamW(only_blocks, net, lr=1e-2)
+    x, y = batch()
+    loss_of(net, x, y).backward()
+    assert net.tok.bank.weight.grad is None  # frozen
+    assert net.ln_f.bank.weight.grad is not None  # not in this optimizer: ordinary .grad
+    frozen = net.tok.bank.weight.detach().clone()
+    ln_f = net.ln_f.bank.weight.detach().clone()
+    opt.step()
+    assert torch.equal(net.tok.bank.weight, frozen) and torch.equal(net.ln_f.bank.weight.detach(), ln_f)
+
+
+def test_convnet_kernel_crops_update_only_the_used_crop():
+    torch.manual_seed(0)
+    net = ConvNet(num_classes=10, in_channels=1, image_size=28)
+    arch = net.space.sample_many(1, seed=3)[0]
+    net.set_arch(arch)
+    sub = net.extract(arch).train()
+    net.train()
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2, fused=True)
+    ref = torch.optim.AdamW(sub.parameters(), lr=1e-2, fused=True)
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(4)
+    for _ in range(2):
+        for model, o in ((net, opt), (sub, ref)):
+            o.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            o.step()
+    net.eval()
+    sub.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net.extract(arch).eval()(x), sub(x), rtol=1e-5, atol=1e-5)
+
+
+def test_clip_gradients_finds_the_slice_gradients_without_the_optimizer():
+    net = lm()
+    ref_net = copy.deepcopy(net)
+    net.set_arch(ARCH)
+    ref_net.set_arch(ARCH)
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    x, y = batch()
+    loss_of(net, x, y).backward()
+    loss_of(ref_net, x, y).backward()
+    expected = clip_gradients(ref_net.parameters(), None)
+    assert clip_gradients(net.parameters(), None) == pytest.approx(expected, rel=1e-6)
+    opt.release()
+    assert clip_gradients(net.parameters(), None) == pytest.approx(expected, rel=1e-6)
