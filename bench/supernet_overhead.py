@@ -4,12 +4,14 @@ For random architectures of ``TransformerLM`` and ``ConvNet`` (20 each; ``--quic
 times one training step (forward, loss, backward, AdamW step (``--optimizer``, default
 fused), zero_grad) on the supernet
 with that arch active and on ``net.extract(arch)``, same batch, alternating the two in one
-process; per arch the ratio of median step times (supernet / extracted). Goal: median ratio
-<= 1.05 and max <= 1.15. Also records the peak memory of one step of each: on CUDA
-``torch.cuda.max_memory_allocated`` (bytes above what was allocated before the step); on CPU
+process; per arch the ratio of median step times (supernet / extracted). Each side uses the
+AdamW it is trained with, same hyperparameters: the supernet ``SliceAdamW`` (what
+``archlab.supernets`` training uses: updates the active slices only), the extracted module
+``torch.optim.AdamW``. Goal: median ratio <= 1.05 and max <= 1.15. Also records the peak
+memory of one step of each: on CUDA ``torch.cuda.max_memory_allocated`` (bytes above what was allocated before the step); on CPU
 the peak of the torch CPU allocator seen by ``torch.profiler`` (``profile_memory=True``),
 likewise above the bytes live before the step. Persistent bytes (parameters + gradients +
-optimizer state) are reported beside it.
+optimizer state, including SliceAdamW's workspace) are reported beside it.
 
 Writes ``bench/results/supernet_overhead.json`` (atomically).
 
@@ -34,6 +36,7 @@ from torch import nn
 
 from archlab.spaces.io import atomic_write_json, progress
 from archlab.supernets import ConvNet, TransformerLM, pick_device
+from archlab.supernets.optim import SliceAdamW
 
 RESULT = Path(__file__).resolve().parent / "results" / "supernet_overhead.json"
 
@@ -46,8 +49,14 @@ def _sync(device: torch.device) -> None:
 OPTIMIZERS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
 
 
-def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lm: bool, optimizer: str = "fused") -> Any:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **OPTIMIZERS[optimizer])
+def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lm: bool, optimizer: str = "fused",
+              supernet: bool = False) -> Any:
+    kwargs = {"lr": 1e-4, **OPTIMIZERS[optimizer]}
+    # each side gets the AdamW its users train it with, same hyperparameters: the supernet the
+    # SliceAdamW of archlab.supernets.train (updates the active slices only), the extracted
+    # module torch's AdamW
+    opt = (SliceAdamW(model.parameters(), model, **kwargs) if supernet
+           else torch.optim.AdamW(model.parameters(), **kwargs))
 
     def step() -> None:
         out = model(x)
@@ -64,7 +73,8 @@ def persistent_bytes(model: nn.Module, opt: torch.optim.Optimizer) -> int:
     n += sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
     for state in opt.state.values():
         n += sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
-    return n
+    workspace = getattr(opt, "workspace_bytes", None)  # SliceAdamW's buffers for dense copies
+    return n + (workspace() if workspace is not None else 0)
 
 
 def peak_step_bytes(step: Any, device: torch.device) -> int:
@@ -119,7 +129,7 @@ def bench_family(name: str, net: Any, batch: tuple[torch.Tensor, torch.Tensor], 
         net.set_arch(arch)
         net.train()
         sub = net.extract(arch).train()
-        super_step, super_opt = make_step(net, x, y, lm, optimizer)
+        super_step, super_opt = make_step(net, x, y, lm, optimizer, supernet=True)
         sub_step, sub_opt = make_step(sub, x, y, lm, optimizer)
         for _ in range(warmup):
             super_step()
@@ -198,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "archs_per_family": n_archs,
         "repeats": repeats,
         "warmup": warmup,
-        "optimizer": f"AdamW(lr=1e-4, {args.optimizer}), zero_grad(set_to_none=True)",
+        "optimizer": (f"AdamW(lr=1e-4, {args.optimizer}), zero_grad(set_to_none=True); supernet: "
+                      f"archlab.supernets.optim.SliceAdamW, extracted: torch.optim.AdamW"),
         "batches": {"TransformerLM": "8 x 64 tokens, vocab 65", "ConvNet": "32 x 1 x 28 x 28"},
         "memory_method": (
             "torch.cuda.max_memory_allocated above the bytes allocated before the step" if device.type == "cuda"
