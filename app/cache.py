@@ -1,5 +1,6 @@
 """Cached reads for the pages: one read-only storage per URL, trials frames keyed on the
-storage, the study and its trial counts (a new or finished trial invalidates them).
+storage, the study and its trial counts (a new or finished trial invalidates them; the new
+frame comes from an incremental reader that reads only new and unfinished trials).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from archlab.search.results import hypervolume_history, list_studies, load_trials
+from archlab.search.results import TrialsReader, hypervolume_history, list_studies, load_trials
 
 from . import analysis, sources
 
@@ -29,9 +30,16 @@ def study_names(url: str) -> list[str]:
     return sources.study_names(storage(url))
 
 
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _reader(url: str, study: str) -> TrialsReader:
+    """The study's incremental reader (kept for the app's lifetime): a live study's refresh
+    reads only its new and unfinished trials."""
+    return TrialsReader(storage(url), study)
+
+
 @st.cache_data(show_spinner="Reading trials…", max_entries=32)
 def _trials(url: str, study: str, key: tuple[int, ...]) -> pd.DataFrame:
-    return load_trials(storage(url), study)
+    return _reader(url, study).read()
 
 
 def trials(url: str, study: str) -> pd.DataFrame:

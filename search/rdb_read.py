@@ -90,9 +90,14 @@ def _enum_name(x: Any) -> str:
     return str(getattr(x, "name", x))
 
 
-def read_tables(storage: Any, study_id: int) -> TrialTables | None:
+def read_tables(storage: Any, study_id: int, after: int | None = None) -> TrialTables | None:
     """The trials of ``study_id`` as ``TrialTables``, or ``None`` when ``storage`` is not an
-    RDB storage (then use ``tables_from_trials(study.get_trials())``)."""
+    RDB storage (then use ``tables_from_trials(study.get_trials())``).
+
+    ``after``: only trials whose ``trial_id`` is greater (an incremental read). The trials
+    table is read first, before the other tables: a trial it shows finished had all its rows
+    committed by then (Optuna writes values and state in one transaction, archlab its
+    attributes before or with the state), so the later reads see all of them."""
     backend = _backend(storage)
     if backend is None:
         return None
@@ -102,10 +107,11 @@ def read_tables(storage: Any, study_id: int) -> TrialTables | None:
     t, v, p = models.TrialModel.__table__, models.TrialValueModel.__table__, models.TrialParamModel.__table__
     u, s = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
     sid = int(study_id)
-    in_study = sa.select(t.c.trial_id).where(t.c.study_id == sid).scalar_subquery()
+    mine = [t.c.study_id == sid] + ([t.c.trial_id > int(after)] if after is not None else [])
+    in_study = sa.select(t.c.trial_id).where(*mine).scalar_subquery()
     statements = {
         "trials": sa.select(t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start, t.c.datetime_complete)
-        .where(t.c.study_id == sid),
+        .where(*mine),
         "values": sa.select(v.c.trial_id, v.c.objective, v.c.value, v.c.value_type).where(v.c.trial_id.in_(in_study)),
         "dists": sa.select(p.c.param_name, p.c.distribution_json).where(p.c.trial_id.in_(in_study)).distinct(),
         "params": sa.select(p.c.trial_id, p.c.param_name, p.c.param_value)
@@ -124,14 +130,41 @@ def read_tables(storage: Any, study_id: int) -> TrialTables | None:
         cols = [p.c.trial_id, p.c.param_name, p.c.param_value, p.c.distribution_json]
         return _params_table(read(statements["params"].with_only_columns(*cols)), None)
 
+    trials = _run_parallel(backend.engine, [[("trials", lambda read: read(statements["trials"]))]])["trials"]
     tasks: list[list[tuple[str, Any]]] = [
         [("params", params_table)],
         [("user", lambda read: _user_table(read(statements["users"]))),
-         ("trials", lambda read: _trials_table(read(statements["trials"])))],
+         ("trials", lambda read: _trials_table(trials))],
         [("constraints", lambda read: _constraints_table(read(statements["systems"]))),
          ("values", lambda read: _values_table(read(statements["values"])))],
     ]
     return TrialTables(**_run_parallel(backend.engine, tasks))
+
+
+def concat_tables(old: TrialTables, new: TrialTables) -> TrialTables:
+    """``old``'s rows then ``new``'s, table by table (an incremental read's result)."""
+    return TrialTables(**{f: pd.concat([getattr(old, f), getattr(new, f)], ignore_index=True)
+                          for f in ("trials", "values", "params", "user", "constraints")})
+
+
+def keep_trials(tables: TrialTables, upto: int) -> TrialTables:
+    """The rows of trials whose ``trial_id`` is at most ``upto``."""
+    return TrialTables(**{f: getattr(tables, f)[getattr(tables, f)["trial_id"] <= upto].reset_index(drop=True)
+                          for f in ("trials", "values", "params", "user", "constraints")})
+
+
+#: states after which Optuna never changes a trial again
+FINISHED = ("COMPLETE", "FAIL", "PRUNED")
+
+
+def finished_mark(tables: TrialTables) -> int | None:
+    """The largest ``trial_id`` at or below which every trial of ``tables`` is finished (their
+    rows can be kept; later reads ask only for trials above it), or ``None``."""
+    tr = tables.trials.sort_values("trial_id")
+    done = tr["state"].isin(FINISHED).to_numpy()
+    ids = tr["trial_id"].to_numpy()
+    n = len(ids) if done.all() else int(np.argmin(done))
+    return int(ids[n - 1]) if n else None
 
 
 def _run_parallel(engine: Any, groups: list[list[tuple[str, Any]]]) -> dict[str, Any]:
@@ -145,6 +178,8 @@ def _run_parallel(engine: Any, groups: list[list[tuple[str, Any]]]) -> dict[str,
         finally:
             read.close()
 
+    if len(groups) == 1:
+        return run(groups[0])
     from concurrent.futures import ThreadPoolExecutor
 
     out: dict[str, Any] = {}

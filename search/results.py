@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,14 @@ import pandas as pd
 from archlab.spaces.errors import ArchlabError
 
 from .pareto import hypervolume_of, non_dominated_mask
-from .rdb_read import TrialTables, read_tables, tables_from_trials
+from .rdb_read import (
+    TrialTables,
+    concat_tables,
+    finished_mark,
+    keep_trials,
+    read_tables,
+    tables_from_trials,
+)
 from .storage import open_storage
 
 ATTR_KEY = "archlab"
@@ -136,20 +144,59 @@ def list_studies(storage: Any, trials_of: Callable[[str], pd.DataFrame] | None =
 def load_trials(storage: Any, study_name: str) -> pd.DataFrame:
     """Every trial of a study as a DataFrame (columns in the module docstring), by number."""
     study = _load_study(storage, study_name)
-    info = dict(study.user_attrs.get(ATTR_KEY) or {})
-    objectives = study_objectives(study)
-    names = [o["name"] for o in objectives]
-    constraints = dict(info.get("constraints") or {})
     tables = read_tables(study._storage, study._study_id)
     if tables is None:
         tables = tables_from_trials(study.get_trials(deepcopy=False))
-    df = _trials_frame(tables, names, list(constraints))
+    return _study_frame(study, tables)
+
+
+def _study_frame(study: Any, tables: TrialTables) -> pd.DataFrame:
+    info = dict(study.user_attrs.get(ATTR_KEY) or {})
+    objectives = study_objectives(study)
+    constraints = dict(info.get("constraints") or {})
+    df = _trials_frame(tables, [o["name"] for o in objectives], list(constraints))
     df.attrs["objectives"] = objectives
     df.attrs["constraints"] = constraints
     df.attrs["space"] = info.get("space")
-    df.attrs["study_name"] = study_name
+    df.attrs["study_name"] = study.study_name
     df.attrs[ATTR_KEY] = info
     return df
+
+
+class TrialsReader:
+    """``load_trials`` of one study, again and again, reading only what changed (a live view).
+
+    Optuna never changes a finished trial, so after each read the rows of every trial up to
+    the last one before the first unfinished trial (by ``trial_id``) are kept and the next read
+    asks the storage only for trials after it. A storage without the bulk SQL path, or a study
+    that was deleted and created again under the same name, is read whole. Thread-safe."""
+
+    def __init__(self, storage: Any, study_name: str) -> None:
+        self.storage = storage
+        self.study_name = study_name
+        self._lock = threading.Lock()
+        self._study_id: int | None = None
+        self._kept: TrialTables | None = None
+        self._mark: int | None = None
+        #: trials the last read asked the storage for (the rest came from the kept rows)
+        self.last_read_trials = 0
+
+    def read(self) -> pd.DataFrame:
+        with self._lock:
+            study = _load_study(self.storage, self.study_name)
+            if study._study_id != self._study_id:
+                self._study_id, self._kept, self._mark = study._study_id, None, None
+            new = read_tables(study._storage, study._study_id, after=self._mark)
+            if new is None:
+                tables = tables_from_trials(study.get_trials(deepcopy=False))
+                self.last_read_trials = len(tables.trials)
+                return _study_frame(study, tables)
+            self.last_read_trials = len(new.trials)
+            tables = new if self._kept is None else concat_tables(self._kept, new)
+            mark = finished_mark(tables)
+            if mark is not None:
+                self._kept, self._mark = keep_trials(tables, mark), mark
+            return _study_frame(study, tables)
 
 
 def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str]) -> pd.DataFrame:

@@ -95,3 +95,37 @@ def test_bulk_read_on_postgres(monkeypatch):
     monkeypatch.setattr(results, "read_tables", lambda *a: None)
     pd.testing.assert_frame_equal(fast, load_trials(url, name))
     optuna.delete_study(study_name=name, storage=url)
+
+
+def test_incremental_reader_equals_a_full_read(tmp_path):
+    """A live view: each read gives exactly ``load_trials``, while asking only for new or
+    still-unfinished trials (a RUNNING trial that finishes later is read again)."""
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    study = optuna.create_study(storage=url, study_name="live", directions=["minimize", "minimize"])
+    other = optuna.create_study(storage=url, study_name="other")  # interleaved trial ids
+    reader = results.TrialsReader(url, "live")
+    open_trials = []
+    kept = 0
+    for step in range(5):
+        for i in range(6):
+            t = study.ask()
+            x = t.suggest_int("x", 0, 9)
+            t.set_user_attr("metrics", {"m": float(x)})
+            t.set_constraint("c", x - 4.0)
+            if i == 2:
+                open_trials.append(t)  # stays RUNNING for now
+            else:
+                study.tell(t, [float(x), float(9 - x)] if i != 4 else None,
+                           state=optuna.trial.TrialState.FAIL if i == 4 else None)
+            other.optimize(lambda tr: tr.suggest_float("y", 0, 1), n_trials=1)
+        if step >= 2:  # finish the oldest open trial
+            t = open_trials.pop(0)
+            study.tell(t, [1.0, 2.0])
+        got = reader.read()
+        want = load_trials(url, "live")
+        pd.testing.assert_frame_equal(got, want)
+        assert got.attrs == want.attrs
+        # asked for: the trials from the first one unfinished at the previous read onwards
+        assert reader.last_read_trials == len(want) - kept, step
+        kept = min((t.number for t in open_trials), default=len(want))
+    assert 0 < reader.last_read_trials < len(want)
