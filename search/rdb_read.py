@@ -4,8 +4,8 @@
 about 30 s for a study of 50,000 trials (450,000 parameter rows) on SQLite. ``read_tables``
 asks for the same data with plain ``SELECT`` statements over Optuna's tables (trials,
 trial_values, trial_params, trial_user_attributes, trial_system_attributes) on DB-API cursors,
-in three threads with a connection each (the database scans outside the GIL, so the big
-parameter scan overlaps the rest), and turns the rows into long tables with vectorised
+the trials table first, then the others in three threads with a connection each (the
+database scans outside the GIL, so the big parameter scan overlaps the rest), and turns the rows into long tables with vectorised
 conversions that give exactly Optuna's values: infinite objective values from their value
 type, parameters through their distribution's ``to_external_repr`` (one call per distinct
 value, not per row), constraints from both of Optuna's system-attribute formats. JSON
@@ -122,23 +122,36 @@ def read_tables(storage: Any, study_id: int, after: int | None = None) -> TrialT
         .where(s.c.trial_id.in_(in_study), s.c.key.like(CONSTRAINTS_KEY + "%"))
         .order_by(s.c.trial_system_attribute_id),
     }
-    def params_table(read: _Reader) -> pd.DataFrame:
-        dists = read(statements["dists"])
-        if len({name for name, _ in dists}) == len(dists):  # one distribution per name (the usual case)
-            return _params_table(read(statements["params"]), dict(dists))
-        # a name with several distributions: each row's own distribution
-        cols = [p.c.trial_id, p.c.param_name, p.c.param_value, p.c.distribution_json]
-        return _params_table(read(statements["params"].with_only_columns(*cols)), None)
+    engine = backend.engine
+    trials = _fetch(engine, statements["trials"])
+    from concurrent.futures import ThreadPoolExecutor
 
-    trials = _run_parallel(backend.engine, [[("trials", lambda read: read(statements["trials"]))]])["trials"]
-    tasks: list[list[tuple[str, Any]]] = [
-        [("params", params_table)],
-        [("user", lambda read: _user_table(read(statements["users"]))),
-         ("trials", lambda read: _trials_table(trials))],
-        [("constraints", lambda read: _constraints_table(read(statements["systems"]))),
-         ("values", lambda read: _values_table(read(statements["values"])))],
-    ]
-    return TrialTables(**_run_parallel(backend.engine, tasks))
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="archlab-read") as pool:
+        # the long parameter scan first; the rest overlap it (the driver scans outside the GIL)
+        params_rows = pool.submit(_fetch, engine, statements["params"])
+        dists = pool.submit(_fetch, engine, statements["dists"])
+        user = pool.submit(lambda: _user_table(_fetch(engine, statements["users"])))
+        values = pool.submit(lambda: _values_table(_fetch(engine, statements["values"])))
+        constraints = pool.submit(lambda: _constraints_table(_fetch(engine, statements["systems"])))
+        trials_table = _trials_table(trials)
+        pairs = dists.result()
+        if len({name for name, _ in pairs}) == len(pairs):  # one distribution per name (the usual case)
+            params = _params_table(params_rows.result(), dict(pairs))
+        else:  # a name with several distributions: each row's own distribution
+            params_rows.result()
+            cols = [p.c.trial_id, p.c.param_name, p.c.param_value, p.c.distribution_json]
+            params = _params_table(_fetch(engine, statements["params"].with_only_columns(*cols)), None)
+        return TrialTables(trials=trials_table, values=values.result(), params=params, user=user.result(),
+                           constraints=constraints.result())
+
+
+def _fetch(engine: Any, stmt: Any) -> list[tuple]:
+    """The rows of one statement, on a connection of its own (safe to call from any thread)."""
+    read = _Reader(engine)
+    try:
+        return read(stmt)
+    finally:
+        read.close()
 
 
 def concat_tables(old: TrialTables, new: TrialTables) -> TrialTables:
@@ -165,28 +178,6 @@ def finished_mark(tables: TrialTables) -> int | None:
     ids = tr["trial_id"].to_numpy()
     n = len(ids) if done.all() else int(np.argmin(done))
     return int(ids[n - 1]) if n else None
-
-
-def _run_parallel(engine: Any, groups: list[list[tuple[str, Any]]]) -> dict[str, Any]:
-    """``{name: task(reader)}`` for every task; each group runs in its own thread on its own
-    connection. The driver works outside the GIL while the database scans, so the big parameter
-    scan overlaps the other queries and the conversion of their rows."""
-    def run(group: list[tuple[str, Any]]) -> dict[str, Any]:
-        read = _Reader(engine)
-        try:
-            return {name: task(read) for name, task in group}
-        finally:
-            read.close()
-
-    if len(groups) == 1:
-        return run(groups[0])
-    from concurrent.futures import ThreadPoolExecutor
-
-    out: dict[str, Any] = {}
-    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="archlab-read") as pool:
-        for part in pool.map(run, groups):
-            out.update(part)
-    return out
 
 
 def _column(rows: list[tuple], i: int, dtype: Any = object) -> np.ndarray:

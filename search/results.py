@@ -279,10 +279,10 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
     cols["arch"] = scatter(upos[a_sel], archs, fill=None)
 
     params, ppos = located(tables.params)
-    p_names = params["name"].to_numpy(dtype=object)
+    p_codes, p_names = pd.factorize(params["name"].to_numpy(dtype=object))  # names in first-seen order
     p_vals = params["value"].to_numpy(dtype=object)
-    for k in pd.unique(p_names):
-        sel = p_names == k
+    for j, k in enumerate(p_names):
+        sel = p_codes == j
         cols[f"arch.{k}"] = scatter(ppos[sel], p_vals[sel])
     df = pd.DataFrame(cols)
     for col in ("datetime_start", "datetime_complete"):
