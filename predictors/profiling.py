@@ -4,7 +4,8 @@
 (``sampling.sample_profile_archs``), extracts each one as a plain module, times it (warm-up,
 then ``repeats`` runs: median, p10, p90, spread), counts parameters, MACs and peak memory,
 and appends a row per architecture to ``run_dir/latency.parquet``. A fixed set of anchor
-architectures is re-timed at the start, every ``anchor_every`` architectures and at the end;
+architectures is timed once unrecorded (the process warms up), then re-timed at the start,
+every ``anchor_every`` architectures and at the end;
 ``noise_report`` turns those into the noise floor and the drift. A killed run resumes: archs
 already in the table for the same target are skipped.
 
@@ -124,6 +125,14 @@ class _Session:
         self.pending.append(row)
         return row
 
+    def prime(self, archs: Sequence[Arch]) -> None:
+        """Time ``archs`` once and record nothing: the first timings of a process run slower
+        (allocator growth, kernel selection, caches and clocks settling; on this machine the
+        first anchor round read up to 40 % high), which would pose as drift."""
+        for arch in archs:
+            module, x = self.build(arch)
+            self.runtime.time(self.runtime.prepare(module, x), self.s.warmup, self.s.repeats)
+
     def flush(self) -> None:
         if self.pending:
             self.table.append(self.pending)
@@ -156,6 +165,7 @@ def profile(model: Any, run_dir: str | Path, archs: Sequence[Arch] | None = None
         bar = progress(total=len(archs), initial=len(archs) - len(todo), desc=f"profile {runtime.target.spec}",
                        unit="arch")
         try:
+            sess.prime(anchors or todo[:1])
             for j, a in enumerate(anchors):
                 sess.measure(a, "anchor", j)
             for i, arch in enumerate(todo, 1):

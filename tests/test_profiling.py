@@ -99,7 +99,9 @@ def test_profile_rows_anchors_and_resume(tmp_path):
     resumed = arch_rows[arch_rows["session"] != partial["session"].iloc[0]]
     assert not measured_before & set(resumed["arch"])  # nothing measured twice
     n_anchor_rows = int((df["session"] == resumed["session"].iloc[0]).sum()) - len(resumed)
-    assert len(build.calls) == len(resumed) + n_anchor_rows == 8 - n_partial + n_anchor_rows
+    n_primed = FAST["anchors"]  # the anchors run once unrecorded before the first round
+    assert len(build.calls) == len(resumed) + n_anchor_rows + n_primed == 8 - n_partial + n_anchor_rows + n_primed
+    assert build.calls[:n_primed] == build.calls[n_primed:2 * n_primed]  # primed: the anchors themselves
     for col in ("latency_ms", "p10_ms", "p90_ms", "spread", "params", "macs", "peak_mem_bytes",
                 "target", "runtime", "device", "threads", "batch", "dtype", "input_shape", "input_dtype"):
         assert col in df.columns, col
