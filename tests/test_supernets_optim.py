@@ -184,7 +184,8 @@ def test_sandwich_step_equals_autograd_full_gradients_restricted_to_the_bounding
             torch.testing.assert_close(p.detach()[idx], box.detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_grads_and_clipping_match_the_full_size_gradients():
+def backward_pair():
+    """A supernet with a SliceAdamW and a copy without, after the same backward pass on ARCH."""
     net = lm()
     ref_net = copy.deepcopy(net)
     net.set_arch(ARCH)
@@ -193,6 +194,11 @@ def test_grads_and_clipping_match_the_full_size_gradients():
     x, y = batch()
     loss_of(net, x, y).backward()
     loss_of(ref_net, x, y).backward()
+    return net, ref_net, opt
+
+
+def test_grads_and_clipping_match_the_full_size_gradients():
+    net, ref_net, opt = backward_pair()
     # leaf views: the partly used tensors have no .grad, the optimizer holds their slices' gradients
     assert net.blocks[0].attn.qkv.bank.weight.grad is None
     full = [p.grad for p in ref_net.parameters() if p.grad is not None]
@@ -223,7 +229,7 @@ def test_state_dict_round_trip_resumes_exactly_and_is_torch_adamw_format():
     buf = io.BytesIO()
     torch.save({"model": cut.state_dict(), "opt": cut_opt.state_dict()}, buf)
     buf.seek(0)
-    saved = torch.load(buf)
+    saved = torch.load(buf, weights_only=True)
     resumed = lm(seed=5)
     resumed.load_state_dict(saved["model"])
     resumed_opt = SliceAdamW(resumed.parameters(), resumed, lr=1e-2)
@@ -295,14 +301,7 @@ def test_convnet_kernel_crops_update_only_the_used_crop():
 
 
 def test_clip_gradients_finds_the_slice_gradients_without_the_optimizer():
-    net = lm()
-    ref_net = copy.deepcopy(net)
-    net.set_arch(ARCH)
-    ref_net.set_arch(ARCH)
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
-    x, y = batch()
-    loss_of(net, x, y).backward()
-    loss_of(ref_net, x, y).backward()
+    net, ref_net, opt = backward_pair()
     expected = clip_gradients(ref_net.parameters(), None)
     assert clip_gradients(net.parameters(), None) == pytest.approx(expected, rel=1e-6)
     opt.release()
