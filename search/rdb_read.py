@@ -5,10 +5,10 @@ about 30 s for a study of 50,000 trials (450,000 parameter rows) on SQLite. ``re
 asks for the same data with plain ``SELECT`` statements over Optuna's tables (trials,
 trial_values, trial_params, trial_user_attributes, trial_system_attributes) on DB-API cursors,
 the trials table first, then the others in three threads with a connection each (the
-database scans outside the GIL, so the big parameter scan overlaps the rest), and turns the rows into long tables with vectorised
-conversions that give exactly Optuna's values: infinite objective values from their value
-type, parameters through their distribution's ``to_external_repr`` (one call per distinct
-value, not per row), constraints from both of Optuna's system-attribute formats. JSON
+database scans outside the GIL, so the big parameter scan overlaps the rest), and turns the
+rows into long tables with vectorised conversions that give exactly Optuna's values: infinite
+objective values from their value type, parameters through their distribution's
+``to_external_repr`` (one call per distinct value, not per row), constraints from both of Optuna's system-attribute formats. JSON
 attributes are parsed in one call per column. It never writes and never changes the schema;
 a storage that is not an RDB storage gets ``None`` and the caller uses ``tables_from_trials``
 on Optuna's ``FrozenTrial`` objects, which gives the same tables.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -156,14 +156,16 @@ def _fetch(engine: Any, stmt: Any) -> list[tuple]:
 
 def concat_tables(old: TrialTables, new: TrialTables) -> TrialTables:
     """``old``'s rows then ``new``'s, table by table (an incremental read's result)."""
-    return TrialTables(**{f: pd.concat([getattr(old, f), getattr(new, f)], ignore_index=True)
-                          for f in ("trials", "values", "params", "user", "constraints")})
+    return TrialTables(**{f.name: pd.concat([getattr(old, f.name), getattr(new, f.name)], ignore_index=True)
+                          for f in fields(TrialTables)})
 
 
 def keep_trials(tables: TrialTables, upto: int) -> TrialTables:
     """The rows of trials whose ``trial_id`` is at most ``upto``."""
-    return TrialTables(**{f: getattr(tables, f)[getattr(tables, f)["trial_id"] <= upto].reset_index(drop=True)
-                          for f in ("trials", "values", "params", "user", "constraints")})
+    def kept(table: pd.DataFrame) -> pd.DataFrame:
+        return table[table["trial_id"] <= upto].reset_index(drop=True)
+
+    return TrialTables(**{f.name: kept(getattr(tables, f.name)) for f in fields(TrialTables)})
 
 
 #: states after which Optuna never changes a trial again

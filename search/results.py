@@ -143,11 +143,7 @@ def list_studies(storage: Any, trials_of: Callable[[str], pd.DataFrame] | None =
 
 def load_trials(storage: Any, study_name: str) -> pd.DataFrame:
     """Every trial of a study as a DataFrame (columns in the module docstring), by number."""
-    study = _load_study(storage, study_name)
-    tables = read_tables(study._storage, study._study_id)
-    if tables is None:
-        tables = tables_from_trials(study.get_trials(deepcopy=False))
-    return _study_frame(study, tables)
+    return TrialsReader(storage, study_name).read()
 
 
 def _study_frame(study: Any, tables: TrialTables) -> pd.DataFrame:

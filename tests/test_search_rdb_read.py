@@ -38,7 +38,7 @@ def test_bulk_read_equals_optuna_api(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     study = _study(url)
     fast = load_trials(url, "s")
-    monkeypatch.setattr(results, "read_tables", lambda *a: None)  # force Optuna's API
+    monkeypatch.setattr(results, "read_tables", lambda *a, **k: None)  # force Optuna's API
     slow = load_trials(url, "s")
     pd.testing.assert_frame_equal(fast, slow)
     assert fast.attrs == slow.attrs
@@ -64,7 +64,7 @@ def test_a_parameter_with_several_distributions(tmp_path, monkeypatch):
         k = t.suggest_int("k", 1, 3 if i % 2 else 9, step=2 if i % 2 else 1)
         study.tell(t, float(i) + k)
     fast = load_trials(url, "d")
-    monkeypatch.setattr(results, "read_tables", lambda *a: None)
+    monkeypatch.setattr(results, "read_tables", lambda *a, **k: None)
     slow = load_trials(url, "d")
     pd.testing.assert_frame_equal(fast, slow)
     assert fast["arch.k"].tolist() == [t.params["k"] for t in study.trials]
@@ -92,7 +92,7 @@ def test_bulk_read_on_postgres(monkeypatch):
         t.set_constraint("c", i - 5.0)
         study.tell(t, float(i))
     fast = load_trials(url, name)
-    monkeypatch.setattr(results, "read_tables", lambda *a: None)
+    monkeypatch.setattr(results, "read_tables", lambda *a, **k: None)
     pd.testing.assert_frame_equal(fast, load_trials(url, name))
     optuna.delete_study(study_name=name, storage=url)
 
