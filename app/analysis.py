@@ -140,6 +140,21 @@ def space_of(trials: pd.DataFrame) -> Any:
         return None
 
 
+def rows_of(trials: pd.DataFrame, numbers: Sequence[int] | np.ndarray) -> pd.DataFrame:
+    """The rows of the given trial numbers, in that order (``trials`` ordered by number, as
+    ``load_trials`` gives it; a binary search, no index built). Raises ``KeyError`` for a
+    number the frame lacks."""
+    wanted = np.asarray(numbers, dtype=np.int64)
+    at = trials["number"].to_numpy()
+    pos = np.minimum(np.searchsorted(at, wanted), max(len(at) - 1, 0))
+    if len(wanted) and (not len(at) or not np.array_equal(at[pos], wanted)):
+        missing = sorted(set(wanted.tolist()) - set(at.tolist()))
+        raise KeyError(f"no trial numbered {missing[:5]} in this study")
+    rows = trials.iloc[pos]
+    rows.attrs = dict(trials.attrs)
+    return rows
+
+
 def summaries(trials: pd.DataFrame, limit: int = 160) -> list[str]:
     """A one-line architecture summary per row (``space.summary``; raw JSON without a space)."""
     space = space_of(trials)

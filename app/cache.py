@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -75,16 +76,14 @@ def explorer(url: str, study: str, axes: list[dict[str, str]], bounds: dict[str,
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _summaries(url: str, study: str, key: tuple[int, ...], numbers: tuple[int, ...]) -> list[str]:
-    df = _trials(url, study, key)
-    rows = df.set_index("number").loc[list(numbers)].reset_index()
-    rows.attrs = df.attrs
-    return analysis.summaries(rows)
+def _summaries(url: str, study: str, key: tuple[int, ...], numbers: np.ndarray) -> list[str]:
+    return analysis.summaries(analysis.rows_of(_trials(url, study, key), numbers))
 
 
 def summaries(url: str, study: str, numbers: list[int]) -> list[str]:
-    """One-line architecture summaries of the given trials (cached)."""
-    return _summaries(url, study, stamp(url, study), tuple(int(n) for n in numbers))
+    """One-line architecture summaries of the given trials (cached; the numbers travel as an
+    array, which Streamlit hashes in one go, not number by number)."""
+    return _summaries(url, study, stamp(url, study), np.asarray(numbers, dtype=np.int64))
 
 
 @st.cache_data(show_spinner="Computing hypervolume history…", max_entries=64)

@@ -3,25 +3,31 @@
 ``RDBStorage.get_all_trials`` builds one ORM object per trial, value, parameter and attribute:
 about 30 s for a study of 50,000 trials (450,000 parameter rows) on SQLite. ``read_tables``
 asks for the same data with plain ``SELECT`` statements over Optuna's tables (trials,
-trial_values, trial_params, trial_user_attributes, trial_system_attributes) on DB-API cursors,
-the trials table first, then the others in three threads with a connection each (the
-database scans outside the GIL, so the big parameter scan overlaps the rest), and turns the
-rows into long tables with vectorised conversions that give exactly Optuna's values: infinite
-objective values from their value type, parameters through their distribution's
-``to_external_repr`` (one call per distinct value, not per row), constraints from both of Optuna's system-attribute formats. JSON
-attributes are parsed in one call per column. It never writes and never changes the schema;
+trial_values, trial_params, trial_user_attributes, trial_system_attributes), the trials table
+first, and turns the results into long tables with vectorised conversions that give exactly
+Optuna's values: infinite objective values from their value type, parameters through their
+distribution's ``to_external_repr`` (one call per distinct value, not per row), constraints
+from both of Optuna's system-attribute formats. JSON attributes are parsed in one call per
+column (orjson). An SQLite file is read through ADBC's SQLite driver into Arrow columns
+(read-only; the rows never become Python objects); other databases, or when that driver
+fails, through the engine's DB-API cursor. 50,000 trials: about 1.2 s (it was 5.4 s with
+row tuples and threads, 30 s with Optuna's API). It never writes and never changes the schema;
 a storage that is not an RDB storage gets ``None`` and the caller uses ``tables_from_trials``
 on Optuna's ``FrozenTrial`` objects, which gives the same tables.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
+from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 #: the trial user attributes ``load_trials`` reads
@@ -59,20 +65,40 @@ def _backend(storage: Any) -> Any:
     return backend if isinstance(backend, optuna.storages.RDBStorage) else None
 
 
+class _Result:
+    """One statement's result, read column by column: ``col(i, dtype)`` is an array (``None``
+    in a float column is NaN). Holds DB-API row tuples or an Arrow table."""
+
+    def __init__(self, rows: list[tuple] | None = None, table: Any = None) -> None:
+        self.rows, self.table = rows, table
+
+    def __len__(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.rows or ())
+
+    def col(self, i: int, dtype: Any = object) -> np.ndarray:
+        if self.table is not None:
+            return np.asarray(self.table.column(i).to_numpy(zero_copy_only=False), dtype=dtype)
+        return _column(self.rows or [], i, dtype)
+
+
+def _sql(stmt: Any, dialect: Any) -> str:
+    """``stmt`` as SQL text with its literals inlined (the values are integers and names)."""
+    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
 class _Reader:
-    """Runs SQLAlchemy Core statements on one DB-API cursor and returns plain tuples (no
-    SQLAlchemy row objects or type processing: dates and enums come back as the driver gives
-    them). Statements are compiled with their (integer) literals inlined."""
+    """Runs SQLAlchemy Core statements on one DB-API cursor and returns their rows as plain
+    tuples (no SQLAlchemy row objects or type processing: dates and enums come back as the
+    driver gives them)."""
 
     def __init__(self, engine: Any) -> None:
-        self.engine = engine
+        self.dialect = engine.dialect
         self.raw = engine.raw_connection()
         self.cur = self.raw.cursor()
 
-    def __call__(self, stmt: Any) -> list[tuple]:
-        sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
-        self.cur.execute(sql)
-        return self.cur.fetchall()
+    def __call__(self, stmt: Any) -> _Result:
+        self.cur.execute(_sql(stmt, self.dialect))
+        return _Result(rows=self.cur.fetchall())
 
     def close(self) -> None:
         try:
@@ -81,9 +107,65 @@ class _Reader:
             self.raw.close()
 
 
+class _ArrowReader:
+    """Runs statements on an SQLite file through ADBC's SQLite driver, opened read-only, and
+    returns Arrow tables: the rows never become Python objects (half the time of the DB-API
+    path on a study of 50,000 trials). Each result's column types are inferred from all of its
+    rows (the driver's default looks at the first 1,024 and fails on a later other type)."""
+
+    def __init__(self, path: str, dialect: Any) -> None:
+        import urllib.parse
+
+        import adbc_driver_sqlite.dbapi as adbc
+
+        self.dialect = dialect
+        self.conn = adbc.connect(f"file:{urllib.parse.quote(path)}?mode=ro", autocommit=True)
+        self.cur = self.conn.cursor()
+        self.cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(1 << 30)})
+
+    def __call__(self, stmt: Any) -> _Result:
+        self.cur.execute(_sql(stmt, self.dialect))
+        return _Result(table=self.cur.fetch_arrow_table())
+
+    def close(self) -> None:
+        try:
+            self.cur.close()
+        finally:
+            self.conn.close()
+
+
+def _sqlite_file(engine: Any) -> str | None:
+    """The absolute path of an SQLite file database behind ``engine``, else ``None`` (other
+    databases, in-memory SQLite)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    path = url.database.removeprefix("file:").split("?", 1)[0]
+    if path in ("", ":memory:") or url.query.get("mode") == "memory":
+        return None
+    return str(Path(path).resolve())
+
+
+def _readers(engine: Any) -> Iterator[Any]:
+    """Readers to try in turn: ADBC's SQLite driver for an SQLite file when it is installed,
+    then DB-API (the one that always works)."""
+    path = _sqlite_file(engine)
+    if path is not None and importlib.util.find_spec("adbc_driver_sqlite") is not None:
+        yield lambda: _ArrowReader(path, engine.dialect)
+    yield lambda: _Reader(engine)
+
+
 def _json_column(texts: list[str]) -> list[Any]:
-    """Decode many JSON texts with one parser call (each text is one complete JSON value)."""
-    return json.loads("[" + ",".join(texts) + "]") if texts else []
+    """Decode many JSON texts with one parser call (each text is one complete JSON value):
+    orjson, three times faster on numbers, or ``json`` for what orjson refuses (``NaN`` and
+    ``Infinity``, which ``json.dumps`` writes, and integers beyond 64 bits)."""
+    if not texts:
+        return []
+    joined = "[" + ",".join(texts) + "]"
+    try:
+        return orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        return json.loads(joined)
 
 
 def _enum_name(x: Any) -> str:
@@ -101,57 +183,74 @@ def read_tables(storage: Any, study_id: int, after: int | None = None) -> TrialT
     backend = _backend(storage)
     if backend is None:
         return None
-    import sqlalchemy as sa
     from optuna.storages._rdb import models
+
+    t = models.TrialModel.__table__
+    mine = [t.c.study_id == int(study_id)] + ([t.c.trial_id > int(after)] if after is not None else [])
+    tables = None
+    for make in _readers(backend.engine):
+        try:
+            read = make()
+        except Exception:  # e.g. the driver cannot open the file: the next reader
+            continue
+        try:
+            tables = _read(read, models, mine)
+            break
+        except Exception:
+            if isinstance(read, _Reader):  # the last resort: its error is the storage's
+                raise
+        finally:
+            read.close()
+    return tables
+
+
+def _read(read: Any, models: Any, mine: list[Any]) -> TrialTables:
+    """The statements of ``read_tables``, one after another (threads were slower: the DB-API
+    driver drops and takes back the GIL for every row)."""
+    import sqlalchemy as sa
 
     t, v, p = models.TrialModel.__table__, models.TrialValueModel.__table__, models.TrialParamModel.__table__
     u, s = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
-    sid = int(study_id)
-    mine = [t.c.study_id == sid] + ([t.c.trial_id > int(after)] if after is not None else [])
+    rows = read(sa.select(t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start, t.c.datetime_complete)
+                .where(*mine))
+    trials = _trials_table(rows)
     in_study = sa.select(t.c.trial_id).where(*mine).scalar_subquery()
-    statements = {
-        "trials": sa.select(t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start, t.c.datetime_complete)
-        .where(*mine),
-        "values": sa.select(v.c.trial_id, v.c.objective, v.c.value, v.c.value_type).where(v.c.trial_id.in_(in_study)),
-        "dists": sa.select(p.c.param_name, p.c.distribution_json).where(p.c.trial_id.in_(in_study)).distinct(),
-        "params": sa.select(p.c.trial_id, p.c.param_name, p.c.param_value)
-        .where(p.c.trial_id.in_(in_study)).order_by(p.c.param_id),
-        "users": sa.select(u.c.trial_id, u.c.key, u.c.value_json)
-        .where(u.c.trial_id.in_(in_study), u.c.key.in_(USER_KEYS)).order_by(u.c.trial_user_attribute_id),
-        "systems": sa.select(s.c.trial_id, s.c.key, s.c.value_json)
-        .where(s.c.trial_id.in_(in_study), s.c.key.like(CONSTRAINTS_KEY + "%"))
-        .order_by(s.c.trial_system_attribute_id),
-    }
-    engine = backend.engine
-    trials = _fetch(engine, statements["trials"])
-    from concurrent.futures import ThreadPoolExecutor
+    everything = int(read(sa.select(sa.func.count()).select_from(t)).col(0, np.int64)[0])
 
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="archlab-read") as pool:
-        # the long parameter scan first; the rest overlap it (the driver scans outside the GIL)
-        params_rows = pool.submit(_fetch, engine, statements["params"])
-        dists = pool.submit(_fetch, engine, statements["dists"])
-        user = pool.submit(lambda: _user_table(_fetch(engine, statements["users"])))
-        values = pool.submit(lambda: _values_table(_fetch(engine, statements["values"])))
-        constraints = pool.submit(lambda: _constraints_table(_fetch(engine, statements["systems"])))
-        trials_table = _trials_table(trials)
-        pairs = dists.result()
-        if len({name for name, _ in pairs}) == len(pairs):  # one distribution per name (the usual case)
-            params = _params_table(params_rows.result(), dict(pairs))
-        else:  # a name with several distributions: each row's own distribution
-            params_rows.result()
-            cols = [p.c.trial_id, p.c.param_name, p.c.param_value, p.c.distribution_json]
-            params = _params_table(_fetch(engine, statements["params"].with_only_columns(*cols)), None)
-        return TrialTables(trials=trials_table, values=values.result(), params=params, user=user.result(),
-                           constraints=constraints.result())
+    def mine_of(table: Any) -> Any:
+        """``table``'s rows of the trials read. When they are most of the storage's trials, a
+        plain scan of ``table`` (in id order: no sort) beats an index lookup per trial; ``+ 0``
+        keeps the database off the trial index."""
+        return (table.c.trial_id + 0 if 2 * len(rows) >= everything else table.c.trial_id).in_(in_study)
+
+    params = _params_table(read(sa.select(p.c.trial_id, p.c.param_name, p.c.param_value)
+                                .where(mine_of(p)).order_by(p.c.param_id)),
+                           lambda first: _distributions(read, p, first))
+    values = _values_table(read(sa.select(v.c.trial_id, v.c.objective, v.c.value, v.c.value_type)
+                                .where(mine_of(v))))
+    user = _user_table(read(sa.select(u.c.trial_id, u.c.key, u.c.value_json)
+                            .where(mine_of(u), u.c.key.in_(USER_KEYS)).order_by(u.c.trial_user_attribute_id)))
+    constraints = _constraints_table(read(sa.select(s.c.trial_id, s.c.key, s.c.value_json)
+                                          .where(mine_of(s), s.c.key.like(CONSTRAINTS_KEY + "%"))
+                                          .order_by(s.c.trial_system_attribute_id)))
+    return TrialTables(trials=trials, values=values, params=params, user=user, constraints=constraints)
 
 
-def _fetch(engine: Any, stmt: Any) -> list[tuple]:
-    """The rows of one statement, on a connection of its own (safe to call from any thread)."""
-    read = _Reader(engine)
-    try:
-        return read(stmt)
-    finally:
-        read.close()
+def _distributions(read: Any, p: Any, first: dict[str, int]) -> dict[str, str]:
+    """The stored distribution (JSON) of each parameter name's first row (``first``: name to
+    that row's ``trial_id``), read by the unique (trial, name) index.
+
+    Enough for every row of the name: Optuna's RDB storage refuses a parameter whose
+    distribution is not compatible with the study's earlier ones of that name (same kind, and
+    for a categorical the same choices), and ``to_external_repr`` depends on nothing else (an
+    int's bounds or step may change between trials; its values convert the same)."""
+    import sqlalchemy as sa
+
+    if not first:
+        return {}
+    wanted = sa.or_(*(sa.and_(p.c.trial_id == int(tid), p.c.param_name == name) for name, tid in first.items()))
+    got = read(sa.select(p.c.param_name, p.c.distribution_json).where(wanted))
+    return dict(zip(got.col(0).tolist(), got.col(1).tolist()))
 
 
 def concat_tables(old: TrialTables, new: TrialTables) -> TrialTables:
@@ -183,9 +282,13 @@ def finished_mark(tables: TrialTables) -> int | None:
 
 
 def _column(rows: list[tuple], i: int, dtype: Any = object) -> np.ndarray:
-    """Column ``i`` of ``rows`` as an array (a list comprehension: ``zip(*rows)`` and
-    ``DataFrame(rows)`` are several times slower on hundreds of thousands of rows)."""
-    return np.array([r[i] for r in rows], dtype=dtype) if rows else np.zeros(0, dtype=dtype)
+    """Column ``i`` of ``rows`` as an array, filled straight from an iterator (``zip(*rows)``
+    and ``DataFrame(rows)`` are several times slower on hundreds of thousands of rows, a list
+    comprehension twice as slow). ``None`` in a float column is NaN."""
+    try:
+        return np.fromiter(map(itemgetter(i), rows), dtype=dtype, count=len(rows))
+    except TypeError:  # None in a numeric column
+        return np.array([r[i] for r in rows], dtype=dtype)
 
 
 def _names(col: np.ndarray) -> np.ndarray:
@@ -209,68 +312,67 @@ def _frame(**cols: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({k: pd.Series(v, dtype=v.dtype, copy=False) for k, v in cols.items()})
 
 
-def _trials_table(rows: list[tuple]) -> pd.DataFrame:
-    return _frame(trial_id=_column(rows, 0, np.int64), number=_column(rows, 1, np.int64),
-                  state=_names(_column(rows, 2)), datetime_start=_datetimes(_column(rows, 3)),
-                  datetime_complete=_datetimes(_column(rows, 4)))
+def _trials_table(res: _Result) -> pd.DataFrame:
+    return _frame(trial_id=res.col(0, np.int64), number=res.col(1, np.int64), state=_names(res.col(2)),
+                  datetime_start=_datetimes(res.col(3)), datetime_complete=_datetimes(res.col(4)))
 
 
-def _values_table(rows: list[tuple]) -> pd.DataFrame:
-    kind = _names(_column(rows, 3))
-    value = np.array([np.nan if x is None else x for x in _column(rows, 2).tolist()], dtype=float)
+def _values_table(res: _Result) -> pd.DataFrame:
+    kind = _names(res.col(3))
+    value = res.col(2, float)
     value = np.where(kind == "INF_POS", np.inf, np.where(kind == "INF_NEG", -np.inf, value))
-    return _frame(trial_id=_column(rows, 0, np.int64), objective=_column(rows, 1, np.int64), value=value)
+    return _frame(trial_id=res.col(0, np.int64), objective=res.col(1, np.int64), value=value)
 
 
-def _params_table(rows: list[tuple], dist_of: dict[str, str] | None) -> pd.DataFrame:
-    """External parameter values: each distinct (distribution, internal value) pair goes
-    through Optuna's ``to_external_repr`` once."""
+def _params_table(res: _Result, distributions: Callable[[dict[str, int]], dict[str, str]]) -> pd.DataFrame:
+    """External parameter values. ``distributions`` maps each name (to the ``trial_id`` of its
+    first row) to a stored distribution; each distinct (name, internal value) pair goes
+    through that distribution's ``to_external_repr`` once."""
     from optuna.distributions import json_to_distribution
 
-    names = _column(rows, 1)
-    internal = _column(rows, 2, float)
-    if dist_of is not None:  # one distribution per name: group by name
-        codes, uniq = pd.factorize(names)
-        groups = [(dist_of[name], np.flatnonzero(codes == j)) for j, name in enumerate(uniq)]
-    else:
-        codes, uniq = pd.factorize(_column(rows, 3))
-        groups = [(text, np.flatnonzero(codes == j)) for j, text in enumerate(uniq)]
-    out = np.empty(len(rows), dtype=object)
-    for dist_json, idx in groups:
-        dist = json_to_distribution(dist_json)
+    ids = res.col(0, np.int64)
+    codes, uniq = pd.factorize(res.col(1))
+    _, first = np.unique(codes, return_index=True)
+    dist_of = distributions({str(name): int(ids[i]) for name, i in zip(uniq, first)})
+    internal = res.col(2, float)
+    out = np.empty(len(res), dtype=object)
+    for j, name in enumerate(uniq):
+        idx = np.flatnonzero(codes == j)
+        dist = json_to_distribution(dist_of[name])
         uniq_vals, inverse = np.unique(internal[idx], return_inverse=True)
         external = np.empty(len(uniq_vals), dtype=object)
         external[:] = [dist.to_external_repr(float(x)) for x in uniq_vals]
         out[idx] = external[inverse]
-    return _frame(trial_id=_column(rows, 0, np.int64), name=names, value=out)
+    return _frame(trial_id=ids, name=np.asarray(uniq, dtype=object)[codes], value=out)
 
 
-def _user_table(rows: list[tuple]) -> pd.DataFrame:
-    value = np.empty(len(rows), dtype=object)
-    value[:] = _json_column([r[2] for r in rows])
-    return _frame(trial_id=_column(rows, 0, np.int64), key=_column(rows, 1), value=value)
+def _user_table(res: _Result) -> pd.DataFrame:
+    value = np.empty(len(res), dtype=object)
+    value[:] = _json_column(res.col(2).tolist())
+    return _frame(trial_id=res.col(0, np.int64), key=res.col(1), value=value)
 
 
-def _constraints_table(rows: list[tuple]) -> pd.DataFrame:
+def _constraints_table(res: _Result) -> pd.DataFrame:
     """Optuna's two formats (``_get_constraints_from_system_attrs``): the old ``constraints``
     list gives names ``"0", "1", ...`` first, then each ``constraints:<name>`` in the order
     written (a repeated name keeps its first place and takes the later value)."""
     prefix = CONSTRAINTS_KEY + ":"
-    named = [r for r in rows if r[1].startswith(prefix)]
-    old = [r for r in rows if r[1] == CONSTRAINTS_KEY]
+    all_ids, keys, all_texts = res.col(0, np.int64).tolist(), res.col(1).tolist(), res.col(2).tolist()
+    named = [i for i, k in enumerate(keys) if k.startswith(prefix)]
+    old = [i for i, k in enumerate(keys) if k == CONSTRAINTS_KEY]
     ids: list[Any] = []
     names: list[str] = []
     texts: list[str] = []
-    for trial_id, _, text in old:
-        for i, c in enumerate(json.loads(text) or []):
-            ids.append(trial_id)
+    for row in old:
+        for i, c in enumerate(json.loads(all_texts[row]) or []):
+            ids.append(all_ids[row])
             names.append(str(i))
             texts.append(json.dumps(c))
-    ids += [r[0] for r in named]
-    names += [r[1][len(prefix):] for r in named]
-    texts += [r[2] for r in named]
-    df = pd.DataFrame({"trial_id": ids, "name": pd.Series(names, dtype=object), "order": np.arange(len(ids)),
-                       "value": pd.Series(_json_column(texts), dtype=object)})
+    ids += [all_ids[i] for i in named]
+    names += [keys[i][len(prefix):] for i in named]
+    texts += [all_texts[i] for i in named]
+    df = pd.DataFrame({"trial_id": pd.Series(ids, dtype=np.int64), "name": pd.Series(names, dtype=object),
+                       "order": np.arange(len(ids)), "value": pd.Series(_json_column(texts), dtype=object)})
     if old:  # a name given in both formats: its first place, the later value
         first = df.groupby(["trial_id", "name"], sort=False)["order"].transform("min")
         df = df.assign(order=first).drop_duplicates(["trial_id", "name"], keep="last")

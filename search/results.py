@@ -237,25 +237,29 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
     uval = user["value"].to_numpy(dtype=object)
     m_sel = np.flatnonzero(key == "metrics")
     m_dicts = uval[m_sel].tolist()
-    m_keep = [i for i, d in enumerate(m_dicts) if isinstance(d, Mapping) and d]
+    m_keep = [i for i, d in enumerate(m_dicts) if isinstance(d, dict) and d]  # decoded JSON: dicts
     if m_keep:
-        metrics = pd.DataFrame.from_records([dict(m_dicts[i]) for i in m_keep])
+        dicts = [m_dicts[i] for i in m_keep]
         m_pos = upos[m_sel][m_keep]
-        for k in metrics.columns:
+        keys = dict.fromkeys(dicts[0])  # every key, in first-seen order
+        for d in dicts:
+            if d.keys() != keys.keys():
+                keys.update(dict.fromkeys(d))
+        for k in keys:
             if k in names:
                 continue
-            c = metrics[k]  # a key a trial lacks is NaN here, as it is in the frame
-            if pd.api.types.is_numeric_dtype(c) and not pd.api.types.is_bool_dtype(c):
-                converted = c.to_numpy(dtype=float)
-            else:
-                converted = np.array([_float(x) for x in c], dtype=float)
+            vals = [d.get(k) for d in dicts]  # a key a trial lacks is None here: NaN, as in the frame
+            try:
+                converted = np.array(vals, dtype=float)
+            except (TypeError, ValueError):  # text, lists, ...: NaN where not a number
+                converted = np.array([_float(x) for x in vals], dtype=float)
             col = np.full(n, math.nan)
             col[m_pos] = converted
             cols[f"metric.{k}"] = col
 
     cons, cpos = located(tables.constraints)
     c_names = cons["name"].to_numpy(dtype=object)
-    c_vals = np.array([float(x) for x in cons["value"]], dtype=float)
+    c_vals = np.array(cons["value"].tolist(), dtype=float)
     feasible = (tr["state"] == "COMPLETE").to_numpy().copy()
     for b in bound_names:
         has = np.zeros(n, dtype=bool)
@@ -271,7 +275,7 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
 
     a_sel = np.flatnonzero(key == "arch")
     archs = np.empty(len(a_sel), dtype=object)
-    archs[:] = [_arch_text(v) for v in uval[a_sel].tolist()]
+    archs[:] = [v if type(v) is str else _arch_text(v) for v in uval[a_sel].tolist()]
     cols["arch"] = scatter(upos[a_sel], archs, fill=None)
 
     params, ppos = located(tables.params)

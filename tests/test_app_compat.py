@@ -79,6 +79,8 @@ def test_app_never_imports_torch_and_starts_quickly(tmp_path):
         from archlab.cli import main
         assert main(["app", "--print-command", {str(path)!r}]) == 0
         cli = time.perf_counter() - t
+        from archlab.app.serve import warm_up
+        warm_up()  # what the server runs as it starts: torch-free too
         os.environ["ARCHLAB_APP_TARGET"] = {str(path)!r}
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(ROOT / "app" / "main.py")!r}, default_timeout=120)

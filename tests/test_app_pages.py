@@ -314,3 +314,17 @@ def test_thinning_keeps_the_cloud_bounded_and_the_front_exact():
     # extremes of the cloud survive thinning
     dom = df[df["feasible"] & ~df["number"].isin(data.front["number"])]
     assert data.dominated["error"].max() == dom["error"].max()
+
+
+def test_rows_of_finds_trials_by_number_in_the_order_asked(store):
+    df = load_trials(f"sqlite:///{store}", "demo")
+    picked = [17, 3, 230, 3]
+    rows = analysis.rows_of(df, picked)
+    assert rows["number"].tolist() == picked
+    assert rows["arch"].tolist() == [df.loc[df["number"] == n, "arch"].item() for n in picked]
+    assert rows.attrs["objectives"] == df.attrs["objectives"]
+    assert analysis.rows_of(df, []).empty
+    with pytest.raises(KeyError, match="240"):
+        analysis.rows_of(df, [5, 240])
+    with pytest.raises(KeyError, match="1"):
+        analysis.rows_of(df.iloc[:0], [1])

@@ -2,9 +2,11 @@
 
 import math
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import sqlalchemy
 
 from archlab.search import load_trials, results
 from archlab.search.rdb_read import read_tables, tables_from_trials
@@ -129,3 +131,76 @@ def test_incremental_reader_equals_a_full_read(tmp_path):
         assert reader.last_read_trials == len(want) - kept, step
         kept = min((t.number for t in open_trials), default=len(want))
     assert 0 < reader.last_read_trials < len(want)
+
+
+def _db_api_only(monkeypatch):
+    from archlab.search import rdb_read
+
+    monkeypatch.setattr(rdb_read, "_readers", lambda engine: iter([lambda: rdb_read._Reader(engine)]))
+
+
+def test_arrow_and_db_api_readers_give_the_same_tables(tmp_path, monkeypatch):
+    """An SQLite file is read through ADBC (Arrow columns); the DB-API path gives the same."""
+    from archlab.search import rdb_read
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    study = _study(url)
+    used = []
+    real = rdb_read._ArrowReader
+
+    class Spy(real):
+        def __call__(self, stmt):
+            out = super().__call__(stmt)
+            used.append(len(out))  # a result came back from ADBC
+            return out
+
+    monkeypatch.setattr(rdb_read, "_ArrowReader", Spy)
+    arrow = read_tables(study._storage, study._study_id)
+    assert used, "the SQLite file was not read through ADBC"
+    _db_api_only(monkeypatch)
+    rows = read_tables(study._storage, study._study_id)
+    for part in ("trials", "values", "params", "user", "constraints"):
+        pd.testing.assert_frame_equal(getattr(arrow, part), getattr(rows, part), obj=part)
+
+
+def test_column_types_are_read_from_every_row(tmp_path, monkeypatch):
+    """More than one Arrow batch (1,024 rows) of NULL objective values (Optuna stores an
+    infinite value as NULL plus its type) before the first finite one: still floats."""
+    from optuna.trial import TrialState, create_trial
+
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    study = optuna.create_study(storage=url, study_name="inf")
+    dist = optuna.distributions.FloatDistribution(0, 1)
+    study.add_trials([create_trial(state=TrialState.COMPLETE, value=math.inf if i < 1100 else i / 7,
+                                   params={"x": 0.5}, distributions={"x": dist}) for i in range(1105)])
+    from optuna.storages._rdb import models
+
+    from archlab.search import rdb_read
+
+    engine = study._storage._backend.engine if hasattr(study._storage, "_backend") else study._storage.engine
+    read = rdb_read._ArrowReader(rdb_read._sqlite_file(engine), engine.dialect)
+    try:  # straight from the driver (read_tables would fall back to DB-API on an error)
+        got = read(sqlalchemy.select(models.TrialValueModel.__table__.c.value)).col(0, float)
+    finally:
+        read.close()
+    assert np.isnan(got[:1100]).all() and got[1100:].tolist() == [i / 7 for i in range(1100, 1105)]
+    df = load_trials(url, "inf")
+    assert (df["value"][:1100] == math.inf).all()
+    assert df["value"][1100:].tolist() == [i / 7 for i in range(1100, 1105)]
+    _db_api_only(monkeypatch)
+    pd.testing.assert_frame_equal(df, load_trials(url, "inf"))
+
+
+def test_a_failing_arrow_reader_falls_back_to_db_api(tmp_path, monkeypatch):
+    from archlab.search import rdb_read
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    _study(url)
+    want = load_trials(url, "s")
+
+    class Broken(rdb_read._ArrowReader):
+        def __call__(self, stmt):
+            raise OSError("[SQLite] Type mismatch in column 1")
+
+    monkeypatch.setattr(rdb_read, "_ArrowReader", Broken)
+    pd.testing.assert_frame_equal(load_trials(url, "s"), want)

@@ -19,12 +19,13 @@ ENV_TARGET = "ARCHLAB_APP_TARGET"  # same name as archlab.app.sources.ENV_TARGET
 
 
 def streamlit_command(target: str, host: str, port: int) -> list[str]:
-    """The ``streamlit run`` command line of the dashboard (headless, no usage statistics)."""
+    """The ``streamlit run`` command line of the dashboard (headless, no usage statistics), run by
+    ``archlab.app.serve`` (Streamlit's command line plus a warm-up as the server starts)."""
     import archlab.app
 
     main = Path(archlab.app.__file__).resolve().parent / "main.py"
     return [
-        sys.executable, "-m", "streamlit", "run", str(main),
+        sys.executable, "-m", "archlab.app.serve", "run", str(main),
         "--server.headless", "true",
         "--server.address", host,
         "--server.port", str(port),

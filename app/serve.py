@@ -1,0 +1,61 @@
+"""The dashboard's server process: Streamlit's own command line, warmed up as it starts.
+
+``archlab app`` runs ``python -m archlab.app.serve run app/main.py ...``: the same as
+``streamlit run``, but while the server starts a background thread runs ``warm_up``, so the
+first visitor does not pay the process's first-use costs (about a second: importing Optuna's
+storage, SQLAlchemy's SQLite dialect, Alembic, plotly's figure classes, and their first calls).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+#: trials of the throwaway study ``warm_up`` reads
+WARM_TRIALS = 48
+
+
+def warm_up() -> float:
+    """Go once through what the Pareto explorer does on a throwaway study in a temporary
+    directory (never the user's storage): write it, open it read-only, read its trials, count
+    them, compute the front and hover summaries, build the figure and its JSON. Returns the
+    seconds it took."""
+    t = time.perf_counter()
+    from archlab.app import analysis, figures, sources
+    from archlab.app.demo import make_demo_study
+    from archlab.search.results import load_trials
+
+    with tempfile.TemporaryDirectory(prefix="archlab-warm-") as tmp:
+        url = make_demo_study(Path(tmp) / "warm.db", "warm", n_trials=WARM_TRIALS, seed=0)
+        storage = sources.open_readonly(url)
+        try:
+            df = load_trials(storage, "warm")
+            sources.study_stamp(storage, "warm")
+            data = analysis.explorer_data(df, df.attrs["objectives"][:2], df.attrs["constraints"])
+            hover = dict(zip(df["number"].tolist(), analysis.summaries(df)))
+            figures.pareto_figure(data, hover).to_json()
+        finally:
+            backend = getattr(storage, "_backend", storage)
+            getattr(backend, "engine", None) and backend.engine.dispose()
+    return time.perf_counter() - t
+
+
+def _warm_quietly() -> None:
+    try:
+        warm_up()
+    except Exception as exc:  # a failed warm-up only costs the first visitor some time
+        print(f"archlab app: warm-up skipped ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    threading.Thread(target=_warm_quietly, name="archlab-warm-up", daemon=True).start()
+    from streamlit.web.cli import main as streamlit_main
+
+    streamlit_main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    main()
