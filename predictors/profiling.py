@@ -9,6 +9,15 @@ every ``anchor_every`` architectures and at the end;
 ``noise_report`` turns those into the noise floor and the drift. A killed run resumes: archs
 already in the table for the same target are skipped.
 
+The machine's speed is not constant: on a shared CPU the median of a 0.1 s window of runs of
+one model moves by tens of percent within seconds (other tenants, clocks), far faster than
+anchors every few seconds can follow. With ``reference=True`` (default) each architecture's
+runs are interleaved in blocks with runs of a fixed reference architecture (not an anchor),
+and its timings are scaled by ``reference scale / reference median in the same window``:
+the latency at the run's typical speed (``raw_ms`` and ``ref_ms`` keep what was read). The
+scale is the reference's median when the table was started (a resumed run reuses it), so
+rows of one table stay comparable. Per-layer timings get the same factor.
+
 With a single top-level per-layer block (``layers``), each block of the extracted module is
 also timed on its own (forward hooks, ``layer_repeats`` passes; CPU targets) into the
 ``layer_ms`` column: the per-layer timings a lookup-table predictor is built from.
@@ -34,7 +43,7 @@ from archlab.spaces.io import progress
 
 from .errors import ProfilingError
 from .measure import count_costs, time_layers, timing_stats
-from .sampling import anchor_archs, sample_profile_archs
+from .sampling import anchor_archs, reference_arch, sample_profile_archs
 from .table import LatencyTable, input_description
 from .targets import Runtime, Target, parse_target, runtime_for
 
@@ -52,6 +61,9 @@ class ProfileSettings:
     anchor_every: int = 25
     flush_every: int = 10
     layer_repeats: int = 10
+    reference: bool = True
+    #: blocks the repeats are split into when interleaved with the reference
+    blocks: int = 6
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None, **overrides: Any) -> ProfileSettings:
@@ -62,7 +74,9 @@ class ProfileSettings:
             if k not in allowed:
                 raise ProfilingError(f"profile settings: unknown key {k!r}; allowed: {', '.join(allowed)}")
         s = cls(**merged)
-        for k in ("n", "repeats", "flush_every", "anchor_every"):
+        if not isinstance(s.reference, bool):
+            raise ProfilingError(f"profile settings: reference must be true or false, got {s.reference!r}")
+        for k in ("n", "repeats", "flush_every", "anchor_every", "blocks"):
             v = getattr(s, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ProfilingError(f"profile settings: {k} must be an integer >= 1, got {v!r}")
@@ -94,27 +108,60 @@ def _builder(model: Any, batch: int, space: SearchSpace | None) -> tuple[Builder
 
 class _Session:
     def __init__(self, build: Builder, space: SearchSpace, runtime: Runtime, settings: ProfileSettings,
-                 table: LatencyTable) -> None:
+                 table: LatencyTable, reference: Arch | None = None) -> None:
         self.build, self.space, self.runtime, self.s, self.table = build, space, runtime, settings, table
         self.target: Target = runtime.target
         self.session = uuid.uuid4().hex[:12]
         self.pending: list[dict[str, Any]] = []
-        self.seq = len(table.read())
+        old = table.read()
+        self.seq = len(old)
         # the one top-level per-layer block whose layers are timed one by one
         blocks = [k for k, p in space.params.items() if hasattr(p, "params") and hasattr(p, "count")]
         self.layered = blocks[0] if len(blocks) == 1 else None
+        self.reference = reference
+        self.ref_fn: Callable[[], Any] | None = None
+        self.ref_scale: float | None = None
+        if reference is not None:
+            module, x = build(reference)
+            self.ref_fn = runtime.prepare(module, x)
+            if not old.empty and "ref_scale_ms" in old:  # a resumed table keeps its scale
+                mine = old[(old["target"] == self.target.spec) & (old["ref_arch"] == reference.key)]
+                scales = mine["ref_scale_ms"].dropna()
+                self.ref_scale = float(scales.iloc[0]) if len(scales) else None
+
+    def _timings(self, fn: Callable[[], Any]) -> tuple[np.ndarray, float | None]:
+        """``repeats`` timings of ``fn`` and the reference's median over the same window
+        (``None`` without a reference): blocks of ``fn`` runs alternate with blocks of
+        reference runs, each block after one unrecorded run (the other model ran last)."""
+        s, rt = self.s, self.runtime
+        if self.ref_fn is None:
+            return rt.time(fn, s.warmup, s.repeats), None
+        k = min(s.blocks, s.repeats)
+        sizes = [s.repeats // k + (1 if i < s.repeats % k else 0) for i in range(k)]
+        mine, ref = [], []
+        for i, size in enumerate(sizes):
+            mine.append(rt.time(fn, s.warmup if i == 0 else 1, size))
+            ref.append(rt.time(self.ref_fn, 1, size))
+        return np.concatenate(mine), float(np.median(np.concatenate(ref)))
 
     def measure(self, arch: Arch, kind: str, anchor: int = -1) -> dict[str, Any]:
         module, x = self.build(arch)
         costs = count_costs(module, x, self.runtime)
         fn = self.runtime.prepare(module, x)
-        stats = timing_stats(self.runtime.time(fn, self.s.warmup, self.s.repeats))
+        ms, ref_ms = self._timings(fn)
+        factor = 1.0 if ref_ms is None or self.ref_scale is None else self.ref_scale / ref_ms
+        stats = timing_stats(ms * factor)
         layers = None
         if self.s.layer_repeats and self.layered is not None:
             layers = time_layers(module, x, self.runtime, len(arch[self.layered]), self.s.layer_repeats)
+            if layers is not None:
+                layers = [v * factor for v in layers]
         row = {
             "kind": kind, "anchor": anchor, "arch": arch.key, "arch_digest": arch.digest,
             "summary": self.space.summary(arch), **stats, **costs,
+            "raw_ms": float(np.median(ms)), "ref_ms": ref_ms if ref_ms is not None else float("nan"),
+            "ref_scale_ms": self.ref_scale if self.ref_scale is not None else float("nan"),
+            "ref_arch": self.reference.key if self.reference is not None else "",
             "target": self.target.spec, "runtime": self.target.runtime, "device": self.target.device,
             "threads": self.target.threads, "batch": self.target.batch, "dtype": self.target.dtype,
             **input_description(x), "layer_ms": json.dumps(layers) if layers is not None else "",
@@ -128,10 +175,13 @@ class _Session:
     def prime(self, archs: Sequence[Arch]) -> None:
         """Time ``archs`` once and record nothing: the first timings of a process run slower
         (allocator growth, kernel selection, caches and clocks settling; on this machine the
-        first anchor round read up to 40 % high), which would pose as drift."""
+        first anchor round read up to 40 % high), which would pose as drift. A new table's
+        reference scale is the reference's median over the next stretch of runs."""
         for arch in archs:
             module, x = self.build(arch)
             self.runtime.time(self.runtime.prepare(module, x), self.s.warmup, self.s.repeats)
+        if self.ref_fn is not None and self.ref_scale is None:
+            self.ref_scale = float(np.median(self.runtime.time(self.ref_fn, self.s.warmup, 4 * self.s.repeats)))
 
     def flush(self) -> None:
         if self.pending:
@@ -158,10 +208,11 @@ def profile(model: Any, run_dir: str | Path, archs: Sequence[Arch] | None = None
     done = table.measured(runtime.target.spec)
     todo = [a for a in archs if a.key not in done]
     anchors = anchor_archs(space, s.anchors, s.seed)
-    sess = _Session(build, space, runtime, s, table)
+    if not todo:
+        return table.read()
+    reference = reference_arch(space, s.seed, exclude=anchors) if s.reference else None
     with runtime.session():
-        if not todo:
-            return table.read()
+        sess = _Session(build, space, runtime, s, table, reference)
         bar = progress(total=len(archs), initial=len(archs) - len(todo), desc=f"profile {runtime.target.spec}",
                        unit="arch")
         try:

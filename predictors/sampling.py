@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -101,3 +102,16 @@ def anchor_archs(space: SearchSpace, k: int = 3, seed: int = 0) -> list[Arch]:
         if a not in out:
             out.append(a)
     return out[:k]
+
+
+def reference_arch(space: SearchSpace, seed: int = 0, exclude: Sequence[Arch] = ()) -> Arch:
+    """The fixed architecture a profiling run interleaves with every measurement to follow the
+    machine's speed: a seeded draw that is none of ``exclude`` (the anchors, whose re-timings
+    must stay an independent measure of the noise)."""
+    rng = np.random.default_rng(20_000 + seed)
+    a = space.sample(rng)
+    for _ in range(1000):
+        if a not in exclude:
+            return a
+        a = space.sample(rng)
+    return a

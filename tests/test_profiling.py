@@ -100,8 +100,17 @@ def test_profile_rows_anchors_and_resume(tmp_path):
     assert not measured_before & set(resumed["arch"])  # nothing measured twice
     n_anchor_rows = int((df["session"] == resumed["session"].iloc[0]).sum()) - len(resumed)
     n_primed = FAST["anchors"]  # the anchors run once unrecorded before the first round
-    assert len(build.calls) == len(resumed) + n_anchor_rows + n_primed == 8 - n_partial + n_anchor_rows + n_primed
-    assert build.calls[:n_primed] == build.calls[n_primed:2 * n_primed]  # primed: the anchors themselves
+    n_ref = 1  # the reference architecture, built once per session
+    assert len(build.calls) == n_ref + len(resumed) + n_anchor_rows + n_primed == (
+        n_ref + 8 - n_partial + n_anchor_rows + n_primed)
+    # primed: the anchors themselves
+    assert build.calls[n_ref:n_ref + n_primed] == build.calls[n_ref + n_primed:n_ref + 2 * n_primed]
+    # the reference is none of the anchors, and the resumed session kept the first one's scale
+    reference = build.calls[0]
+    assert reference not in set(df.loc[df["kind"] == "anchor", "arch"])
+    assert set(df["ref_arch"]) == {reference}
+    assert df["ref_scale_ms"].nunique() == 1 and df["ref_scale_ms"].iloc[0] > 0
+    np.testing.assert_allclose(df["latency_ms"], df["raw_ms"] * df["ref_scale_ms"] / df["ref_ms"], rtol=1e-9)
     for col in ("latency_ms", "p10_ms", "p90_ms", "spread", "params", "macs", "peak_mem_bytes",
                 "target", "runtime", "device", "threads", "batch", "dtype", "input_shape", "input_dtype"):
         assert col in df.columns, col
@@ -191,3 +200,40 @@ def test_per_layer_timings_build_the_lookup_table(tmp_path):
     # one entry per measured layer configuration plus one base entry: the median timing
     keys = p.model.keys
     assert "base|" in keys and any(k.startswith("layers||width=") for k in keys)
+
+
+class _Sleeper(nn.Module):
+    """A module whose forward takes ``ms`` times the machine's current slowness."""
+
+    def __init__(self, ms: float, slowness: list[float]) -> None:
+        super().__init__()
+        self.ms, self.slowness = ms, slowness
+
+    def forward(self, x):
+        import time
+
+        time.sleep(self.ms * self.slowness[0] / 1000)
+        return x
+
+
+def test_the_reference_cancels_a_machine_that_changes_speed(tmp_path):
+    """The machine runs 1.6x slower during every other measurement: raw medians follow it,
+    reference-scaled latencies do not (every arch costs the same here)."""
+    space = small_space()
+    slowness = [1.0]
+
+    def build(arch):
+        slowness[0] = 1.6 if slowness[0] == 1.0 else 1.0  # changes between measurements
+        return _Sleeper(2.0, slowness), torch.zeros(1)
+
+    settings = {"warmup": 1, "repeats": 6, "blocks": 3, "anchors": 0, "layer_repeats": 0}
+    df = profile(build, tmp_path, space=space, n=10, **settings)
+    rows = df[df["kind"] == "arch"]
+    raw, scaled = rows["raw_ms"].to_numpy(), rows["latency_ms"].to_numpy()
+    assert raw.max() / raw.min() > 1.4  # the slow phases show in what was read
+    assert scaled.max() / scaled.min() < 1.12  # and are gone from the latencies
+    off = profile(build, tmp_path / "off", space=space, n=10, reference=False, **settings)
+    assert off["latency_ms"].max() / off["latency_ms"].min() > 1.4
+    assert off["ref_ms"].isna().all() and (off["raw_ms"] == off["latency_ms"]).all()
+    with pytest.raises(ProfilingError, match="reference must be true or false"):
+        ProfileSettings.from_mapping({"reference": "yes"})
