@@ -31,7 +31,10 @@ Several slices of one tensor in one step (sandwich training: several subnets, on
 are summed into their bounding box, and the box is updated; its entries no subnet used get a
 zero gradient there (torch AdamW's update for them). The fused kernel needs dense tensors:
 for a box that is not (``W[:o, :i]`` with ``i`` below the full width) it works on dense
-copies kept in a per-parameter buffer (``workspace_bytes()``), copied in and back each step.
+copies kept in a per-parameter buffer (``workspace_bytes()``): the parameter is copied in and
+back each step; its moments stay in the buffer while the parameter keeps the same box, and
+go back into the state when the box changes or when anything reads ``optimizer.state`` (or
+``state_dict()``, or calls ``sync_state()``), so the state always reads current.
 
 So with leaf views, read gradients through ``optimizer.grads()`` (``clip_gradients`` finds
 them), not ``p.grad``; ``optimizer.release()`` detaches it from the banks (and writes held
@@ -218,6 +221,8 @@ class SliceAdamW(torch.optim.AdamW):
         self._banks: list[Any] = []
         self._buffers: dict[int, torch.Tensor] = {}  # per parameter: room for dense copies of a box
         self._plans: dict[tuple[int, Box | None], tuple[Any, ...]] = {}  # see _plan
+        # per parameter whose box moments live in its dense buffer: (box, state views, dense views)
+        self._resident: dict[int, tuple[Box, list[torch.Tensor], list[torch.Tensor]]] = {}
         from .banks import EntangledBank
 
         ref = weakref.ref(self.tracker)
@@ -232,6 +237,35 @@ class SliceAdamW(torch.optim.AdamW):
     @property
     def leaf_views(self) -> bool:
         return self.tracker.leaf_views
+
+    @property  # type: ignore[override]
+    def state(self) -> Any:
+        """torch's optimizer state; reading it first writes back the moments a box keeps in the
+        dense workspace between steps (see ``_update``), so it always shows current values."""
+        self.sync_state()
+        return self.__dict__["_state"]
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self.__dict__["_state"] = value
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # also how load_state_dict installs a state
+        state = dict(state)
+        if "state" in state:
+            state["_state"] = state.pop("state")
+            self.__dict__["_resident"] = {}  # the moments held for the old state are void
+            self.__dict__["_plans"] = {}
+        super().__setstate__(state)
+
+    def sync_state(self) -> None:
+        """Write the moments held in dense workspaces back into the state tensors."""
+        resident = self.__dict__.get("_resident")
+        if resident:
+            dst = [t for _, views, _ in resident.values() for t in views]
+            src = [t for _, _, dense in resident.values() for t in dense]
+            resident.clear()
+            with torch.no_grad():
+                _copy_all(dst, src)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -354,17 +388,28 @@ class SliceAdamW(torch.optim.AdamW):
         return loss
 
     def _update(self, group: dict[str, Any], items: list[tuple[torch.Tensor, Box | None, torch.Tensor, _Slot | None]]) -> None:
+        """One functional AdamW call over ``items``. For the fused kernel a strided box works on
+        dense copies (see ``_plan``): its parameter is copied in and back every step, its
+        moments stay in the dense buffer for as long as the parameter keeps using the same
+        box (written back when the box changes, and whenever the state is read), so a subnet
+        trained for several steps copies a third of what it would otherwise."""
         fused = bool(group.get("fused"))
         amsgrad = bool(group["amsgrad"])
         params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps = [], [], [], [], [], []
-        strided: list[torch.Tensor] = []
-        dense: list[torch.Tensor] = []
+        back_dst: list[torch.Tensor] = []  # moments of a box no longer used: back into the state
+        back_src: list[torch.Tensor] = []
+        in_dst: list[torch.Tensor] = []  # into the dense buffers before the kernel
+        in_src: list[torch.Tensor] = []
+        out_dst: list[torch.Tensor] = []  # parameters back into the supernet after it
+        out_src: list[torch.Tensor] = []
         has_complex = False
         plans = self._plans
+        resident = self._resident
         for p, box, g, _ in items:
-            plan = plans.get((id(p), box))
+            key = id(p)
+            plan = plans.get((key, box))
             if plan is None or plan[0] != p.data_ptr():
-                plan = plans[(id(p), box)] = self._plan(p, box, group)
+                plan = plans[(key, box)] = self._plan(p, box, group)
             _, tensors, strided_p, dense_p = plan
             params.append(tensors[0])
             exp_avgs.append(tensors[1])
@@ -372,14 +417,29 @@ class SliceAdamW(torch.optim.AdamW):
             if amsgrad:
                 max_sqs.append(tensors[3])
             steps.append(tensors[-1])
+            held = resident.get(key)
+            if held is not None and (not strided_p or held[0] != box):
+                back_dst += held[1]
+                back_src += held[2]
+                del resident[key]
+                held = None
             if strided_p:
-                strided.extend(strided_p)
-                dense.extend(dense_p)
+                if held is None:  # moments too
+                    in_dst += dense_p
+                    in_src += strided_p
+                    resident[key] = (box, strided_p[1:], dense_p[1:])
+                else:
+                    in_dst.append(dense_p[0])
+                    in_src.append(strided_p[0])
+                out_dst.append(strided_p[0])
+                out_src.append(dense_p[0])
             if box is None:
                 has_complex = has_complex or torch.is_complex(p)
             grads.append(g.contiguous() if fused and not g.is_contiguous() else g)
-        if strided:  # the fused kernel needs dense tensors: it works on copies (see _plan)
-            _copy_all(dense, strided)
+        if back_dst:  # before the copies in: a parameter's old and new box share its buffer
+            _copy_all(back_dst, back_src)
+        if in_dst:
+            _copy_all(in_dst, in_src)
         beta1, beta2 = group["betas"]
         _adamw_fn(
             params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps,
@@ -389,8 +449,8 @@ class SliceAdamW(torch.optim.AdamW):
             beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
             maximize=group["maximize"],
         )
-        if strided:
-            _copy_all(strided, dense)
+        if out_dst:
+            _copy_all(out_dst, out_src)
 
     def _plan(self, p: torch.Tensor, box: Box | None, group: dict[str, Any]) -> tuple[Any, ...]:
         """What the AdamW kernel gets for ``p`` (``box``: its used box; None: whole), cached
@@ -398,7 +458,7 @@ class SliceAdamW(torch.optim.AdamW):
         exp_avg, exp_avg_sq, (max_exp_avg_sq,) step], strided, dense)``. For the fused kernel,
         non-dense views are replaced by dense tensors carved from a per-parameter buffer
         (``dense``, copied in from ``strided`` before the kernel and back after)."""
-        state = self.state[p]
+        state = self.__dict__["_state"][p]  # not through the property: no write-back mid-step
         if len(state) == 0:
             self._init_state(p, state, group)
         tensors = [p, state["exp_avg"], state["exp_avg_sq"]] + ([state["max_exp_avg_sq"]] if group["amsgrad"] else [])
@@ -422,7 +482,7 @@ class SliceAdamW(torch.optim.AdamW):
         return sum(b.numel() * b.element_size() for b in self._buffers.values())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+        super().load_state_dict(state_dict)  # through __setstate__: plans and held moments dropped
         self._plans = {}  # they hold the replaced state tensors
 
     @staticmethod

@@ -306,3 +306,69 @@ def test_clip_gradients_finds_the_slice_gradients_without_the_optimizer():
     assert clip_gradients(net.parameters(), None) == pytest.approx(expected, rel=1e-6)
     opt.release()
     assert clip_gradients(net.parameters(), None) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fused_moments_kept_dense_between_steps_equal_moments_written_back_every_step():
+    """With the fused kernel a strided box's moments stay in the dense workspace while the
+    box repeats; the result equals writing them back after every step, and reading
+    ``opt.state`` at any point shows the current moments."""
+    schedule = [[ARCH], [ARCH], [SMALL], [ARCH], [SMALL, ARCH], [SMALL, ARCH], [LARGE], [SMALL], [SMALL]]
+    runs = {}
+    for mode in ("kept", "synced", "read_once"):
+        net = lm()
+        net.train()
+        opt = SliceAdamW(net.parameters(), net, lr=1e-2, weight_decay=0.1, fused=True)
+        w = net.blocks[0].ffn_in.bank.weight
+        held_steps = 0
+        for i, archs in enumerate(schedule):
+            train_steps(net, opt, archs, steps=1)
+            held_steps += bool(opt._resident)
+            if mode == "synced":
+                opt.sync_state()
+                runs.setdefault("synced_exp_avg", []).append(opt.state[w]["exp_avg"].clone())
+            if mode == "read_once" and i == 3:
+                runs["read"] = opt.state[w]["exp_avg"].clone()  # writes back
+                assert not opt._resident
+        if mode == "kept":
+            assert held_steps >= len(schedule) - 2  # moments were held between steps
+        runs[mode] = (net.state_dict(), opt.state_dict())
+    torch.testing.assert_close(runs["read"], runs["synced_exp_avg"][3], rtol=0, atol=0)
+    for mode in ("kept", "read_once"):
+        for name, v in runs[mode][0].items():
+            torch.testing.assert_close(v, runs["synced"][0][name], rtol=0, atol=0, msg=f"{mode} {name}")
+        for k, st in runs[mode][1]["state"].items():
+            for key, v in st.items():
+                torch.testing.assert_close(v, runs["synced"][1]["state"][k][key], rtol=0, atol=0,
+                                           msg=f"{mode} {k}.{key}")
+
+
+def test_fused_resident_moments_are_kept_across_steps_of_one_box():
+    net = lm()
+    net.train()
+    net.set_arch(ARCH)
+    opt = SliceAdamW(net.parameters(), net, lr=1e-2, fused=True)
+    x, y = batch()
+    copies = []
+    import archlab.supernets.optim as optim_mod
+
+    real = optim_mod._copy_all
+
+    def counting(dst, src):
+        copies.append(len(dst))
+        real(dst, src)
+
+    optim_mod._copy_all = counting
+    try:
+        for _ in range(3):
+            opt.zero_grad()
+            loss_of(net, x, y).backward()
+            copies.append("step")
+            opt.step()
+    finally:
+        optim_mod._copy_all = real
+    steps = " ".join(str(c) for c in copies).split("step")[1:]
+    first, later = ([int(n) for n in s.split()] for s in steps[:2])
+    n_strided = len(opt._resident)
+    assert n_strided > 0
+    assert first == [3 * n_strided, n_strided]  # in: param + 2 moments; back: param
+    assert later == [n_strided, n_strided]  # in: param only; back: param
