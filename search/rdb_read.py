@@ -187,21 +187,23 @@ def read_tables(storage: Any, study_id: int, after: int | None = None) -> TrialT
 
     t = models.TrialModel.__table__
     mine = [t.c.study_id == int(study_id)] + ([t.c.trial_id > int(after)] if after is not None else [])
-    tables = None
-    for make in _readers(backend.engine):
+    readers = list(_readers(backend.engine))
+    for i, make in enumerate(readers):
+        last = i == len(readers) - 1  # DB-API: its errors are the storage's, and they propagate
         try:
             read = make()
-        except Exception:  # e.g. the driver cannot open the file: the next reader
+        except Exception:  # e.g. ADBC cannot open the file: the next reader
+            if last:
+                raise
             continue
         try:
-            tables = _read(read, models, mine)
-            break
-        except Exception:
-            if isinstance(read, _Reader):  # the last resort: its error is the storage's
+            return _read(read, models, mine)
+        except Exception:  # e.g. the database is busy (ADBC does not wait): the next reader
+            if last:
                 raise
         finally:
             read.close()
-    return tables
+    return None  # pragma: no cover - the DB-API reader is always last
 
 
 def _read(read: Any, models: Any, mine: list[Any]) -> TrialTables:
