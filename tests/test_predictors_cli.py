@@ -113,8 +113,15 @@ def test_profile_cli(run_cli, tmp_path):
     code, stdout, err = run_cli(*args, "--target", "cpu:threads=1,batch=2")
     assert code == 0, err
     assert "profiled 4 architectures on cpu:threads=1,batch=2" in stdout and "noise floor" in stdout
+    assert "machine speed:" in stdout  # the reference is on by default
     df = pd.read_parquet(run / "latency.parquet")
     assert set(df["batch"]) == {2} and json.loads(df["input_shape"].iloc[0]) == [2, 6]
+    assert df["ref_ms"].notna().all()
+    alone = tmp_path / "alone"
+    code, stdout, err = run_cli(*args[:-1], str(alone), "--no-reference")
+    assert code == 0, err
+    assert "machine speed:" not in stdout
+    assert pd.read_parquet(alone / "latency.parquet")["ref_ms"].isna().all()
     code, _, err = run_cli(*args, "--target", "gpu:threads=1")
     assert code == 2 and "unknown target kind 'gpu'" in err
     code, _, err = run_cli("profile", str(src), "--n", "2")

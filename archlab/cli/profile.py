@@ -46,7 +46,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     source = load_profile_source(args.experiment)
     overrides = {"n": args.n, "target": args.target, "seed": args.seed, "warmup": args.warmup,
-                 "repeats": args.repeats, "anchors": args.anchors, "anchor_every": args.anchor_every}
+                 "repeats": args.repeats, "anchors": args.anchors, "anchor_every": args.anchor_every,
+                 "reference": args.reference}
     if _is_experiment(source):
         settings = ProfileSettings.from_mapping(getattr(source, "profile", None) or {}, **overrides)
         run_dir = Path(args.out) if args.out else Path(source.run_dir)
@@ -63,6 +64,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"latency: median {rows['latency_ms'].median():.3f} ms (min {rows['latency_ms'].min():.3f}, "
           f"max {rows['latency_ms'].max():.3f}); noise floor {rep['noise_floor_pct']:.2f}% "
           f"(anchor CV {rep['anchor_cv_pct']:.2f}%, drift {rep['drift_pct']:.2f}%)")
+    speed = (rows["ref_scale_ms"] / rows["ref_ms"]).dropna() if "ref_ms" in rows else rows.iloc[:0]
+    if len(speed):
+        lo, hi = speed.quantile(0.1), speed.quantile(0.9)
+        print(f"machine speed: {lo:.2f}-{hi:.2f}x its typical speed (p10-p90, from the interleaved reference "
+              "architecture); latencies are scaled to the typical speed")
     if rep["drift_pct"] > max(5.0, 3 * rep["noise_floor_pct"]):
         print(f"warning: anchors drifted {rep['drift_pct']:.1f}% during the run; the machine's speed changed "
               "(other load, thermal throttling): consider re-profiling on a quiet machine")
@@ -82,4 +88,7 @@ def register(sub: Any) -> None:
     p.add_argument("--anchors", type=int, default=None, help="anchor architectures re-timed through the run (default 3)")
     p.add_argument("--anchor-every", type=int, default=None, dest="anchor_every",
                    help="re-time anchors after this many architectures (default 25)")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=None,
+                   help="interleave every timing with a fixed reference architecture and scale by its speed "
+                        "(default on; --no-reference times each architecture alone)")
     p.set_defaults(func=cmd_profile)
