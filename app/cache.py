@@ -32,7 +32,7 @@ def study_names(url: str) -> list[str]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _reader(url: str, study: str) -> TrialsReader:
+def reader(url: str, study: str) -> TrialsReader:
     """The study's incremental reader (kept for the app's lifetime): a live study's refresh
     reads only its new and unfinished trials."""
     return TrialsReader(storage(url), study)
@@ -40,7 +40,7 @@ def _reader(url: str, study: str) -> TrialsReader:
 
 @st.cache_data(show_spinner="Reading trials…", max_entries=32)
 def _trials(url: str, study: str, key: tuple[int, ...]) -> pd.DataFrame:
-    return _reader(url, study).read()
+    return reader(url, study).read()
 
 
 def trials(url: str, study: str) -> pd.DataFrame:

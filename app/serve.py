@@ -3,7 +3,10 @@
 ``archlab app`` runs ``python -m archlab.app.serve run app/main.py ...``: the same as
 ``streamlit run``, but while the server starts a background thread runs ``warm_up``, so the
 first visitor does not pay the process's first-use costs (about a second: importing Optuna's
-storage, SQLAlchemy's SQLite dialect, Alembic, plotly's figure classes, and their first calls).
+storage, SQLAlchemy's SQLite dialect, Alembic, plotly's figure classes, and their first calls),
+then ``prefetch``: the study the app shows first is read into the app's cache, so a visitor
+who arrives after that finds its trials read (a 50,000-trial study: about 1.5 s of reading
+saved); one who arrives earlier waits for the same read, never for a second one.
 """
 
 from __future__ import annotations
@@ -43,11 +46,29 @@ def warm_up() -> float:
     return time.perf_counter() - t
 
 
+def prefetch() -> str | None:
+    """Read the trials of the study the app opens first (the sidebar's default: the last
+    study of the first storage of ``$ARCHLAB_APP_TARGET``) through the app's cached reader;
+    later reads of it ask only for new trials. Returns the study's name, or ``None``."""
+    from archlab.app import cache, sources
+
+    found = sources.find_sources(None)
+    if not found:
+        return None
+    names = cache.study_names(found[0].url)
+    if not names:
+        return None
+    cache.reader(found[0].url, names[-1]).read()
+    return names[-1]
+
+
 def _warm_quietly() -> None:
-    try:
-        warm_up()
-    except Exception as exc:  # a failed warm-up only costs the first visitor some time
-        print(f"archlab app: warm-up skipped ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+    for step in (warm_up, prefetch):
+        try:
+            step()
+        except Exception as exc:  # only costs the first visitor some time; the page reports real errors
+            print(f"archlab app: {step.__name__} skipped ({type(exc).__name__}: {exc})", file=sys.stderr,
+                  flush=True)
 
 
 def main() -> None:

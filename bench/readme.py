@@ -150,6 +150,10 @@ def app(doc: dict[str, Any]) -> list[str]:
         ["first render, warm (a new session, trials cached)", f"median {_f(fr.get('warm_median'), 2)} s, max {_f(fr.get('warm_max'), 2)} s"],
         ["first render, cold (first visitor after start)", f"median {_f(fr.get('cold'), 2)} s of {len(fr.get('cold_all') or [1])} "
                                                           f"(reading the trials alone, timed apart: {_f(parts.get('load_trials_s'), 2)} s)"],
+        *([["first render after the server's start-up read of that study",
+            f"{_f(doc['after_server_prefetch'].get('first_render_s'), 2)} s (the read: "
+            f"{_f(doc['after_server_prefetch'].get('prefetch_s'), 2)} s in the background)"]]
+          if doc.get("after_server_prefetch") else []),
         ["moving a constraint slider", f"median {_f(sl.get('median'), 2)} s"],
         ["points drawn", ", ".join(f"{k} {v:,}" for k, v in drawn.items())],
         ["torch imported", _f(doc.get("torch_imported"))],

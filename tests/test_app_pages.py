@@ -328,3 +328,23 @@ def test_rows_of_finds_trials_by_number_in_the_order_asked(store):
         analysis.rows_of(df, [5, 240])
     with pytest.raises(KeyError, match="1"):
         analysis.rows_of(df.iloc[:0], [1])
+
+
+def test_server_prefetch_reads_the_study_the_app_opens_first(monkeypatch, store):
+    import pandas as pd
+    import streamlit as st
+
+    from archlab.app import cache, serve, sources
+
+    monkeypatch.setenv("ARCHLAB_APP_TARGET", str(store.parent))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    assert serve.prefetch() == "demo"  # the sidebar's default: the storage's last study
+    url = sources.find_sources(None)[0].url
+    reader = cache.reader(url, "demo")
+    assert reader.last_read_trials == 240
+    df = cache.trials(url, "demo")  # the first visitor: nothing left to read
+    assert reader.last_read_trials == 0
+    pd.testing.assert_frame_equal(df, load_trials(url, "demo"))
+    at = _app(monkeypatch, store.parent, page="pareto")
+    assert at.session_state["study"] == "demo" and reader.last_read_trials == 0
