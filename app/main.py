@@ -58,7 +58,7 @@ def _sidebar() -> ui.Context:
             return ui.Context(src.url, src.label, src.run_dir, None, ())
         if st.session_state.get("study") not in names:
             wanted = st.query_params.get("study")
-            st.session_state["study"] = wanted if wanted in names else names[-1]
+            st.session_state["study"] = wanted if wanted in names else sources.default_study(names)
         study = st.selectbox("Study", names, key="study")
         st.query_params["study"] = study
         return ui.Context(src.url, src.label, src.run_dir, study, tuple(names), error)

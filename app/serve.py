@@ -42,7 +42,8 @@ def warm_up() -> float:
             figures.pareto_figure(data, hover).to_json()
         finally:
             backend = getattr(storage, "_backend", storage)
-            getattr(backend, "engine", None) and backend.engine.dispose()
+            if hasattr(backend, "engine"):
+                backend.engine.dispose()
     return time.perf_counter() - t
 
 
@@ -55,11 +56,10 @@ def prefetch() -> str | None:
     found = sources.find_sources(None)
     if not found:
         return None
-    names = cache.study_names(found[0].url)
-    if not names:
-        return None
-    cache.reader(found[0].url, names[-1]).read()
-    return names[-1]
+    study = sources.default_study(cache.study_names(found[0].url))
+    if study is not None:
+        cache.reader(found[0].url, study).read()
+    return study
 
 
 def _warm_quietly() -> None:

@@ -122,6 +122,11 @@ def _rdb(optuna: Any, url: str, shown: str, engine_kwargs: dict[str, Any]) -> An
     return _cached(optuna, rdb)
 
 
+def default_study(names: list[str]) -> str | None:
+    """The study the app shows first (none picked, none in the URL): the newest one."""
+    return names[-1] if names else None
+
+
 def study_names(storage: Any) -> list[str]:
     """Names of every study in ``storage``, in creation order."""
     return [s.study_name for s in storage.get_all_studies()]

@@ -87,28 +87,33 @@ def _sql(stmt: Any, dialect: Any) -> str:
 
 
 class _Reader:
-    """Runs SQLAlchemy Core statements on one DB-API cursor and returns their rows as plain
-    tuples (no SQLAlchemy row objects or type processing: dates and enums come back as the
-    driver gives them)."""
+    """Runs SQLAlchemy Core statements on one DB-API cursor of ``engine`` and returns their
+    rows as plain tuples (no SQLAlchemy row objects or type processing: dates and enums come
+    back as the driver gives them)."""
 
     def __init__(self, engine: Any) -> None:
-        self.dialect = engine.dialect
-        self.raw = engine.raw_connection()
-        self.cur = self.raw.cursor()
+        self._open(engine.raw_connection(), engine.dialect)
+
+    def _open(self, conn: Any, dialect: Any) -> None:
+        self.conn, self.dialect = conn, dialect
+        self.cur = conn.cursor()
 
     def __call__(self, stmt: Any) -> _Result:
         self.cur.execute(_sql(stmt, self.dialect))
+        return self._result()
+
+    def _result(self) -> _Result:
         return _Result(rows=self.cur.fetchall())
 
     def close(self) -> None:
         try:
             self.cur.close()
         finally:
-            self.raw.close()
+            self.conn.close()
 
 
-class _ArrowReader:
-    """Runs statements on an SQLite file through ADBC's SQLite driver, opened read-only, and
+class _ArrowReader(_Reader):
+    """A ``_Reader`` on an SQLite file through ADBC's SQLite driver, opened read-only, that
     returns Arrow tables: the rows never become Python objects (half the time of the DB-API
     path on a study of 50,000 trials). Each result's column types are inferred from all of its
     rows (the driver's default looks at the first 1,024 and fails on a later other type)."""
@@ -118,20 +123,11 @@ class _ArrowReader:
 
         import adbc_driver_sqlite.dbapi as adbc
 
-        self.dialect = dialect
-        self.conn = adbc.connect(f"file:{urllib.parse.quote(path)}?mode=ro", autocommit=True)
-        self.cur = self.conn.cursor()
+        self._open(adbc.connect(f"file:{urllib.parse.quote(path)}?mode=ro", autocommit=True), dialect)
         self.cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(1 << 30)})
 
-    def __call__(self, stmt: Any) -> _Result:
-        self.cur.execute(_sql(stmt, self.dialect))
+    def _result(self) -> _Result:
         return _Result(table=self.cur.fetch_arrow_table())
-
-    def close(self) -> None:
-        try:
-            self.cur.close()
-        finally:
-            self.conn.close()
 
 
 def _sqlite_file(engine: Any) -> str | None:

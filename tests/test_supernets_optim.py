@@ -342,33 +342,23 @@ def test_fused_moments_kept_dense_between_steps_equal_moments_written_back_every
                                            msg=f"{mode} {k}.{key}")
 
 
-def test_fused_resident_moments_are_kept_across_steps_of_one_box():
+def test_fused_resident_moments_are_kept_across_steps_of_one_box(monkeypatch):
+    import archlab.supernets.optim as optim_mod
+
     net = lm()
     net.train()
     net.set_arch(ARCH)
     opt = SliceAdamW(net.parameters(), net, lr=1e-2, fused=True)
     x, y = batch()
-    copies = []
-    import archlab.supernets.optim as optim_mod
-
+    per_step: list[list[int]] = []  # tensors per _copy_all call, step by step
     real = optim_mod._copy_all
-
-    def counting(dst, src):
-        copies.append(len(dst))
-        real(dst, src)
-
-    optim_mod._copy_all = counting
-    try:
-        for _ in range(3):
-            opt.zero_grad()
-            loss_of(net, x, y).backward()
-            copies.append("step")
-            opt.step()
-    finally:
-        optim_mod._copy_all = real
-    steps = " ".join(str(c) for c in copies).split("step")[1:]
-    first, later = ([int(n) for n in s.split()] for s in steps[:2])
+    monkeypatch.setattr(optim_mod, "_copy_all", lambda dst, src: (per_step[-1].append(len(dst)), real(dst, src)))
+    for _ in range(3):
+        opt.zero_grad()
+        loss_of(net, x, y).backward()
+        per_step.append([])
+        opt.step()
     n_strided = len(opt._resident)
     assert n_strided > 0
-    assert first == [3 * n_strided, n_strided]  # in: param + 2 moments; back: param
-    assert later == [n_strided, n_strided]  # in: param only; back: param
+    assert per_step[0] == [3 * n_strided, n_strided]  # in: param + 2 moments; back: param
+    assert per_step[1] == per_step[2] == [n_strided, n_strided]  # in: param only; back: param
