@@ -1,12 +1,21 @@
 """The dashboard's server process: Streamlit's own command line, warmed up as it starts.
 
 ``archlab app`` runs ``python -m archlab.app.serve run app/main.py ...``: the same as
-``streamlit run``, but while the server starts a background thread runs ``warm_up``, so the
-first visitor does not pay the process's first-use costs (about a second: importing Optuna's
-storage, SQLAlchemy's SQLite dialect, Alembic, plotly's figure classes, and their first calls),
-then ``prefetch``: the study the app shows first is read into the app's cache, so a visitor
-who arrives after that finds its trials read (a 50,000-trial study: about 1.5 s of reading
-saved); one who arrives earlier waits for the same read, never for a second one.
+``streamlit run``, but before the server starts, ``warm_up`` runs, so the first visitor does not
+pay the process's first-use costs (about a second: importing Optuna's storage, SQLAlchemy's
+SQLite dialect, Alembic, plotly's figure classes, and their first calls); then, while the
+server starts, a background thread runs ``prefetch``: the study the app shows first is read
+into the app's cache, so a visitor who arrives after that finds its trials read (a
+50,000-trial study: about 1.5 s of reading saved); one who arrives earlier waits for the same
+read, never for a second one.
+
+Imports happen in one thread at a time: Streamlit and everything the warm-up touches are
+imported (and first used) in the main thread before any other thread exists. Two threads that
+import the same packages at once can deadlock on Python's per-module import locks, and Python
+breaks such a deadlock by handing one of them a partially initialised module (seen as
+``AttributeError: partially initialized module 'pandas' has no attribute 'Series'``, which
+killed the server in most launches on a busy machine). The prefetch thread then only imports
+the small ``archlab.app.cache`` (and a PostgreSQL driver where one is needed).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: trials of the throwaway study ``warm_up`` reads
@@ -62,19 +72,31 @@ def prefetch() -> str | None:
     return study
 
 
-def _warm_quietly() -> None:
-    for step in (warm_up, prefetch):
-        try:
-            step()
-        except Exception as exc:  # only costs the first visitor some time; the page reports real errors
-            print(f"archlab app: {step.__name__} skipped ({type(exc).__name__}: {exc})", file=sys.stderr,
-                  flush=True)
+def _quietly(step: Callable[[], object]) -> None:
+    try:
+        step()
+    except Exception as exc:  # only costs the first visitor some time; the page reports real errors
+        print(f"archlab app: {step.__name__} skipped ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+
+
+def _prefetch_once_serving(wait_s: float = 120.0) -> None:
+    """``prefetch`` once Streamlit's runtime exists (its caches are the runtime's then, and the
+    server's start-up imports are behind it), or after ``wait_s`` seconds."""
+    from streamlit import runtime
+
+    deadline = time.monotonic() + wait_s
+    while not runtime.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _quietly(prefetch)
 
 
 def main() -> None:
-    threading.Thread(target=_warm_quietly, name="archlab-warm-up", daemon=True).start()
+    """Streamlit's command line, after the warm-up (main thread) and with the prefetch (thread)."""
+    from streamlit.web import bootstrap  # noqa: F401  (the server's own modules, imported here first)
     from streamlit.web.cli import main as streamlit_main
 
+    _quietly(warm_up)  # before any other thread exists: see the module docstring
+    threading.Thread(target=_prefetch_once_serving, name="archlab-prefetch", daemon=True).start()
     streamlit_main(prog_name="streamlit")
 
 
