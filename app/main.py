@@ -1,18 +1,36 @@
 """archlab dashboard: the Streamlit entry script (``archlab app`` runs it).
 
 The storage comes from ``$ARCHLAB_APP_TARGET`` (set by ``archlab app``): a storage URL, an
-SQLite file, a run directory or a runs directory (every ``*/study.db``). The sidebar picks the
-storage and the study; the pages read them from ``archlab.app.ui.context()``.
+SQLite file, a run directory or a runs directory (every ``*/study.db``). The sidebar picks one
+of those storages (a visitor never names a URL or a file) and the study; the pages read them
+from ``archlab.app.ui.context()``. When ``$ARCHLAB_APP_TOKEN`` is set, nothing but a request for
+the access token is shown until the page's URL carries it (``?token=...``).
 """
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
-from archlab.app import cache, sources, ui
-from archlab.search.storage import storage_url
+from archlab.app import access, cache, sources, ui
 
 st.set_page_config(page_title="archlab", page_icon=":material/hub:", layout="wide")
+
+
+def _require_token() -> None:
+    """Stop the script (showing only a request for the token) unless this session has given the
+    server's access token; keep it in the URL so reloads and shared links still work."""
+    expected = os.environ.get(access.ENV_TOKEN)
+    if not expected:
+        return
+    if not st.session_state.get("_archlab_access") and not access.token_ok(
+            st.query_params.get(access.QUERY_KEY), expected):
+        st.error("access token required: open the address `archlab app` printed as it started "
+                 "(it ends in `?token=...`).", icon=":material/lock:")
+        st.stop()
+    st.session_state["_archlab_access"] = True
+    st.query_params[access.QUERY_KEY] = expected
 
 
 def _quiet_optuna() -> None:
@@ -34,18 +52,8 @@ def _sidebar() -> ui.Context:
         elif found:
             src = found[0]
             st.caption(f"Storage: `{src.label}`")
-        with st.expander("Open another storage", expanded=src is None):
-            custom = st.text_input("Storage URL or path", key="custom_url",
-                                   placeholder="sqlite:///runs/x/study.db or postgresql+psycopg2://…").strip()
-        error = None
-        if custom:
-            try:
-                url = storage_url(custom)
-                src = sources.Source(url, custom, sources._run_dir_of(url))
-            except Exception as exc:
-                error = str(exc)
         if src is None:
-            return ui.Context(None, "", None, None, (), error)
+            return ui.Context(None, "", None, None, ())
         try:
             names = cache.study_names(src.url)
         except Exception as exc:
@@ -61,9 +69,10 @@ def _sidebar() -> ui.Context:
             st.session_state["study"] = wanted if wanted in names else sources.default_study(names)
         study = st.selectbox("Study", names, key="study")
         st.query_params["study"] = study
-        return ui.Context(src.url, src.label, src.run_dir, study, tuple(names), error)
+        return ui.Context(src.url, src.label, src.run_dir, study, tuple(names))
 
 
+_require_token()
 ctx = _sidebar()
 st.session_state[ui.CTX_KEY] = ctx
 P = ui.PAGES

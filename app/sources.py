@@ -3,6 +3,8 @@
 No Streamlit here (the caching wrappers live in ``archlab.app.cache``). The app never writes to a
 storage: SQLite files are opened through SQLite's read-only URI mode, PostgreSQL sessions are
 read-only transactions, and Optuna's table creation is skipped, so the schema is never touched.
+The storages are those the server was started with (``$ARCHLAB_APP_TARGET``), or the study
+files found under its runs directory; a visitor chooses among them and never names one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archlab.search.storage import StorageError, open_storage, redact, storage_url
+from archlab.search.storage import open_storage, redact, storage_url
 
 ENV_TARGET = "ARCHLAB_APP_TARGET"
 
@@ -57,69 +59,10 @@ def _run_dir_of(url: str) -> str | None:
 
 
 def open_readonly(url: str) -> Any:
-    """An Optuna storage for ``url`` that cannot write: SQLite in read-only URI mode,
-    PostgreSQL in read-only transactions, other URLs through ``open_storage`` (journal files
-    are only read). Raises ``StorageError`` with a one-line reason."""
-    import optuna
-
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :].split("?", 1)[0])
-        if not path.is_file():
-            raise StorageError(f"storage {url}: no such SQLite file")
-        ro = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
-        if not _has_optuna_tables(path):
-            raise StorageError(f"storage {url}: the file holds no Optuna study tables (not an Optuna "
-                               "storage, or no search has written to it yet)")
-        return _rdb(optuna, ro, url, {"connect_args": {"timeout": 30}})
-    if url.startswith(("postgresql", "postgres")):
-        kwargs = {"connect_args": {"connect_timeout": 10, "options": "-c default_transaction_read_only=on"},
-                  "pool_pre_ping": True}
-        return _rdb(optuna, _pg_driver(url), url, kwargs)
-    return open_storage(url, must_exist=True)
-
-
-def _cached(optuna: Any, rdb: Any) -> Any:
-    """``rdb`` behind Optuna's own trial cache (what ``optuna.load_study(url)`` uses): finished
-    trials are read once, later reads fetch only new and unfinished trials, so a growing study
-    is not re-read from scratch whenever a trial is added."""
-    return optuna.storages.get_storage(rdb)
-
-
-def _has_optuna_tables(path: Path) -> bool:
-    import sqlite3
-
-    try:
-        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='studies'").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return False
-    return bool(rows)
-
-
-def _pg_driver(url: str) -> str:
-    """A bare ``postgresql://`` URL with the psycopg2 driver when psycopg 3 is not installed."""
-    import importlib.util
-
-    scheme, sep, rest = url.partition("://")
-    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
-        return "postgresql+psycopg2" + sep + rest
-    return url
-
-
-def _rdb(optuna: Any, url: str, shown: str, engine_kwargs: dict[str, Any]) -> Any:
-    try:
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
-    except Exception as exc:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
-        while (exc.__cause__ or exc.__context__) is not None:  # the root cause says most
-            exc = exc.__cause__ or exc.__context__
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "no such table" in first or "does not exist" in first:
-            first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"
-        raise StorageError(f"cannot open storage {redact(shown)}: {first}") from None
-    return _cached(optuna, rdb)
+    """The storage of ``url`` opened so that it cannot write, create or migrate
+    (``archlab.search.storage.open_read_only``: SQLite in ``mode=ro``, PostgreSQL in read-only
+    transactions, journal files never appended). Raises ``StorageError`` with a one-line reason."""
+    return open_storage(url, read_only=True)
 
 
 def default_study(names: list[str]) -> str | None:

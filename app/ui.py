@@ -66,8 +66,8 @@ def study_trials(ctx: Context) -> pd.DataFrame | None:
         st.error(ctx.error, icon=":material/error:")
         return None
     if ctx.url is None:
-        st.info("No storage selected. Start the app with `archlab app --storage URL` or `archlab app RUNS_DIR`, "
-                "or enter a storage URL in the sidebar.")
+        st.info("No storage found. Start the app with `archlab app --storage URL` or `archlab app RUNS_DIR` "
+                "(a runs directory: every `*/study.db` in it).")
         return None
     if ctx.study is None:
         st.info(f"The storage **{ctx.label}** holds no studies yet. Run `archlab search EXPERIMENT.py` to create one.")

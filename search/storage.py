@@ -11,12 +11,14 @@ Accepted specs:
   ``study.db``.
 
 Readers (``must_exist=True``) never create a database: a missing SQLite or journal file is an
-error, not a silently created empty study. Optuna is imported inside the functions, so importing
+error, not a silently created empty study. ``read_only=True`` (the dashboard) goes further: the
+connection itself cannot write (see ``open_read_only``). Optuna is imported inside the functions, so importing
 this module stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -70,8 +72,11 @@ def open_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     retry_stale: bool = False,
+    read_only: bool = False,
 ) -> Any:
     """An Optuna storage for ``spec`` (see the module docstring).
+
+    ``read_only``: ``open_read_only(spec)`` (a storage that cannot write, create or migrate).
 
     ``must_exist``: refuse to create a missing SQLite/journal file (readers). For RDB storages
     ``heartbeat_interval``/``grace_period`` (s) turn on Optuna's heartbeat, and ``retry_stale``
@@ -80,6 +85,8 @@ def open_storage(
     """
     import optuna
 
+    if read_only:
+        return open_read_only(spec)
     if isinstance(spec, optuna.storages.BaseStorage):
         return spec
     if not isinstance(spec, (str, Path)):
@@ -113,6 +120,96 @@ def open_storage(
     except Exception as exc:  # sqlalchemy: OperationalError, ArgumentError, NoSuchModuleError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from None
+
+
+def open_read_only(spec: str | Path) -> Any:
+    """An Optuna storage for ``spec`` that cannot write, wrapped in Optuna's trial cache.
+
+    - SQLite file (``sqlite:///FILE``, any driver, or a path): must exist and hold Optuna's
+      tables; every connection is opened by SQLite in ``mode=ro``.
+    - PostgreSQL (psycopg2 or psycopg): every session has ``default_transaction_read_only=on``.
+    - journal file: must exist; appending raises.
+    Tables are never created, versions never stamped or migrated (a write would fail anyway).
+    Other databases are refused. Raises ``StorageError`` with a one-line reason."""
+    import optuna
+
+    if not isinstance(spec, (str, Path)):
+        raise StorageError(f"a read-only storage is opened from a URL or a path, got {type(spec).__name__}")
+    url = storage_url(spec)
+    if url.startswith(JOURNAL_SCHEME):
+        return _read_only_journal(Path(url[len(JOURNAL_SCHEME) :]))
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:
+        raise StorageError(f"storage {redact(url)}: not a database URL") from None
+    backend, _, driver = parsed.drivername.lower().partition("+")
+    kwargs: dict[str, Any]
+    if backend == "sqlite":
+        path = Path(parsed.database or "")
+        if not parsed.database or not path.is_file():
+            raise StorageError(f"storage {redact(url)}: no such SQLite file")
+        if not _sqlite_has_optuna_tables(path):
+            raise StorageError(f"storage {redact(url)}: the file holds no Optuna study tables (not an Optuna "
+                               "storage, or no search has written to it yet)")
+        kwargs = {"creator": lambda: _sqlite_read_only(path)}
+        url = f"sqlite:///{path.resolve()}"  # what readers of the engine's URL see (the creator opens it)
+    elif backend in ("postgresql", "postgres") and driver in ("", "psycopg2", "psycopg"):
+        if not driver:  # SQLAlchemy's default driver is psycopg (3); psycopg2 where only that is installed
+            driver = "psycopg" if importlib.util.find_spec("psycopg") is not None else "psycopg2"
+        url = parsed.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+        kwargs = {"connect_args": {"connect_timeout": 10, "options": "-c default_transaction_read_only=on"},
+                  "pool_pre_ping": True}
+    else:
+        raise StorageError(f"storage {redact(url)}: read-only opening supports SQLite files, PostgreSQL "
+                           "(postgresql+psycopg2:// or postgresql+psycopg://) and journal files")
+    try:
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
+    except Exception as exc:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
+        while (exc.__cause__ or exc.__context__) is not None:  # the root cause says most
+            exc = exc.__cause__ or exc.__context__
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "no such table" in first or "does not exist" in first:
+            first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"
+        raise StorageError(f"cannot open storage {redact(url)}: {first}") from None
+    return optuna.storages.get_storage(rdb)  # Optuna's trial cache: a growing study is read incrementally
+
+
+def _sqlite_read_only(path: Path) -> Any:
+    """A DB-API connection to the SQLite file ``path`` that SQLite itself keeps read-only."""
+    import sqlite3
+    import urllib.parse
+
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+
+
+def _sqlite_has_optuna_tables(path: Path) -> bool:
+    import sqlite3
+
+    try:
+        con = _sqlite_read_only(path)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='studies'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return bool(rows)
+
+
+def _read_only_journal(path: Path) -> Any:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if not path.is_file():
+        raise StorageError(f"storage {JOURNAL_SCHEME}{path}: no such journal file")
+
+    class ReadOnlyJournal(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            raise StorageError(f"storage {JOURNAL_SCHEME}{path} is open read-only")
+
+    return JournalStorage(ReadOnlyJournal(str(path)))
 
 
 def count_trials(storage: Any, study_id: int, states: tuple[Any, ...]) -> int:

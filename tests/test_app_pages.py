@@ -282,9 +282,8 @@ def test_friendly_failures(monkeypatch, tmp_path, store):
         assert not at.exception
         assert "cannot open storage" in at.error[0].value or "no Optuna" in at.error[0].value
         assert "secret" not in at.error[0].value
-    # a URL typed into the sidebar that cannot be opened
-    at = _app(monkeypatch, store)
-    at.text_input(key="custom_url").set_value("sqlite:////no/such/file.db").run()
+    # a storage the server was started with that has gone
+    at = _app(monkeypatch, "sqlite:////no/such/file.db")
     assert not at.exception and "no such SQLite file" in at.error[0].value
 
 

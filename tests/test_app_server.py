@@ -105,3 +105,61 @@ def test_the_app_starts_every_time_beside_a_cpu_hog(tmp_path):
     assert not failed, "\n\n".join(f"launch {i}:\n{log[-2500:]}" for i, log in failed)
     for _ok, _s, log in results:
         assert "partially initialized" not in log and "skipped" not in log, log[-2500:]
+
+
+def test_busy_port_is_one_error_line_before_any_url(tmp_path):
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    make_demo_study(run / "study.db", "demo", 5, seed=1)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        for host in ("127.0.0.1", "localhost", "0.0.0.0"):
+            out = subprocess.run([*_archlab(), "app", str(tmp_path / "runs"), "--host", host, "--port", str(port)],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 2, (host, out.stderr)
+            assert out.stderr.splitlines() == [f"archlab: error: port {port} on {host} is in use (another archlab "
+                                               "app or server?); pick a free one with --port"], out.stderr
+            assert out.stdout == "" and "http://" not in out.stderr
+
+
+def test_check_port_passes_a_free_port_and_names_a_foreign_address():
+    from archlab.cli.app import check_port
+    from archlab.spaces.errors import ArchlabError
+
+    port = _free_port()
+    check_port("127.0.0.1", port)
+    with socket.socket() as s:  # the check released the port again
+        s.bind(("127.0.0.1", port))
+    with pytest.raises(ArchlabError, match="not an address of this machine"):
+        check_port("192.0.2.1", port)  # TEST-NET-1: never this machine's
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True),
+                                                ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False),
+                                                ("192.0.2.1", False), ("no-such-host.invalid", False)])
+def test_loopback_hosts(host, loopback):
+    from archlab.app.access import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+def test_token_only_off_loopback_unless_asked(run_cli, monkeypatch, tmp_path):
+    from archlab.app.access import ENV_TOKEN
+
+    db = tmp_path / "study.db"
+    make_demo_study(db, "demo", 3, seed=1)
+    monkeypatch.delenv(ENV_TOKEN, raising=False)
+    code, out, _ = run_cli("app", str(db), "--print-command")
+    assert code == 0 and ENV_TOKEN not in out
+    tokens = set()
+    for args in (["--host", "0.0.0.0"], ["--host", "0.0.0.0"], ["--token"]):
+        code, out, _ = run_cli("app", str(db), "--print-command", *args)
+        token = next(w for w in out.split() if w.startswith(ENV_TOKEN + "=")).split("=", 1)[1]
+        assert code == 0 and len(token) >= 24
+        tokens.add(token)
+    assert len(tokens) == 3  # a new random token each time
+    monkeypatch.setenv(ENV_TOKEN, "kept-across-restarts")
+    code, out, _ = run_cli("app", str(db), "--print-command", "--host", "0.0.0.0")
+    assert f"{ENV_TOKEN}=kept-across-restarts " in out

@@ -12,8 +12,8 @@ with ui.friendly():
     if ctx.error:
         st.error(ctx.error, icon=":material/error:")
     elif ctx.url is None:
-        st.info("No storage selected. Start the app with `archlab app --storage URL` or `archlab app RUNS_DIR`, "
-                "or enter a storage URL in the sidebar.")
+        st.info("No storage found. Start the app with `archlab app --storage URL` or `archlab app RUNS_DIR` "
+                "(a runs directory: every `*/study.db` in it).")
     elif not ctx.studies:
         st.info(f"The storage **{ctx.label}** holds no studies yet. Run `archlab search EXPERIMENT.py` to create one.")
     else:
