@@ -17,14 +17,12 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest
+from test_app_access import _run  # AppTest of the app on a target, no token
 
 from archlab.app.demo import make_demo_study
 from archlab.search import rdb_read
 from archlab.search.results import load_trials
 from archlab.search.storage import StorageError, open_storage
-
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 def _refused(exc: BaseException, words: str) -> bool:
@@ -210,17 +208,6 @@ def test_read_only_postgres_reads_and_cannot_write():
         optuna.delete_study(study_name=name, storage=url)
 
 
-def _app(monkeypatch, target, query: dict[str, str] | None = None) -> AppTest:
-    monkeypatch.setenv("ARCHLAB_APP_TARGET", str(target))
-    monkeypatch.delenv("ARCHLAB_APP_TOKEN", raising=False)
-    at = AppTest.from_file(MAIN, default_timeout=60)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_visitors_choose_only_among_the_servers_storages(monkeypatch, tmp_path, study_db, listener):
     runs = tmp_path / "runs"
     for name in ("a", "b"):
@@ -229,7 +216,7 @@ def test_visitors_choose_only_among_the_servers_storages(monkeypatch, tmp_path, 
     port = listener.getsockname()[1]
     hostile = {"storage": f"postgresql+psycopg2://u@127.0.0.1:{port}/x", "custom_url": f"sqlite:///{tmp_path}/new.db",
                "url": f"mysql+pymysql://u@127.0.0.1:{port}/x", "source": str(study_db), "study": "demo"}
-    at = _app(monkeypatch, runs, hostile)
+    at = _run(monkeypatch, runs, None, hostile)
     assert not at.text_input and not at.text_area  # nowhere to type a URL or a path
     assert at.selectbox(key="source").options == ["a", "b"]  # the server's runs/*/study.db, nothing else
     assert at.selectbox(key="study").value == "a"
