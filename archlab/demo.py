@@ -57,10 +57,10 @@ def _choose(front: Any) -> Any:
 def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Run every stage into ``out/digits_cnn``; ``log`` receives one line per step."""
     from archlab.experiment import load_experiment
+    from archlab.export import export_trial
     from archlab.predictors import LatencyPredictor, load_measurements
     from archlab.predictors.profiling import ProfileSettings, noise_report, profile
     from archlab.search import hypervolume, load_trials, pareto_front, run_search
-    from archlab.search.export import export_trial
     from archlab.supernets.evaluation import evaluate
     from archlab.supernets.export import load_subnet
 
@@ -115,8 +115,8 @@ def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str],
     pick = _choose(front)
     number = int(pick["number"])
     export_dir = run_dir / "export" / f"trial-{number}"
-    export_trial(storage, study.study_name, number, export_dir)
-    sub = load_subnet(export_dir)
+    export_trial(storage, study.study_name, number, export_dir, exp)
+    sub = load_subnet(export_dir, preprocess=False)  # the task's batches are standardised already
     exported_acc = exp.task.metric_value(exp.task.evaluate(sub))
     log(f"[6/6] exported trial #{number} (accuracy {pick['accuracy']:.1%}, {pick['latency_ms']:.3f} ms) -> {export_dir}")
     log(f"      archlab.load_subnet({str(export_dir)!r}) is a plain nn.Module: validation accuracy "

@@ -11,6 +11,7 @@ training settings, plus the plain-dict settings of the later stages (``profile``
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -43,7 +44,10 @@ class Experiment:
     ``family`` a name in ``archlab.supernets.FAMILIES``; ``task`` an
     ``archlab.supernets.tasks.Task``; ``supernet_args`` extra constructor arguments of the
     family (``sharing`` included); ``train`` a ``TrainConfig`` (or a dict of its fields);
-    ``profile`` / ``search`` plain settings read by those stages.
+    ``profile`` / ``search`` plain settings read by those stages. ``source_file`` and
+    ``source_sha256`` (set by ``load_experiment``) name the Python file the experiment came from
+    and the SHA-256 of its bytes; a search records them so ``archlab export`` can check that
+    it is given the same experiment.
     """
 
     name: str
@@ -55,6 +59,8 @@ class Experiment:
     profile: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
     runs_dir: str | Path = "runs"
+    source_file: str | None = field(default=None, repr=False, compare=False)
+    source_sha256: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from archlab.supernets.families import FAMILIES
@@ -152,20 +158,36 @@ def example_names() -> list[str]:
     return sorted(p.stem for p in EXAMPLES_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load_experiment(spec: str) -> Experiment:
-    """An ``Experiment`` from ``FILE.py[:NAME]`` (its single Experiment, or the one named),
-    or the name of a bundled example (``digits_cnn``, ``char_transformer``)."""
-    from archlab.loading import load_object
-
-    path, sep, name = spec.partition(":")
+def experiment_source(spec: str) -> tuple[Path, str]:
+    """``(file, name)`` of ``FILE.py[:NAME]`` or a bundled example name, without importing
+    anything (``name`` is ``""`` when not given)."""
+    path, _, name = spec.partition(":")
     if not path.endswith(".py") and not Path(path).exists():
         if path in example_names():
-            spec = str(EXAMPLES_DIR / f"{path}.py") + (sep + name if sep else "")
-        else:
-            raise ArchlabError(
-                f"{path}: not a Python file or a bundled example; examples: {', '.join(example_names())}"
-            )
-    return load_object(spec, Experiment, "experiment")
+            return EXAMPLES_DIR / f"{path}.py", name
+        raise ArchlabError(f"{path}: not a Python file or a bundled example; examples: {', '.join(example_names())}")
+    return Path(path), name
 
 
-__all__ = ["Experiment", "example_names", "load_experiment"]
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (the identity of an experiment file)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ArchlabError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def load_experiment(spec: str) -> Experiment:
+    """An ``Experiment`` from ``FILE.py[:NAME]`` (its single Experiment, or the one named),
+    or the name of a bundled example (``digits_cnn``, ``char_transformer``). The result's
+    ``source_file`` / ``source_sha256`` name the file and hash what was imported."""
+    from archlab.loading import load_object
+
+    file, name = experiment_source(spec)
+    digest = file_sha256(file) if file.is_file() else None
+    exp = load_object(str(file) + (f":{name}" if name else ""), Experiment, "experiment")
+    exp.source_file, exp.source_sha256 = str(file.resolve()), digest
+    return exp
+
+
+__all__ = ["Experiment", "example_names", "experiment_source", "file_sha256", "load_experiment"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv and installs torch (the CPU build, as DEVELOPERS.md says) and archlab with its
+# Creates .venv and installs torch (the CPU build) and archlab with its
 # development extras. Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

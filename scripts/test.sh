@@ -6,8 +6,15 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/system-deps.sh
 if [ -z "${ARCHLAB_TEST_POSTGRES_URL:-}" ]; then
+  # a server this script starts is stopped when it ends (tests pass or fail, or Ctrl-C);
+  # one that was already running is left alone
+  if ! bash scripts/postgres.sh status; then
+    trap 'bash scripts/postgres.sh stop || true' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+  fi
   ARCHLAB_TEST_POSTGRES_URL=$(bash scripts/postgres.sh 2>/dev/null || true)
   export ARCHLAB_TEST_POSTGRES_URL
 fi
 export ARCHLAB_PROGRESS=0 PYTHONHASHSEED=0
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"

@@ -169,7 +169,9 @@ def run_search(
         "objectives": [o.to_json() for o in objs],
         "constraints": bounds,
         "experiment": getattr(experiment, "name", None),
-        "experiment_file": experiment_file,
+        "experiment_file": experiment_file,  # informational only: export never imports it
+        "experiment_sha256": getattr(experiment, "source_sha256", None),
+        "space_fingerprint": space.fingerprint,
         "run_dir": str(run_dir.resolve()) if run_dir is not None else None,
         "files": _files(run_dir),
         "sampler": sampler,

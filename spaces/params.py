@@ -16,6 +16,7 @@ import numpy as np
 from .errors import SpaceError
 
 Scalar = int | float | str | bool | None
+_NO_DEFAULT: Any = object()  # Choice(default=...) not given (None is a valid choice value)
 
 
 def _is_number(v: Any) -> bool:
@@ -63,6 +64,10 @@ class Param:
     def high(self) -> Any:
         raise NotImplementedError
 
+    def extreme(self, which: str) -> Any:
+        """The value ``smallest()`` (``"low"``) or ``largest()`` (``"high"``) of a space takes."""
+        return self.low() if which == "low" else self.high()
+
     def allowed(self) -> str:
         """Human-readable description of the allowed values, used in error messages."""
         raise NotImplementedError
@@ -75,12 +80,15 @@ class Choice(Param):
     """One of a fixed set of values.
 
     Numbers form an *ordered* choice (``Choice(64, 128, 192)``); strings, booleans or mixed
-    values form an unordered *categorical* choice (``Choice("relu", "gelu")``).
+    values form an unordered *categorical* choice (``Choice("relu", "gelu")``). A categorical
+    choice has no smallest or largest value: ``space.smallest()`` / ``largest()`` (and so the
+    sandwich rule's extreme subnets) take its ``default``, the first value unless given
+    (``Choice("relu", "gelu", default="gelu")``).
     """
 
     kind = "choice"
 
-    def __init__(self, *values: Scalar) -> None:
+    def __init__(self, *values: Scalar, default: Scalar = _NO_DEFAULT) -> None:
         if len(values) == 1 and isinstance(values[0], (list, tuple)):
             values = tuple(values[0])
         if not values:
@@ -100,6 +108,8 @@ class Choice(Param):
                 raise SpaceError(f"Choice has the value {v!r} twice: {_show(clean)}")
             seen.append(v)
         self._values = clean
+        self._default_given = default is not _NO_DEFAULT
+        self.default = self.validate(default, "default") if self._default_given else clean[0]
 
     def _same(self, a: Any, b: Any) -> bool:
         if self._numeric:
@@ -136,7 +146,8 @@ class Choice(Param):
         if not self._numeric:
             raise SpaceError(
                 f"{what} is not defined for the unordered choice {{{_show(self._values)}}}; "
-                "give the value explicitly"
+                "only numeric choices are ordered (smallest()/largest() use the choice's default, "
+                f"{self.default!r}; set it with Choice(..., default=VALUE))"
             )
 
     def low(self) -> Any:
@@ -147,14 +158,22 @@ class Choice(Param):
         self._require_order("the largest value")
         return max(self._values)
 
+    def extreme(self, which: str) -> Any:
+        """``low()`` / ``high()`` of an ordered choice; ``default`` of a categorical one."""
+        return super().extreme(which) if self._numeric else self.default
+
     def allowed(self) -> str:
         return _show(self._values)
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "choice", "values": list(self._values)}
+        out: dict[str, Any] = {"type": "choice", "values": list(self._values)}
+        if self._default_given:  # only when given, so existing spaces keep their fingerprints
+            out["default"] = self.default
+        return out
 
     def __repr__(self) -> str:
-        return f"Choice({_show(self._values)})"
+        extra = f", default={self.default!r}" if self._default_given else ""
+        return f"Choice({_show(self._values)}{extra})"
 
 
 class IntRange(Param):
@@ -352,7 +371,7 @@ def param_from_json(d: Mapping[str, Any]) -> Param:
     """Inverse of ``Param.to_json``."""
     kind = d.get("type")
     if kind == "choice":
-        return Choice(*d["values"])
+        return Choice(*d["values"], default=d["default"]) if "default" in d else Choice(*d["values"])
     if kind == "int":
         return IntRange(d["low"], d["high"], d.get("step", 1))
     if kind == "float":

@@ -244,11 +244,13 @@ class SearchSpace:
                 yield _order(block, out)
 
     def smallest(self) -> Arch:
-        """Every ordered parameter at its lowest value (depths included)."""
+        """Every ordered parameter at its lowest value (depths included); categorical
+        choices at their ``default`` (the first value unless ``Choice(..., default=V)``)."""
         return Arch(self._extreme(self.params, "low", ""))
 
     def largest(self) -> Arch:
-        """Every ordered parameter at its highest value (depths included)."""
+        """Every ordered parameter at its highest value (depths included); categorical
+        choices at their ``default``."""
         return Arch(self._extreme(self.params, "high", ""))
 
     def _extreme(self, block: Mapping[str, Param], which: str, path: str) -> dict[str, Any]:
@@ -256,7 +258,7 @@ class SearchSpace:
         for k, p in block.items():
             if not isinstance(p, PerLayer):
                 try:
-                    out[k] = p.low() if which == "low" else p.high()
+                    out[k] = p.extreme(which)
                 except SpaceError as exc:
                     raise SpaceError(exc.reason, _join(path, k)) from None
         for k, p in block.items():

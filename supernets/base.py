@@ -90,27 +90,12 @@ def max_value(param: Any, name: str) -> Any:
 
 
 def extreme_arch(space: SearchSpace, which: str = "high") -> Arch:
-    """``space.largest()`` (``which="high"``) or ``space.smallest()`` (``"low"``), except that
-    unordered categorical parameters (e.g. an activation) take their first value instead of
-    raising. The supernet starts with the largest arch."""
+    """``space.largest()`` (``which="high"``) or ``space.smallest()`` (``"low"``), checked;
+    unordered categorical parameters (e.g. an activation) take their ``Choice`` default.
+    The supernet starts with the largest arch."""
     if which not in ("high", "low"):
         raise ArchlabError(f"which: {which!r}; allowed: high, low")
-
-    def walk(block: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, p in block.items():
-            if not isinstance(p, PerLayer):
-                try:
-                    out[k] = p.high() if which == "high" else p.low()
-                except SpaceError:
-                    out[k] = p.values()[0]
-        for k, p in block.items():
-            if isinstance(p, PerLayer):
-                n = p.count if isinstance(p.count, int) else int(out[p.count])
-                out[k] = [walk(p.params) for _ in range(n)]
-        return {k: out[k] for k in block}
-
-    return space.validate(walk(space.params), check_constraints=False)
+    return space.validate(space.largest() if which == "high" else space.smallest(), check_constraints=False)
 
 
 class Supernet(nn.Module):

@@ -1,8 +1,10 @@
 """Save, load and export standalone subnets (the plain modules ``net.extract`` returns).
 
 A subnet directory holds ``model.safetensors`` (the weights; no pickle) and ``config.json``
-(``{"archlab_subnet": 1, "family", "arch", "dims", "meta"}``); ``load_subnet`` rebuilds the
-module from the config alone (no supernet needed) and loads the weights. Optionally
+(``{"archlab_subnet": 1, "family", "arch", "dims", "meta"}``, and ``"preprocessing"``: the
+task's input transform, see ``archlab.supernets.preprocess``); ``load_subnet`` rebuilds the
+module from the config alone (no supernet needed), loads the weights and puts the recorded
+preprocessing in front of it, so it takes raw inputs. Optionally
 ``weights.pt`` (a plain state dict readable with ``torch.load(..., weights_only=True)``).
 ``export_onnx`` writes an ONNX file when ``onnx`` is installed.
 """
@@ -24,6 +26,7 @@ from archlab.spaces.errors import ArchlabError
 from archlab.spaces.io import atomic_open, atomic_write_bytes, atomic_write_json
 
 from .plain import PlainSubnet, build_plain
+from .preprocess import WithPreprocessing, check_preprocessing, make_preprocessor
 
 SUBNET_FORMAT = 1
 WEIGHTS = "model.safetensors"
@@ -41,17 +44,20 @@ def save_subnet(
     out_dir: str | os.PathLike[str],
     meta: Mapping[str, Any] | None = None,
     formats: Iterable[str] = ("safetensors",),
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``module`` (a plain subnet from ``net.extract``) to ``out_dir``; returns the dir.
 
     Files (each written atomically): ``model.safetensors``, ``config.json`` (family, arch,
     dims and ``meta``, a JSON-able dict of your own), and ``weights.pt`` when ``formats``
-    includes ``"pt"``.
+    includes ``"pt"``. ``preprocessing`` (``task.preprocessing()``) is recorded in
+    ``config.json`` so ``load_subnet`` can apply it to raw inputs.
     """
     if not isinstance(module, PlainSubnet):
         raise ArchlabError(
             f"save_subnet: expected a subnet from net.extract(arch) (a PlainSubnet), got {type(module).__name__}"
         )
+    preprocessing = check_preprocessing(preprocessing)
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or "safetensors" not in formats:
@@ -66,6 +72,8 @@ def save_subnet(
         with atomic_open(out / TORCH_WEIGHTS, "wb") as fh:
             torch.save(state, fh)
     config = {"archlab_subnet": SUBNET_FORMAT, **module.subnet_config(), "meta": dict(meta or {})}
+    if preprocessing is not None:
+        config["preprocessing"] = preprocessing
     try:
         json.dumps(config)
     except TypeError as exc:
@@ -91,12 +99,20 @@ def read_subnet_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def load_subnet(out_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> PlainSubnet:
+def load_subnet(out_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
+                preprocess: bool = True) -> nn.Module:
     """Rebuild a saved subnet from ``out_dir`` (no supernet, no pickle); eval mode.
 
     Reads ``model.safetensors`` (or, when absent, ``weights.pt`` with ``weights_only=True``).
     A missing, truncated or mismatching file raises ``ArchlabError``. ``.meta`` holds the
     saved meta dict.
+
+    When ``config.json`` records a tensor preprocessing (e.g. the digits task's
+    standardisation, mean 4.89 / std 6.02 of the training pixels) and ``preprocess`` is true,
+    the result is a ``WithPreprocessing`` module that takes *raw* inputs (pixel values as
+    the data set gives them) and applies it; ``.subnet`` is the bare module.
+    ``preprocess=False`` returns the bare module, which expects inputs already preprocessed
+    the way the task's batches are. Without recorded preprocessing both are the same.
     """
     out = Path(out_dir)
     config = read_subnet_config(out)
@@ -108,6 +124,13 @@ def load_subnet(out_dir: str | os.PathLike[str], device: str | torch.device = "c
         first = str(exc).strip().splitlines()[0]
         raise ArchlabError(f"{out}: weights do not match config.json ({first})") from None
     module.meta = config.get("meta", {})  # type: ignore[assignment]
+    spec = config.get("preprocessing")
+    try:
+        pre = make_preprocessor(spec) if preprocess else None
+    except ArchlabError as exc:
+        raise ArchlabError(f"{out / CONFIG}: {exc}") from None
+    if pre is not None:
+        return WithPreprocessing(module, pre, spec).to(device).eval()
     return module.to(device).eval()
 
 

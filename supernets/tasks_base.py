@@ -74,6 +74,12 @@ class Task:
         """JSON-able description of the task (kind and its arguments)."""
         return {"kind": self.kind}
 
+    def preprocessing(self) -> dict[str, Any] | None:
+        """JSON description of what the task does to raw inputs before a model sees them
+        (recorded by export, applied by ``load_subnet``; kinds in
+        ``archlab.supernets.preprocess.PREPROCESSORS``), or ``None`` for none."""
+        return None
+
     # losses -----------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over every prediction (tokens or images)."""

@@ -104,6 +104,10 @@ class CharLMTask(Task):
         return {"kind": self.kind, "path": None if self.path is None else str(self.path),
                 "context": self.context, "val_fraction": self.val_fraction, "vocab_size": self.vocab_size}
 
+    def preprocessing(self) -> dict[str, Any]:
+        """``char_vocab``: character ``i`` of ``vocab`` is token ``i`` (models take token ids)."""
+        return {"kind": "char_vocab", "vocab": self.vocab}
+
     def encode(self, text: str) -> torch.Tensor:
         """Token ids of ``text`` (characters outside the vocabulary are an error)."""
         missing = sorted({c for c in text if c not in self.stoi})

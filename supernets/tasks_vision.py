@@ -50,6 +50,7 @@ class ImageTask(Task):
         if self.flatten:
             x = x.flatten(1)
         self.mean, self.std = float(mean), float(std)
+        self.input_scale = 1.0  # raw value -> the value standardised (MNIST: 1/255)
         self.num_classes = int(y.max()) + 1
         self.in_channels, self.image_size = int(images.shape[1] if images.ndim == 4 else 1), int(images.shape[-1])
         self._x = {"train": x[train_idx].contiguous(), "val": x[val_idx].contiguous()}
@@ -63,6 +64,12 @@ class ImageTask(Task):
         return {"kind": self.kind, "source": self.source, "val_fraction": self.val_fraction, "seed": self.seed,
                 "flatten": self.flatten, "num_classes": self.num_classes,
                 "n_train": self.num_examples("train"), "n_val": self.num_examples("val")}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """``standardize``: raw pixels ``x`` -> ``(x * scale - mean) / std`` with the training
+        split's mean and std, shaped ``(N, C, H, W)``."""
+        return {"kind": "standardize", "scale": self.input_scale, "mean": self.mean, "std": self.std,
+                "shape": [self.in_channels, self.image_size, self.image_size]}
 
     def num_examples(self, split: str) -> int:
         return len(self._y[check_split(split)])
@@ -158,3 +165,4 @@ class MNISTTask(ImageTask):
         super().__init__(images, np.concatenate(ys), val_fraction=val_fraction, seed=seed, flatten=flatten,
                          source=str(root))
         self.num_classes = max(self.num_classes, 10)
+        self.input_scale = 1.0 / 255.0  # the IDX bytes were divided by 255 before standardising

@@ -164,6 +164,7 @@ def test_selected_trial_opens_in_detail(monkeypatch, store):
     # export command and JSON download
     code = at.code[0].value
     assert code.startswith(f"archlab export {store} demo {number} ")
+    assert code.endswith(" --experiment EXPERIMENT.py")  # the user names the experiment, never the study
     assert at.get("download_button")
     # predicted vs measured latency is shown (both metrics exist in the demo study)
     assert any(m.label == "measured" for m in at.metric)

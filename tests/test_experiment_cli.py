@@ -72,7 +72,7 @@ def test_train_resume_and_extract_on_the_command_line(tmp_path, run_cli):
     assert code == 0, err
     from archlab.supernets.export import load_subnet
 
-    sub = load_subnet(tmp_path / "sub")
+    sub = load_subnet(tmp_path / "sub", preprocess=False)  # x below is the task's standardised input
     net.set_arch(arch)
     net.eval()
     x = exp.task.eval_batches("val", 1)[0][0].flatten(1)

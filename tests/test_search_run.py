@@ -279,9 +279,9 @@ def test_cli_export_bad_trial(tmp_path, run_cli):
     exp = _experiment(tmp_path, {"sampler": "random", "seed": 0})
     assert run_cli("search", exp, "--trials", "2")[0] == 0
     db = str(tmp_path / "runs" / "cli" / "study.db")
-    code, _, err = run_cli("export", db, "cli", "7", str(tmp_path / "out"))
+    code, _, err = run_cli("export", db, "cli", "7", str(tmp_path / "out"), "--experiment", exp)
     assert code == 2 and "has no trial 7" in err
-    code, _, err = run_cli("export", db, "nope", "0", str(tmp_path / "out"))
+    code, _, err = run_cli("export", db, "nope", "0", str(tmp_path / "out"), "--experiment", exp)
     assert code == 2 and "no study named 'nope'" in err
     assert json.loads(load_trials(db, "cli")["arch"].iloc[0])
 
@@ -299,9 +299,9 @@ def test_cli_export_writes_the_trained_subnet(tmp_path, run_cli):
     assert run_cli("search", spec, "--trials", "3")[0] == 0
     db = str(tmp_path / "runs" / "cli" / "study.db")
     df = load_trials(db, "cli")
-    code, _out, err = run_cli("export", db, "cli", "1", str(tmp_path / "out"))
+    code, _out, err = run_cli("export", db, "cli", "1", str(tmp_path / "out"), "--experiment", spec)
     assert code == 0, err
-    sub = load_subnet(tmp_path / "out")
+    sub = load_subnet(tmp_path / "out", preprocess=False)  # x below is preprocessed already
     net = exp.load_supernet()
     arch = exp.space.validate(df.loc[1, "arch"])
     x = net.example_input(4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -20,6 +21,13 @@ def _arch(row: pd.Series) -> dict:
     if isinstance(text, str) and text:
         return json.loads(text)
     return {c.removeprefix("arch."): v for c, v in row.items() if c.startswith("arch.") and pd.notna(v)}
+
+
+def _bundled_examples() -> set[str]:
+    """Names of the example experiments shipped with archlab (read from the folder; nothing imported)."""
+    import archlab.examples
+
+    return {p.stem for p in Path(archlab.examples.__file__).parent.glob("*.py") if not p.stem.startswith("_")}
 
 
 def _page() -> None:
@@ -110,8 +118,18 @@ def _page() -> None:
     url = ctx.url or ""
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///"):]
-    cmd = f"archlab export {shlex.quote(url)} {shlex.quote(ctx.study)} {number} {shlex.quote(f'exported/{ctx.study}-trial{number}')}"
+    # the experiment is the user's to give: a study (data) never names code to run, so only a
+    # bundled example's name is filled in; any other recorded file is shown as text to compare
+    recorded = str((df.attrs.get("archlab") or {}).get("experiment_file") or "")
+    bundled = recorded if recorded.isidentifier() and recorded in _bundled_examples() else None
+    cmd = (f"archlab export {shlex.quote(url)} {shlex.quote(ctx.study)} {number} "
+           f"{shlex.quote(f'exported/{ctx.study}-trial{number}')} --experiment {bundled or 'EXPERIMENT.py'}")
     st.code(cmd, language="bash")
+    if not bundled:
+        st.caption("Replace EXPERIMENT.py with the experiment file the search ran; export checks its hash and "
+                   "space against the study." + (" The study says it ran:" if recorded else ""))
+        if recorded:
+            st.text(recorded)
     arch_json = json.dumps(arch, indent=2, sort_keys=True)
     st.download_button("Download architecture JSON", arch_json, file_name=f"{ctx.study}-trial{number}.json",
                        mime="application/json", icon=":material/download:")

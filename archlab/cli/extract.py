@@ -28,7 +28,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     metrics = exp.task.evaluate(sub) if adapt is None else exp.task.score(sub, exp.task.eval_batches(), adapt)
     meta = {"experiment": exp.name, "space": exp.space.name, "space_fingerprint": exp.space.fingerprint,
             "sharing": net.sharing, "task": exp.task.config(), "metrics": metrics}
-    out = save_subnet(sub, args.out_dir, meta, formats=("safetensors", "pt"))
+    out = save_subnet(sub, args.out_dir, meta, formats=("safetensors", "pt"), preprocessing=exp.task.preprocessing())
     extra = ""
     if importlib.util.find_spec("onnx") is not None and not args.no_onnx:
         example = net.example_input(1).to("cpu")
