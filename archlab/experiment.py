@@ -139,15 +139,16 @@ class Experiment:
         return load_weights(folder, net)
 
     def train_supernet(self, steps: int | None = None, sharing: str | None = None,
-                       run_dir: str | Path | None = None, **overrides: Any) -> Any:
+                       run_dir: str | Path | None = None, force_config: bool = False, **overrides: Any) -> Any:
         """Train (or resume) the supernet into ``supernet_dir(sharing)``; ``steps`` and other
-        ``TrainConfig`` fields override ``self.train``. Returns the ``TrainResult``."""
+        ``TrainConfig`` fields override ``self.train``; ``force_config`` resumes a checkpoint
+        trained with other settings. Returns the ``TrainResult``."""
         from archlab.supernets.training import train
 
         cfg = self.train.replace(**({"steps": steps} if steps is not None else {}), **overrides)
         folder = self.supernet_dir(sharing) if run_dir is None else Path(run_dir) / self.supernet_dir(sharing).name
         net = self.build_supernet(sharing)
-        return train(net, self.task, cfg, folder)
+        return train(net, self.task, cfg, folder, force_config=force_config)
 
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"

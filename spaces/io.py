@@ -35,9 +35,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # e.g. ENOSPC from write(): say which file, and that the old one is intact
+            raise OSError(exc.errno, f"cannot write {target}: {exc.strerror or exc}; "
+                                     "the previous file (if any) is kept") from exc
         raise
 
 

@@ -18,6 +18,14 @@ from .errors import SpaceError
 Scalar = int | float | str | bool | None
 _NO_DEFAULT: Any = object()  # Choice(default=...) not given (None is a valid choice value)
 
+# Documented limits that keep every space countable, encodable and printable in bounded time
+# and memory: a repeat count (``PerLayer``) of at most MAX_LAYERS blocks, at most MAX_BLOCKS
+# blocks in one architecture (nested ``PerLayer`` multiply), and integer bounds within
+# +-MAX_INT (exact in float64, the type architectures are encoded in).
+MAX_LAYERS = 1000
+MAX_BLOCKS = 100_000
+MAX_INT = 2**53
+
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
@@ -57,6 +65,10 @@ class Param:
     def values(self) -> tuple[Any, ...]:
         """Every allowed value, in order (discrete parameters only)."""
         raise NotImplementedError
+
+    def n_values(self) -> int:
+        """How many values ``values()`` has, without building them."""
+        return len(self.values())
 
     def low(self) -> Any:
         raise NotImplementedError
@@ -101,6 +113,7 @@ class Choice(Param):
                 )
             if isinstance(v, float) and not math.isfinite(v):
                 raise SpaceError(f"Choice value {v!r} is not finite")
+
         self._numeric = all(_is_number(v) for v in clean)
         seen: list[Any] = []
         for v in clean:
@@ -215,6 +228,9 @@ class IntRange(Param):
     def values(self) -> tuple[int, ...]:
         return tuple(range(self._low, self._high + 1, self.step))
 
+    def n_values(self) -> int:
+        return (self._high - self._low) // self.step + 1
+
     def low(self) -> int:
         return self._low
 
@@ -301,6 +317,7 @@ class PerLayer(Param):
             raise SpaceError(f"PerLayer count must be an int or a parameter name, got {count!r}")
         if isinstance(count, int) and count < 0:
             raise SpaceError(f"PerLayer count must be >= 0, got {count}")
+
         self.count = count
         self.params: dict[str, Param] = check_block(params)
 
@@ -337,6 +354,7 @@ def check_block(params: Mapping[str, Any]) -> dict[str, Param]:
                 f"{p!r} is not a parameter; use Choice, IntRange, FloatRange or PerLayer", name
             )
         out[name] = p
+        _check_limits(name, p)
     for name, p in out.items():
         if isinstance(p, PerLayer) and isinstance(p.count, str):
             ref = out.get(p.count)
@@ -351,7 +369,41 @@ def check_block(params: Mapping[str, Any]) -> dict[str, Param]:
                 raise SpaceError(f"count {p.count!r} must name an integer parameter, but it is {ref!r}", name)
             if ref.low() < 0:
                 raise SpaceError(f"count {p.count!r} may be negative ({ref!r}); depths must be >= 0", name)
+            if ref.high() > MAX_LAYERS:
+                raise SpaceError(f"count {p.count!r} may be {ref.high():,}, above the limit of {MAX_LAYERS} layers",
+                                 name)
+    if max_blocks(out) > MAX_BLOCKS:
+        raise SpaceError(f"an architecture may hold {max_blocks(out):,} blocks (nested PerLayer counts "
+                         f"multiply), above the limit of {MAX_BLOCKS:,}")
     return out
+
+
+def _check_limits(name: str, p: Param) -> None:
+    """Refuse values beyond the documented limits (MAX_LAYERS, MAX_INT), naming the field."""
+    if isinstance(p, PerLayer) and isinstance(p.count, int) and p.count > MAX_LAYERS:
+        raise SpaceError(f"PerLayer count {_big(p.count)} is above the limit of {MAX_LAYERS} layers", name)
+    if isinstance(p, IntRange):
+        for which, v in (("low", p.low()), ("high", p.high())):
+            if abs(v) > MAX_INT:
+                raise SpaceError(f"IntRange {which}={_big(v)} is beyond the limit of +-2**53 for integers", name)
+    if isinstance(p, Choice):
+        for v in p.values():
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+                raise SpaceError(f"Choice value {_big(v)} is beyond the limit of +-2**53 for integers", name)
+
+
+def max_blocks(block: Mapping[str, Param]) -> int:
+    """The most repeated blocks one architecture of ``block`` can hold (nested ones included)."""
+    total = 0
+    for name, p in block.items():
+        if isinstance(p, PerLayer):
+            total += max_count(block, name) * (1 + max_blocks(p.params))
+    return total
+
+
+def _big(v: int) -> str:
+    """An integer as text, or its size when Python would refuse to print it (> 4300 digits)."""
+    return str(v) if abs(v) < 10**30 else f"<an integer of about {int(v.bit_length() * 0.30103) + 1} digits>"
 
 
 def count_values(block: Mapping[str, Param], name: str) -> tuple[int, ...]:
@@ -364,29 +416,50 @@ def count_values(block: Mapping[str, Param], name: str) -> tuple[int, ...]:
 
 
 def max_count(block: Mapping[str, Param], name: str) -> int:
-    return max(count_values(block, name))
+    p = block[name]
+    assert isinstance(p, PerLayer)
+    return p.count if isinstance(p.count, int) else int(block[p.count].high())
 
 
-def param_from_json(d: Mapping[str, Any]) -> Param:
-    """Inverse of ``Param.to_json``."""
+def param_from_json(d: Mapping[str, Any], where: str = "") -> Param:
+    """Inverse of ``Param.to_json``; malformed entries raise ``SpaceError`` naming the field."""
+    if not isinstance(d, Mapping):
+        raise SpaceError(f"expected a parameter object, got {type(d).__name__}", where)
     kind = d.get("type")
-    if kind == "choice":
-        return Choice(*d["values"], default=d["default"]) if "default" in d else Choice(*d["values"])
-    if kind == "int":
-        return IntRange(d["low"], d["high"], d.get("step", 1))
-    if kind == "float":
-        return FloatRange(d["low"], d["high"], d.get("log", False))
-    if kind == "per_layer":
-        return PerLayer(d["count"], **block_from_json(d.get("params", [])))
-    raise SpaceError(f"unknown parameter type {kind!r}; allowed: choice, int, float, per_layer")
+    fields = {"choice": ("values",), "int": ("low", "high"), "float": ("low", "high"), "per_layer": ("count",)}
+    if kind not in fields:
+        raise SpaceError(f"unknown parameter type {kind!r}; allowed: choice, int, float, per_layer", where)
+    for f in fields[kind]:
+        if f not in d:
+            raise SpaceError(f"missing {f!r} of a {kind} parameter", where)
+    try:
+        if kind == "choice":
+            if not isinstance(d["values"], list):
+                raise SpaceError(f"'values' must be a list, got {type(d['values']).__name__}")
+            if "default" in d:
+                return Choice(*d["values"], default=d["default"])
+            return Choice(*d["values"])
+        if kind == "int":
+            return IntRange(d["low"], d["high"], d.get("step", 1))
+        if kind == "float":
+            return FloatRange(d["low"], d["high"], d.get("log", False))
+        return PerLayer(d["count"], **block_from_json(d.get("params", []), where))
+    except SpaceError as exc:
+        if exc.path or not where:
+            raise
+        raise SpaceError(exc.reason, where) from None
 
 
-def block_from_json(items: Any) -> dict[str, Param]:
+def block_from_json(items: Any, where: str = "") -> dict[str, Param]:
     """Parameters of a block from their JSON list, refusing duplicate names."""
+    if not isinstance(items, list):
+        raise SpaceError(f"expected a list of parameters, got {type(items).__name__}", where)
     out: dict[str, Param] = {}
-    for item in items:
-        name = item.get("name")
+    for i, item in enumerate(items):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str):
+            raise SpaceError("every parameter needs a string 'name'", f"{where}.params[{i}]" if where else f"params[{i}]")
         if name in out:
-            raise SpaceError(f"duplicate parameter name {name!r}")
-        out[name] = param_from_json(item)
-    return out
+            raise SpaceError(f"duplicate parameter name {name!r}", where)
+        out[name] = param_from_json(item, f"{where}.{name}" if where else name)
+    return check_block(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -205,7 +206,7 @@ class SearchSpace:
             if not p.is_discrete and not isinstance(p, PerLayer):
                 raise SpaceError("is continuous, so the space has no finite size", _join(path, k))
             if not isinstance(p, PerLayer) and k not in refs:
-                total *= len(p.values())
+                total *= p.n_values()
         for k, p in block.items():
             if isinstance(p, PerLayer) and isinstance(p.count, int):
                 total *= self._block_size(p.params, _join(path, k)) ** p.count
@@ -215,7 +216,9 @@ class SearchSpace:
                 for k, p in block.items()
                 if isinstance(p, PerLayer) and p.count == ref
             ]
-            total *= sum(int(np.prod([s**n for s in inner], dtype=object)) for n in block[ref].values())
+            # sum over the depths n of prod(inner sizes ** n): exact integers, depths <= MAX_LAYERS
+            per_depth = math.prod(inner)
+            total *= sum(per_depth**n for n in block[ref].values())
         return total
 
     def enumerate(self, limit: int = 100_000) -> Iterator[Arch]:
@@ -351,11 +354,13 @@ class SearchSpace:
         """Rebuild a space from ``to_json``; pass ``constraints`` to re-attach them."""
         try:
             data = json.loads(text) if isinstance(text, str) else dict(text)
-        except json.JSONDecodeError as exc:
-            raise SpaceError(f"search space is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, deep nesting
+            raise SpaceError(f"search space is not valid JSON: {' '.join(str(exc).split())[:120]}") from None
         if not isinstance(data, dict) or data.get("archlab_space") != SPACE_FORMAT:
             raise SpaceError(f"not an archlab search space (format {SPACE_FORMAT} expected)")
-        return cls(data["name"], constraints=constraints, **block_from_json(data["params"]))
+        if "params" not in data:
+            raise SpaceError("search space JSON has no 'params'")
+        return cls(data.get("name"), constraints=constraints, **block_from_json(data["params"]))
 
     @property
     def fingerprint(self) -> str:

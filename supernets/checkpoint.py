@@ -28,6 +28,10 @@ class CheckpointError(ArchlabError):
     """A checkpoint is unreadable, truncated, or belongs to another model."""
 
 
+class NonFiniteError(CheckpointError):
+    """A state about to be saved holds NaN or inf tensors."""
+
+
 def rng_state() -> dict[str, Any]:
     """The global RNG states: torch CPU (and CUDA), numpy's legacy global and Python's."""
     np_state = np.random.get_state()
@@ -52,8 +56,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def check_finite(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise ``NonFiniteError`` when a model or optimizer tensor of ``payload`` holds NaN/inf."""
+    from .runguard import first_non_finite
+
+    for part in ("model", "optimizer"):
+        bad = first_non_finite(payload.get(part, {}))
+        if bad is not None:
+            raise NonFiniteError(f"{path}: not written: {part} tensor {bad} holds NaN or inf "
+                                 "(training diverged); the previous checkpoint is kept")
+
+
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Write ``payload`` (model/optimizer/... states, ``net_config``, ``step``) atomically."""
+    """Write ``payload`` (model/optimizer/... states, ``net_config``, ``step``) atomically.
+
+    A payload whose model or optimizer tensors hold NaN/inf is refused (``NonFiniteError``)
+    before anything is written, so it never replaces a good checkpoint."""
+    check_finite(payload, path)
     body = dict(payload)
     body["format"], body["version"] = FORMAT, VERSION
     body["net_config"] = json.dumps(body["net_config"], sort_keys=True)
@@ -113,6 +132,11 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
 def load_model_state(net: torch.nn.Module, body: dict[str, Any], where: str) -> None:
     """Check ``body['net_config']`` against ``net.config()`` and load the weights."""
     check_compatible(body["net_config"], net.config(), where)
+    from .runguard import first_non_finite
+
+    bad = first_non_finite(body["model"])
+    if bad is not None:
+        raise CheckpointError(f"{where}: model tensor {bad} holds NaN or inf; this checkpoint cannot be used")
     try:
         net.load_state_dict(body["model"])
     except RuntimeError as exc:

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from archlab.spaces.errors import ArchlabError
 
 DEVICES = ("auto", "cpu", "cuda")
+MAX_BATCH_SIZE = 2**20  # examples per step and process; more is a typo, not a batch
+MAX_STEPS = 10**12
 
 
 class ConfigError(ArchlabError):
     """A ``TrainConfig`` field has a bad value (the message names the field)."""
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, or a size for integers too long to print (Python refuses > 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return repr(value)
+
+
 def _fail(name: str, why: str, value: Any) -> None:
-    raise ConfigError(f"TrainConfig.{name}: {why}, got {value!r}")
+    raise ConfigError(f"TrainConfig.{name}: {why}, got {_shown(value)}")
 
 
-def _int(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        _fail(name, f"must be an integer >= {low}", value)
+def _int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        _fail(name, f"must be an integer >= {low}" + (f" and <= {high:,}" if high is not None else ""), value)
 
 
 def _float(name: str, value: Any, low: float, high: float | None = None) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
+    if ok and isinstance(value, int) and abs(value) > 10**300:
+        _fail(name, "must be a finite number of sensible size", value)
     if ok and high is not None:
         ok = value <= high
     if not ok:
@@ -48,7 +60,9 @@ class TrainConfig:
     ``num_threads`` CPU threads torch uses during ``train`` only (None: leave as is; 1 is much
     faster for small models on a busy machine), restored afterwards; ``moe_aux_coef`` weight
     of the mixture-of-experts load-balancing loss added to every subnet's loss (only for nets
-    with token-routed MoE layers, ``archlab.supernets.moe``; 0: off).
+    with token-routed MoE layers, ``archlab.supernets.moe``; 0: off); ``max_nonfinite_steps``
+    consecutive steps whose gradients hold NaN/inf are skipped (not applied, counted and
+    logged as ``skipped_steps``) before the run stops with an error (0: stop at the first).
     """
 
     steps: int = 1000
@@ -72,13 +86,18 @@ class TrainConfig:
     amp: bool | None = None
     num_threads: int | None = None
     moe_aux_coef: float = 0.01
+    max_nonfinite_steps: int = 10
 
     def __post_init__(self) -> None:
         from .optim import OPTIMIZERS, SCHEDULES
         from .strategies import STRATEGIES
 
-        _int("steps", self.steps, 1)
-        _int("batch_size", self.batch_size, 1)
+        _int("steps", self.steps, 1, MAX_STEPS)
+        _int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        for name in ("lr", "weight_decay", "momentum", "min_lr_ratio", "moe_aux_coef", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, float) and not math.isfinite(v):
+                _fail(name, "must be a finite number", v)
         _float("lr", self.lr, 0.0)
         if self.lr <= 0:
             _fail("lr", "must be > 0", self.lr)
@@ -89,7 +108,8 @@ class TrainConfig:
         _int("checkpoint_every", self.checkpoint_every, 0)
         _int("eval_every", self.eval_every, 0)
         _int("log_every", self.log_every, 0)
-        _int("seed", self.seed, 0)
+        _int("seed", self.seed, 0, 2**63 - 1)
+        _int("max_nonfinite_steps", self.max_nonfinite_steps, 0)
         if self.eval_batches is not None:
             _int("eval_batches", self.eval_batches, 1)
         if self.grad_clip is not None:

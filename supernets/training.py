@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -31,6 +32,7 @@ from archlab.spaces.io import atomic_write_bytes, atomic_write_json, atomic_writ
 
 from . import checkpoint as ckpt
 from . import distributed as dist_util
+from . import runguard
 from .evaluation import evaluate, evaluate_many
 from .optim import clip_gradients, make_optimizer, make_scheduler
 from .strategies import make_strategy
@@ -41,6 +43,8 @@ CKPT_NAME = "ckpt.pt"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
+
+_LOG = logging.getLogger("archlab.train")
 
 StepCallback = Callable[[int, list[Arch], dict[str, float]], None]
 
@@ -151,6 +155,9 @@ def save_weights(net: nn.Module, out_dir: str | os.PathLike[str], meta: Mapping[
 
     out = Path(out_dir)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    bad = runguard.first_non_finite(tensors)
+    if bad is not None:
+        raise ckpt.NonFiniteError(f"{out / WEIGHTS_NAME}: not written: tensor {bad} holds NaN or inf")
     atomic_write_bytes(out / WEIGHTS_NAME, save(tensors))
     atomic_write_json(out / CONFIG_NAME, {"net": net.config(), **dict(meta or {})})
 
@@ -192,7 +199,7 @@ def load_weights(out_dir: str | os.PathLike[str], net: nn.Module | None = None) 
 
 def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
           out_dir: str | os.PathLike[str] | None = None, *, resume: bool = True,
-          on_step: StepCallback | None = None) -> TrainResult:
+          on_step: StepCallback | None = None, force_config: bool = False) -> TrainResult:
     """Train supernet ``net`` on ``task``; see the module docstring.
 
     ``out_dir`` (None: no files) receives ``ckpt.pt``, ``metrics.jsonl``,
@@ -201,6 +208,11 @@ def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
     ``torchrun`` training is data-parallel (DDP); only rank 0 writes. ``on_step(step, archs,
     logged)`` is called after every step on every rank. ``net`` ends on the chosen device with
     the trained weights.
+
+    The writing process holds a lock on ``out_dir`` (``runguard.RunLock``): a second trainer
+    there fails at once with ``RunLockedError``. A checkpoint trained with other settings is
+    refused (``ConfigMismatchError``) unless ``force_config``. A step whose gradients hold
+    NaN/inf is skipped (see ``TrainConfig.max_nonfinite_steps``).
     """
     cfg = config or TrainConfig()
     if not isinstance(cfg, TrainConfig):
@@ -215,8 +227,12 @@ def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     info = dist_util.setup(device.type)
+    lock = runguard.RunLock(out_dir) if out_dir is not None and info.is_main else None
     try:
+        if lock is not None:
+            lock.acquire()
         trainer = _Trainer(net, task, cfg, out_dir, device, info, on_step)
+        trainer.force_config = force_config
         try:
             return trainer.run(resume)
         finally:
@@ -224,6 +240,8 @@ def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
             if release is not None:
                 release()  # the returned net serves ordinary slices (ordinary .grad) again
     finally:
+        if lock is not None:
+            lock.release()
         dist_util.teardown(info)
         torch.set_num_threads(threads)
 
@@ -242,6 +260,9 @@ class _Trainer:
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.adapt = input_adapter(net)
         self.model: nn.Module = net
+        self.force_config = False
+        self.skipped = 0  # steps skipped for non-finite gradients, in all
+        self.bad_run = 0  # consecutive ones up to the last step
         if info.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -258,6 +279,9 @@ class _Trainer:
             return 0
         body = ckpt.read_checkpoint(path)
         ckpt.load_model_state(self.net, body, str(path))
+        if not self.force_config and isinstance(body.get("train_config"), str):
+            runguard.check_resume_config(json.loads(body["train_config"]), self.cfg.to_dict(), str(path))
+        self.skipped = int(body.get("skipped_steps", 0))
         self.optimizer.load_state_dict(body["optimizer"])
         self.scheduler.load_state_dict(body["scheduler"])
         if self.scaler is not None and body.get("scaler"):
@@ -282,6 +306,7 @@ class _Trainer:
             "step": step,
             "rng": ckpt.rng_state(),
             "train_config": json.dumps(self.cfg.to_dict()),
+            "skipped_steps": self.skipped,
         })
 
     # evaluation -------------------------------------------------------------------
@@ -361,6 +386,20 @@ class _Trainer:
             _log(metrics_path, {"step": step, "eval": result})
         return result
 
+    def _skip(self, step: int, logged: dict[str, float]) -> None:
+        """Drop this step's gradients (NaN/inf): no update; stop after too many in a row."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
+        self.bad_run += 1
+        if self.info.is_main:
+            _LOG.warning("archlab: step %d: gradient norm is %s; step skipped (%d in a row, %d in all)",
+                         step + 1, logged["grad_norm"], self.bad_run, self.skipped)
+        if self.bad_run > self.cfg.max_nonfinite_steps:
+            raise ArchlabError(
+                f"training diverged: {self.bad_run} consecutive steps with NaN/inf gradients (up to step "
+                f"{step + 1}; TrainConfig.max_nonfinite_steps={self.cfg.max_nonfinite_steps}); the last "
+                "checkpoint is kept; lower TrainConfig.lr or check the data")
+
     def _one_step(self, step: int) -> tuple[dict[str, float], list[Arch]]:
         cfg, info = self.cfg, self.info
         archs = self.strategy.archs(np.random.default_rng(step_seed(cfg.seed, step, 1)))
@@ -379,11 +418,15 @@ class _Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip, self.optimizer)
-        if self.scaler is not None:
+        if self.scaler is None and not math.isfinite(logged["grad_norm"]):
+            self._skip(step, logged)  # (a GradScaler skips such steps itself)
+        elif self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
+            self.bad_run = 0
+        logged["skipped_steps"] = self.skipped
         self.scheduler.step()
         if not math.isfinite(logged["loss"]):  # pragma: no cover - caught in backward
             raise ArchlabError(f"training diverged at step {step + 1}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,11 @@ def _size_text(space: SearchSpace) -> str:
         n = space.size
     except SpaceError as exc:
         return f"infinite ({exc})"
-    return f"{n:,}" if n < 10**15 else f"{n:,} (~{float(n):.3e})"
+    if n < 10**15:
+        return f"{n:,}"
+    digits = math.log10(n)  # exact integers of any size; all digits only while they fit a line
+    approx = f"~{10 ** (digits % 1):.3f}e+{int(digits)}"
+    return f"{n:,} ({approx})" if digits < 60 else f"{approx} ({int(digits) + 1} digits)"
 
 
 def _extreme(space: SearchSpace, which: str) -> str:

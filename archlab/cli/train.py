@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None:
         overrides["num_threads"] = args.threads
     run_dir = Path(args.out) if args.out else None
-    result = exp.train_supernet(sharing=args.sharing, run_dir=run_dir, **overrides)
+    result = exp.train_supernet(sharing=args.sharing, run_dir=run_dir, force_config=args.force_config, **overrides)
     folder = result.out_dir
     parts = [f"trained {exp.name} ({exp.family}, sharing {args.sharing or exp.sharing}) to step {result.steps}"]
     if result.resumed_from:
@@ -40,4 +40,6 @@ def register(sub: Any) -> None:
                    help="weight-sharing mode (entangled, mos-layer, mos-neuron); default: the experiment's")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the experiment's)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads during training (default: torch's)")
+    p.add_argument("--force-config", action="store_true", dest="force_config",
+                   help="resume a checkpoint trained with other settings (default: refuse, naming the fields)")
     p.set_defaults(func=cmd_train)
