@@ -137,7 +137,7 @@ class Choice(Param):
             for v in self._values:
                 if type(v) is type(value) and v == value:
                     return v
-        raise SpaceError(f"{value!r} is not allowed; allowed: {self.allowed()}", path)
+        raise SpaceError(f"{_short(value)} is not allowed; allowed: {self.allowed()}", path)
 
     def sample(self, rng: np.random.Generator) -> Any:
         return self._values[int(rng.integers(len(self._values)))]
@@ -197,9 +197,9 @@ class IntRange(Param):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise SpaceError(f"{value!r} is not an integer; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_short(value)} is not an integer; allowed: {self.allowed()}", path)
         if not (self._low <= value <= self._high) or (value - self._low) % self.step:
-            raise SpaceError(f"{value} is out of range; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_big(value)} is out of range; allowed: {self.allowed()}", path)
         return value
 
     def sample(self, rng: np.random.Generator) -> int:
@@ -252,11 +252,13 @@ class FloatRange(Param):
 
     def validate(self, value: Any, path: str) -> float:
         value = _to_python(value)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**300:
+            raise SpaceError(f"{_big(value)} is out of range; allowed: {self.allowed()}", path)
         if not _is_number(value) or not math.isfinite(float(value)):
-            raise SpaceError(f"{value!r} is not a finite number; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_short(value)} is not a finite number; allowed: {self.allowed()}", path)
         value = float(value)
         if not (self._low <= value <= self._high):
-            raise SpaceError(f"{value} is out of range; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_big(value)} is out of range; allowed: {self.allowed()}", path)
         return value
 
     def sample(self, rng: np.random.Generator) -> float:
@@ -380,6 +382,14 @@ def max_blocks(block: Mapping[str, Param]) -> int:
         if isinstance(p, PerLayer):
             total += max_count(block, name) * (1 + max_blocks(p.params))
     return total
+
+
+def _short(value: Any, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters (a user's value may be a huge list)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _big(value)
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _big(v: int) -> str:
