@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from archlab.core.numbers import show_int
+
 from .errors import SpaceError
 
 Scalar = int | float | str | bool | None
@@ -394,7 +396,7 @@ def _short(value: Any, width: int = 60) -> str:
 
 def _big(v: int) -> str:
     """An integer as text, or its size when Python would refuse to print it (> 4300 digits)."""
-    return str(v) if abs(v) < 10**30 else f"<an integer of about {int(v.bit_length() * 0.30103) + 1} digits>"
+    return show_int(v)
 
 
 def count_values(block: Mapping[str, Param], name: str) -> tuple[int, ...]:

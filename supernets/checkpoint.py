@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        body = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error below says it
+            warnings.simplefilter("ignore")
+            body = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:160]
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt file): {reason}") from None
