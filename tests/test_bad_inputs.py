@@ -96,3 +96,26 @@ def test_bad_input_as_a_real_process(case_id, world, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "archlab", *argv], capture_output=True, text=True, env=env,
                           timeout=120)
     check(case, proc.returncode, proc.stderr)
+
+
+@pytest.mark.parametrize(("exc", "line"), [
+    (RecursionError("maximum recursion depth exceeded"), "input nested too deeply: RecursionError: maximum recursion"),
+    (b"\xff".decode, "input is not UTF-8 text: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff"),
+    (OverflowError("int too large to convert to float"), "a number in the input is too large: OverflowError: int too"),
+    (MemoryError(), "out of memory (is an input or setting absurdly large?): MemoryError"),
+])
+def test_input_faults_from_deep_inside_are_one_line_but_bugs_keep_their_traceback(exc, line, monkeypatch, capsys):
+    import archlab.cli.space as space_cli
+
+    def fail(args):
+        if callable(exc):
+            exc()  # raises the real UnicodeDecodeError
+        raise exc
+
+    monkeypatch.setattr(space_cli, "cmd_show", fail)
+    assert main(["space", "show", "x.py"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"archlab: error: {line}"), err
+    monkeypatch.setattr(space_cli, "cmd_show", lambda args: {}["a genuine bug"])
+    with pytest.raises(KeyError):
+        main(["space", "show", "x.py"])
