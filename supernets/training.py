@@ -127,8 +127,11 @@ def _amp(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], Any], Any
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:  # a full disk: say which file (a resume trims a cut last line)
+        raise OSError(exc.errno, f"cannot append to {path}: {exc.strerror or exc}") from exc
 
 
 def _trim_log(path: Path, step: int) -> None:

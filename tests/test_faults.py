@@ -423,3 +423,5 @@ def test_resume_config_check_ignores_fields_a_resume_may_change():
     with pytest.raises(ConfigMismatchError, match=r"x: .*batch_size=64 \(now 32\), strategy='sandwich' \(now 'uniform'\)"):
         check_resume_config(a, {**a, "batch_size": 32, "strategy": "uniform"}, "x")
     check_resume_config({k: v for k, v in a.items() if k != "max_nonfinite_steps"}, a, "x")  # older checkpoint
+    opts = TrainConfig(strategy="uniform", strategy_options={"n_archs": 2, "x": (1, 2)}).to_dict()
+    check_resume_config(json.loads(json.dumps(opts)), opts, "x")  # a tuple comes back from JSON as a list
