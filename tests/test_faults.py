@@ -138,6 +138,7 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
 
 
 # kill -9, Ctrl-C, a second trainer ------------------------------------------------------
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_is_bit_exact_and_frees_the_lock(reference, tmp_path):
     exp, ref = reference
     out = tmp_path / "run"
@@ -166,6 +167,7 @@ def test_kill_9_mid_run_then_resume_is_bit_exact_and_frees_the_lock(reference, t
     assert_same(weights(out / "supernet"), ref)
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_run_exits_130_and_resume_is_bit_exact(reference, tmp_path):
     exp, ref = reference
     out = tmp_path / "run"
