@@ -26,6 +26,8 @@ def test_the_corpus_is_large_and_its_ids_unique():
     assert len(CASES) >= 150
     kinds = {c.id.split("-")[0] for c in CASES}
     assert {"arch", "space", "experiment", "checkpoint", "weights", "predictor", "table", "storage"} <= kinds
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`tests/bad_inputs.py`, {len(CASES)} damaged" in readme  # README quotes the real count
 
 
 @pytest.fixture(scope="module")
