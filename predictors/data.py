@@ -91,15 +91,24 @@ def _target(frame: Any, spec: str | None, path: str) -> tuple[str, np.ndarray]:
     return spec, total
 
 
+MAX_LATENCY = 1e9  # ms (11.6 days per forward pass): anything above is a unit mix-up or damage
+MAX_ABS_VALUE = 1e100  # other targets: squares and sums of errors must stay finite
+
+
 def _check_values(y: np.ndarray, name: str, positive: bool, path: str) -> None:
     bad = np.flatnonzero(~np.isfinite(y))
     if bad.size:
-        raise PredictorError(f"{path}: row {int(bad[0])}: {name} is NaN or missing ({bad.size} such rows)")
+        raise PredictorError(f"{path}: row {int(bad[0])}: {name} is NaN, infinite or missing ({bad.size} such rows)")
     if positive:
         bad = np.flatnonzero(y <= 0)
         if bad.size:
             raise PredictorError(
                 f"{path}: row {int(bad[0])}: {name} = {y[bad[0]]:g}; latencies must be > 0 ({bad.size} such rows)")
+    high = MAX_LATENCY if positive else MAX_ABS_VALUE
+    bad = np.flatnonzero(np.abs(y) > high)
+    if bad.size:
+        what = "latencies must be at most 1e9 (ms)" if positive else "values must be within +-1e100"
+        raise PredictorError(f"{path}: row {int(bad[0])}: {name} = {y[bad[0]]:g}; {what} ({bad.size} such rows)")
 
 
 def _archs_from_json(frame: Any, space: SearchSpace, path: str) -> list[Arch]:
@@ -134,17 +143,28 @@ def _archs_from_params(frame: Any, space: SearchSpace, path: str) -> list[Arch] 
     return out
 
 
-def _layer_ms(frame: Any) -> list[list[float] | None] | None:
-    """Per-layer timings of a profiling table (``layer_ms`` JSON column), if any."""
+def _layer_ms(frame: Any, path: str = "") -> list[list[float] | None] | None:
+    """Per-layer timings of a profiling table (``layer_ms`` JSON column), if any; each must be
+    a finite number in [0, MAX_LATENCY] ms."""
     if "layer_ms" not in frame.columns:
         return None
     out: list[list[float] | None] = []
-    for text in frame["layer_ms"]:
+    for i, text in enumerate(frame["layer_ms"]):
         try:
             v = json.loads(text) if isinstance(text, str) and text else None
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             v = None
-        out.append([float(t) for t in v] if isinstance(v, list) else None)
+        if isinstance(v, list):
+            try:
+                times = [float(t) for t in v]
+            except (TypeError, ValueError, OverflowError):
+                raise PredictorError(f"{path}: row {i}: layer_ms holds a value that is not a number") from None
+            if not all(0 <= t <= MAX_LATENCY for t in times):  # NaN fails too
+                raise PredictorError(f"{path}: row {i}: layer_ms holds {next(t for t in times if not 0 <= t <= MAX_LATENCY):g}; "
+                                     "per-layer times must be finite and in [0, 1e9] ms")
+            out.append(times)
+        else:
+            out.append(None)
     return out if any(v is not None for v in out) else None
 
 
@@ -183,7 +203,7 @@ def load_measurements(path: str | Path, space: SearchSpace | None = None, target
                 raise PredictorError(
                     f"{name}: no 'arch' column and no parameter columns of space {space.name!r} "
                     f"(expected e.g. {', '.join(space.param_names()[:3])})")
-        return Measurements(archs, y, space, spec, [], frame, _layer_ms(frame))
+        return Measurements(archs, y, space, spec, [], frame, _layer_ms(frame, name))
     used = set(spec.split("+"))
     if features is None:
         features = [str(c) for c in frame.columns

@@ -51,6 +51,15 @@ def write(path: str | Path, doc: dict[str, Any], arrays: dict[str, np.ndarray]) 
     return p
 
 
+def peek(path: str | Path) -> Any:
+    """The parsed JSON of ``path``, or None when it is not UTF-8 JSON (binary, a pickle, too
+    deeply nested, an integer of over 4300 digits)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
 def read(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Parse and verify a predictor file written by ``write``; ``kind`` must match."""
     from safetensors import SafetensorError
@@ -59,10 +68,9 @@ def read(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndar
     p = Path(path)
     if not p.is_file():
         raise PredictorError(f"{p}: no such predictor file")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise PredictorError(f"{p}: not an archlab predictor file (not JSON)") from None
+    doc = peek(p)
+    if doc is None:
+        raise PredictorError(f"{p}: not an archlab predictor file (not JSON)")
     if not isinstance(doc, dict) or MARKER not in doc:
         raise PredictorError(f"{p}: not an archlab predictor file (no {MARKER!r} marker)")
     if doc[MARKER] != FORMAT:
@@ -85,4 +93,8 @@ def read(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndar
     except (SafetensorError, ValueError, OSError) as exc:
         raise PredictorError(f"{apath}: not a valid safetensors file ({exc})") from None
     arrays.pop("_empty", None)
+    for name, arr in arrays.items():
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise PredictorError(f"{apath}: array {name!r} holds NaN or inf; a fitted predictor never does "
+                                 "(the file was tampered with or damaged)")
     return doc, arrays

@@ -292,9 +292,9 @@ class _PgLock:
         import sqlalchemy
 
         if self.conn is None:
-            self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool,
-                                                   connect_args={"connect_timeout": 10})
-            try:
+            try:  # the engine imports the URL's driver: a missing one fails here
+                self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool,
+                                                       connect_args={"connect_timeout": 10})
                 self.conn = self.engine.connect()
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

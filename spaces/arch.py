@@ -114,8 +114,10 @@ class Arch(Mapping[str, Any]):
         """Parse JSON text into an ``Arch`` (check it with ``space.validate``)."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpaceError(f"architecture is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise SpaceError("architecture is not valid JSON: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
+            raise SpaceError(f"architecture is not valid JSON: {' '.join(str(exc).split())[:160]}") from None
         if not isinstance(data, dict):
             raise SpaceError(f"architecture JSON must be an object, got {type(data).__name__}")
         return cls(data)

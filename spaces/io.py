@@ -45,6 +45,26 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         raise
 
 
+def read_text(path: str | os.PathLike[str], what: str = "input") -> str:
+    """The UTF-8 text of the file ``path``; ``ArchlabError`` naming the file (and ``what`` it
+    should be) when it is missing, a folder, unreadable or not UTF-8."""
+    from .errors import ArchlabError
+
+    p = Path(path)
+    if not p.exists():
+        raise ArchlabError(f"{p}: no such file (expected a {what} file)")
+    if p.is_dir():
+        raise ArchlabError(f"{p}: is a folder, expected a {what} file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ArchlabError(f"{p}: cannot read the {what} file: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArchlabError(f"{p}: not a UTF-8 text {what} file (byte {exc.start} is {data[exc.start]:#04x})") from None
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_open(path, "w") as fh:

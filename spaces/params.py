@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from archlab.core.numbers import show_int
+
 from .errors import SpaceError
 
 Scalar = int | float | str | bool | None
@@ -147,7 +149,7 @@ class Choice(Param):
             for v in self._values:
                 if type(v) is type(value) and v == value:
                     return v
-        raise SpaceError(f"{value!r} is not allowed; allowed: {self.allowed()}", path)
+        raise SpaceError(f"{_short(value)} is not allowed; allowed: {self.allowed()}", path)
 
     def sample(self, rng: np.random.Generator) -> Any:
         return self._values[int(rng.integers(len(self._values)))]
@@ -216,9 +218,9 @@ class IntRange(Param):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise SpaceError(f"{value!r} is not an integer; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_short(value)} is not an integer; allowed: {self.allowed()}", path)
         if not (self._low <= value <= self._high) or (value - self._low) % self.step:
-            raise SpaceError(f"{value} is out of range; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_big(value)} is out of range; allowed: {self.allowed()}", path)
         return value
 
     def sample(self, rng: np.random.Generator) -> int:
@@ -271,11 +273,13 @@ class FloatRange(Param):
 
     def validate(self, value: Any, path: str) -> float:
         value = _to_python(value)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**300:
+            raise SpaceError(f"{_big(value)} is out of range; allowed: {self.allowed()}", path)
         if not _is_number(value) or not math.isfinite(float(value)):
-            raise SpaceError(f"{value!r} is not a finite number; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_short(value)} is not a finite number; allowed: {self.allowed()}", path)
         value = float(value)
         if not (self._low <= value <= self._high):
-            raise SpaceError(f"{value} is out of range; allowed: {self.allowed()}", path)
+            raise SpaceError(f"{_big(value)} is out of range; allowed: {self.allowed()}", path)
         return value
 
     def sample(self, rng: np.random.Generator) -> float:
@@ -401,9 +405,17 @@ def max_blocks(block: Mapping[str, Param]) -> int:
     return total
 
 
+def _short(value: Any, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters (a user's value may be a huge list)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _big(value)
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _big(v: int) -> str:
     """An integer as text, or its size when Python would refuse to print it (> 4300 digits)."""
-    return str(v) if abs(v) < 10**30 else f"<an integer of about {int(v.bit_length() * 0.30103) + 1} digits>"
+    return show_int(v)
 
 
 def count_values(block: Mapping[str, Param], name: str) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        body = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error below says it
+            warnings.simplefilter("ignore")
+            body = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:160]
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt file): {reason}") from None
@@ -95,8 +98,26 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not an archlab checkpoint")
     if body.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {body.get('version')!r}, this archlab reads {VERSION}")
-    body["net_config"] = json.loads(body["net_config"])
+    if not isinstance(body.get("model"), dict):
+        raise CheckpointError(f"{path}: not an archlab checkpoint (no 'model' state)")
+    try:
+        body["net_config"] = json.loads(body["net_config"])
+    except (KeyError, TypeError, ValueError, RecursionError):
+        raise CheckpointError(f"{path}: damaged checkpoint ('net_config' is not the model's JSON config)") from None
+    if not isinstance(body["net_config"], dict):
+        raise CheckpointError(f"{path}: damaged checkpoint ('net_config' is not an object)")
     return body
+
+
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """Parse the JSON file ``path``; ``CheckpointError`` naming it (and ``what`` it should be)
+    when it is not UTF-8 JSON (binary, cut, too deeply nested)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a {what} (JSON nested too deeply)") from None
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError
+        raise CheckpointError(f"{path}: not a {what} (not UTF-8 JSON: {' '.join(str(exc).split())[:100]})") from None
 
 
 def _space_label(cfg: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ non-finite tensor written over a good checkpoint.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -103,6 +104,7 @@ def check_resume_config(saved: Mapping[str, Any], current: Mapping[str, Any], wh
 
     Fields present in only one of the two (a field added in a later archlab) are not compared.
     """
+    current = json.loads(json.dumps(dict(current), default=str))  # as saved: tuples become lists
     diff = sorted(k for k in set(saved) & set(current)
                   if k not in RESUMABLE_FIELDS and saved[k] != current[k])
     if not diff:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from archlab.core.numbers import show_int
 from archlab.spaces.errors import ArchlabError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -20,8 +21,8 @@ class ConfigError(ArchlabError):
 
 def _shown(value: Any) -> str:
     """``repr(value)``, or a size for integers too long to print (Python refuses > 4300 digits)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
-        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return show_int(value).strip("<>")
     return repr(value)
 
 

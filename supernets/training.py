@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from torch import nn
 
 from archlab.spaces import Arch
 from archlab.spaces.errors import ArchlabError
-from archlab.spaces.io import atomic_write_bytes, atomic_write_json, atomic_write_text, progress
+from archlab.spaces.io import atomic_write_text, progress
 
 from . import checkpoint as ckpt
 from . import distributed as dist_util
@@ -38,10 +38,8 @@ from .optim import clip_gradients, make_optimizer, make_scheduler
 from .strategies import make_strategy
 from .tasks_base import Task, input_adapter
 from .train_config import ConfigError, TrainConfig
+from .weights import CKPT_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, save_weights
 
-CKPT_NAME = "ckpt.pt"
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
 
 _LOG = logging.getLogger("archlab.train")
@@ -129,8 +127,11 @@ def _amp(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], Any], Any
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:  # a full disk: say which file (a resume trims a cut last line)
+        raise OSError(exc.errno, f"cannot append to {path}: {exc.strerror or exc}") from exc
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -146,55 +147,6 @@ def _trim_log(path: Path, step: int) -> None:
         if int(rec.get("step", 0)) <= step:
             keep.append(line)
     atomic_write_text(path, "".join(k + "\n" for k in keep))
-
-
-def save_weights(net: nn.Module, out_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
-    """Write ``model.safetensors`` (the state dict; tied tensors stored once each) and
-    ``config.json`` (``net.config()`` under ``"net"``, plus ``meta``), atomically."""
-    from safetensors.torch import save
-
-    out = Path(out_dir)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
-    bad = runguard.first_non_finite(tensors)
-    if bad is not None:
-        raise ckpt.NonFiniteError(f"{out / WEIGHTS_NAME}: not written: tensor {bad} holds NaN or inf")
-    atomic_write_bytes(out / WEIGHTS_NAME, save(tensors))
-    atomic_write_json(out / CONFIG_NAME, {"net": net.config(), **dict(meta or {})})
-
-
-def load_weights(out_dir: str | os.PathLike[str], net: nn.Module | None = None) -> nn.Module:
-    """The trained supernet in ``out_dir``: final weights if present, else the checkpoint.
-    With ``net`` given, load into it (its config must match); otherwise rebuild from config."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .base import Supernet
-
-    out = Path(out_dir)
-    cfg_path, w_path, c_path = out / CONFIG_NAME, out / WEIGHTS_NAME, out / CKPT_NAME
-    if cfg_path.is_file() and w_path.is_file():
-        saved = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if not isinstance(saved, dict) or "net" not in saved:
-            raise ckpt.CheckpointError(f"{cfg_path}: not an archlab supernet config")
-        if net is None:
-            net = Supernet.from_config(saved["net"])
-        ckpt.check_compatible(saved["net"], net.config(), str(w_path))
-        try:
-            state = load_file(str(w_path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ckpt.CheckpointError(f"{w_path}: unreadable weights (truncated or corrupt file): {exc}") from None
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ckpt.CheckpointError(f"{w_path}: weights do not fit the model: {' '.join(str(exc).split())[:200]}") from None
-        return net
-    if c_path.is_file():
-        body = ckpt.read_checkpoint(c_path)
-        if net is None:
-            net = Supernet.from_config(body["net_config"])
-        ckpt.load_model_state(net, body, str(c_path))
-        return net
-    raise ArchlabError(f"{out}: no trained supernet here ({WEIGHTS_NAME} or {CKPT_NAME}); train it first")
 
 
 def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
@@ -278,18 +230,26 @@ class _Trainer:
         if not path.exists():
             return 0
         body = ckpt.read_checkpoint(path)
+        missing = [k for k in ("optimizer", "scheduler", "step", "rng") if k not in body]
+        if missing or not isinstance(body["step"], int) or body["step"] < 0:
+            why = f"no {missing[0]!r} entry" if missing else f"step {body['step']!r} is not a count of steps"
+            raise ckpt.CheckpointError(f"{path}: not a training checkpoint ({why})")
         ckpt.load_model_state(self.net, body, str(path))
-        if not self.force_config and isinstance(body.get("train_config"), str):
-            runguard.check_resume_config(json.loads(body["train_config"]), self.cfg.to_dict(), str(path))
-        self.skipped = int(body.get("skipped_steps", 0))
-        self.optimizer.load_state_dict(body["optimizer"])
-        self.scheduler.load_state_dict(body["scheduler"])
-        if self.scaler is not None and body.get("scaler"):
-            self.scaler.load_state_dict(body["scaler"])
+        try:
+            if not self.force_config and isinstance(body.get("train_config"), str):
+                runguard.check_resume_config(json.loads(body["train_config"]), self.cfg.to_dict(), str(path))
+            self.skipped = int(body.get("skipped_steps", 0))
+            self.optimizer.load_state_dict(body["optimizer"])
+            self.scheduler.load_state_dict(body["scheduler"])
+            if self.scaler is not None and body.get("scaler"):
+                self.scaler.load_state_dict(body["scaler"])
+            if self.info.is_main:
+                ckpt.set_rng_state(body["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+            raise ckpt.CheckpointError(f"{path}: damaged training state ({type(exc).__name__}: "
+                                       f"{' '.join(str(exc).split())[:160]})") from None
         step = int(body["step"])
-        if self.info.is_main:
-            ckpt.set_rng_state(body["rng"])
-        else:
+        if not self.info.is_main:
             torch.manual_seed(step_seed(self.cfg.seed, step, self.info.rank, 3))
         return step
 

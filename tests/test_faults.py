@@ -138,6 +138,7 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
 
 
 # kill -9, Ctrl-C, a second trainer ------------------------------------------------------
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_is_bit_exact_and_frees_the_lock(reference, tmp_path):
     exp, ref = reference
     out = tmp_path / "run"
@@ -166,6 +167,7 @@ def test_kill_9_mid_run_then_resume_is_bit_exact_and_frees_the_lock(reference, t
     assert_same(weights(out / "supernet"), ref)
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_run_exits_130_and_resume_is_bit_exact(reference, tmp_path):
     exp, ref = reference
     out = tmp_path / "run"
@@ -423,3 +425,5 @@ def test_resume_config_check_ignores_fields_a_resume_may_change():
     with pytest.raises(ConfigMismatchError, match=r"x: .*batch_size=64 \(now 32\), strategy='sandwich' \(now 'uniform'\)"):
         check_resume_config(a, {**a, "batch_size": 32, "strategy": "uniform"}, "x")
     check_resume_config({k: v for k, v in a.items() if k != "max_nonfinite_steps"}, a, "x")  # older checkpoint
+    opts = TrainConfig(strategy="uniform", strategy_options={"n_archs": 2, "x": (1, 2)}).to_dict()
+    check_resume_config(json.loads(json.dumps(opts)), opts, "x")  # a tuple comes back from JSON as a list

@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module of this package, which defines ``register(sub)``
 (adds its argparse parser and sets ``func``). Heavy imports happen inside the handlers, so
-``archlab --help`` stays fast. Bad input prints one line and exits with status 2.
+``archlab --help`` stays fast. Bad input prints one line and exits with status 2 (set
+``ARCHLAB_DEBUG=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from archlab import __version__
 from archlab.spaces.errors import ArchlabError
@@ -28,8 +30,35 @@ class UsageError(ArchlabError):
     """A command-line argument is wrong."""
 
 
+# Errors that bad input raises deep inside a library (a 100,000-deep JSON file, a number too
+# large for a float, a binary file read as text, an absurd size): each is shown as one line
+# saying what it means. Other exception types are bugs and keep their traceback.
+INPUT_FAULTS: dict[type[BaseException], str] = {
+    RecursionError: "input nested too deeply",
+    UnicodeError: "input is not UTF-8 text",
+    OverflowError: "a number in the input is too large",
+    MemoryError: "out of memory (is an input or setting absurdly large?)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line: ``archlab: error: archlab train: ...``."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        where = f"{self.prog}: " if self.prog != "archlab" else ""
+        self.exit(EXIT_USAGE, f"archlab: error: {where}{message} (see {self.prog} --help)\n")
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    for kind, meaning in INPUT_FAULTS.items():
+        if isinstance(exc, kind):
+            return f"{meaning}: {type(exc).__name__}" + (f": {msg[:200]}" if msg else "")
+    return msg or type(exc).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="archlab",
         description="Neural architecture search workbench: spaces, supernets, latency, search, dashboard.",
     )
@@ -72,11 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archlab: interrupted", file=sys.stderr)
         return 130
-    except (ArchlabError, OSError, json.JSONDecodeError) as exc:
+    except (ArchlabError, OSError, json.JSONDecodeError, *INPUT_FAULTS) as exc:
         if os.environ.get("ARCHLAB_DEBUG"):
             raise
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"archlab: error: {msg}", file=sys.stderr)
+        print(f"archlab: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return int(rc or 0)
 

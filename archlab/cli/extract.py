@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from archlab.spaces.errors import ArchlabError
+from archlab.spaces.io import read_text
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -19,9 +19,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.experiment)
     arch_path = Path(args.arch)
-    if not arch_path.is_file():
-        raise ArchlabError(f"{arch_path}: no such architecture file")
-    arch = exp.space.validate(arch_path.read_text(encoding="utf-8"))
+    arch = exp.space.validate(read_text(arch_path, "architecture JSON"))
     net = exp.load_supernet(sharing=args.sharing, run_dir=Path(args.run_dir) if args.run_dir else None)
     sub = extract_calibrated(net, exp.task, arch)  # BN statistics of this subnet, as evaluate scores it
     adapt = input_adapter(net)

@@ -78,8 +78,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peek(path: str | Path) -> Any:
+    """The predictor file's JSON (None when unreadable: ``load`` then says why, in one line)."""
+    from archlab.predictors.persistence import peek
+
+    return peek(path) if Path(path).is_file() else None
+
+
 def cmd_score(args: argparse.Namespace) -> int:
-    doc = json.loads(Path(args.predictor).read_text(encoding="utf-8")) if Path(args.predictor).is_file() else {}
+    doc = _peek(args.predictor)
     kind = doc.get("kind", "latency") if isinstance(doc, dict) else "latency"
     p = _cls(kind if kind in ("latency", "accuracy") else "latency").load(args.predictor)
     args.space = None
@@ -92,7 +99,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     path = Path(args.predictor)
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    doc = _peek(path)
     kind = doc.get("kind") if isinstance(doc, dict) else None
     p = _cls(kind if kind in ("latency", "accuracy") else "latency").load(path)
     lines = [

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.spaces import SearchSpace, SpaceError
+from archlab.spaces.io import read_text
 
 
 def load_space(spec: str) -> SearchSpace:
@@ -67,9 +68,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     path = Path(args.arch)
-    if not path.is_file():
-        raise SpaceError(f"{path}: no such file")
-    arch = space.validate(path.read_text(encoding="utf-8"))
+    arch = space.validate(read_text(path, "architecture JSON"))
     print(f"ok: {path} is a valid architecture of {space.name}: {space.summary(arch)}")
     return 0
 
