@@ -145,3 +145,35 @@ def test_exported_digits_subnet_takes_raw_inputs(searched, run_cli, tmp_path):
     assert correct == round(recorded * len(y))  # exactly the examples the search scored right
     assert bare < correct  # what a user got before: raw inputs, no standardisation
     assert sub.meta["trial"] == number and sub.subnet.family == "mlp"
+
+
+def test_dashboard_fills_in_only_a_bundled_experiment(tmp_path, monkeypatch):
+    """The copy-paste export command names a bundled example when the study used one; any
+    other recorded file is never put into the command (only shown as text to compare)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from archlab.app.demo import make_demo_study
+
+    db = tmp_path / "runs" / "d" / "study.db"
+    db.parent.mkdir(parents=True)
+    codes = {}
+    for name, recorded in (("bundled", "digits_cnn"), ("file", "/tmp/evil.py")):
+        make_demo_study(db, name, 12, seed=1)
+        st = optuna.storages.RDBStorage(f"sqlite:///{db}")
+        study = optuna.load_study(study_name=name, storage=st)
+        study.set_user_attr("archlab", {**study.user_attrs["archlab"], "experiment_file": recorded})
+        st.engine.dispose()
+    monkeypatch.setenv("ARCHLAB_APP_TARGET", str(db))
+    main_py = Path(__file__).resolve().parents[1] / "app" / "main.py"
+    for name in ("bundled", "file"):
+        at = AppTest.from_file(str(main_py), default_timeout=120)
+        at.run()
+        at.selectbox(key="study").set_value(name).run()
+        at.switch_page("views/detail.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        codes[name] = (at.code[0].value, [t.value for t in at.text])
+    assert codes["bundled"][0].endswith(" --experiment digits_cnn")
+    assert codes["file"][0].endswith(" --experiment EXPERIMENT.py") and "evil" not in codes["file"][0]
+    assert "/tmp/evil.py" in codes["file"][1]  # shown as plain text, to compare with your own file
