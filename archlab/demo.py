@@ -13,6 +13,7 @@ continues its study).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,15 @@ class DemoResult:
     cpu_seconds: float = 0.0
     stage_cpu_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def busy_warning(load: float, cores: int) -> str | None:
+    """One line when the machine's 1-minute load average exceeds its cores (the demo then
+    runs several times slower than its few minutes and its latencies are noisy), else None."""
+    if load <= cores:
+        return None
+    return (f"warning: this machine is busy (load average {load:.1f} on {cores} cores): the demo will run "
+            "slower and its latency figures will be noisy; for trustworthy numbers run it on a quiet machine")
 
 
 def trust_warnings(noise_floor_pct: float, mape_pct: float) -> list[str]:
@@ -102,6 +112,9 @@ def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str],
         mark[:] = [now, cpu_now]
 
     b = BUDGETS["quick" if quick else "full"]
+    busy = busy_warning(os.getloadavg()[0], os.cpu_count() or 1) if hasattr(os, "getloadavg") else None
+    if busy:
+        log(busy)
     exp = dataclasses.replace(load_experiment(EXPERIMENT), runs_dir=Path(out))
     run_dir = Path(exp.run_dir)
     space = exp.space

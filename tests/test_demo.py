@@ -74,3 +74,11 @@ def test_untrustworthy_latency_figures_are_warned_with_what_to_do(noise, mape, e
     for line, figure in zip(lines, expected):
         assert line.startswith("warning: ") and figure in line and "\n" not in line
         assert "archlab profile" in line  # says what to do
+
+
+def test_a_busy_machine_is_named_before_the_demo_starts():
+    from archlab.demo import busy_warning
+
+    assert busy_warning(1.5, 2) is None and busy_warning(2.0, 2) is None
+    line = busy_warning(17.2, 2)
+    assert line.startswith("warning: ") and "load average 17.2 on 2 cores" in line and "quiet machine" in line
