@@ -177,3 +177,26 @@ def test_dashboard_fills_in_only_a_bundled_experiment(tmp_path, monkeypatch):
     assert codes["bundled"][0].endswith(" --experiment digits_cnn")
     assert codes["file"][0].endswith(" --experiment EXPERIMENT.py") and "evil" not in codes["file"][0]
     assert "/tmp/evil.py" in codes["file"][1]  # shown as plain text, to compare with your own file
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"kind": "exec", "code": "x"}, "preprocessing.kind: unknown 'exec'"),
+    ({"kind": "standardize", "mean": 1.0, "std": 0.0}, "preprocessing.std: must be > 0"),
+    ({"kind": "standardize", "mean": "nan", "std": 1.0}, "preprocessing.mean: expected a finite number"),
+    ({"kind": "standardize", "mean": 0.0, "std": 1.0, "shape": [1, -8]}, "preprocessing.shape"),
+])
+def test_a_bad_recorded_preprocessing_is_a_clear_error(tmp_path, spec, message):
+    from archlab import ArchlabError, load_subnet
+    from archlab.supernets.export import save_subnet
+    from archlab.supernets.plain import build_plain
+
+    sub = build_plain("mlp", {"in_features": 4, "num_classes": 3, "widths": [5], "activation": "relu"})
+    save_subnet(sub, tmp_path, preprocessing={"kind": "standardize", "mean": 0.5, "std": 2.0, "shape": [4]})
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert torch.allclose(load_subnet(tmp_path)(x), sub.eval()((x - 0.5) / 2.0))
+        assert torch.equal(load_subnet(tmp_path, preprocess=False)(x), sub(x))
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "preprocessing": spec}))
+    with pytest.raises(ArchlabError, match=message):
+        load_subnet(tmp_path)
