@@ -80,6 +80,11 @@ def test_train_resume_and_extract_on_the_command_line(tmp_path, run_cli):
     meta = json.loads((tmp_path / "sub" / "config.json").read_text())["meta"]
     assert meta["experiment"] == "tiny" and 0.0 <= meta["metrics"]["accuracy"] <= 1.0
     assert torch.load(tmp_path / "sub" / "weights.pt", weights_only=True).keys() == sub.state_dict().keys()
+    # the task's standardisation is recorded, and the default load applies it to raw pixels
+    pre = json.loads((tmp_path / "sub" / "config.json").read_text())["preprocessing"]
+    assert pre == exp.task.preprocessing()
+    raw = x * exp.task.std + exp.task.mean
+    assert torch.allclose(load_subnet(tmp_path / "sub")(raw), net(x), atol=1e-4)
 
 
 def test_bad_input_prints_one_line_and_exits_2(tmp_path, run_cli):

@@ -145,3 +145,58 @@ def test_exported_digits_subnet_takes_raw_inputs(searched, run_cli, tmp_path):
     assert correct == round(recorded * len(y))  # exactly the examples the search scored right
     assert bare < correct  # what a user got before: raw inputs, no standardisation
     assert sub.meta["trial"] == number and sub.subnet.family == "mlp"
+
+
+def test_dashboard_fills_in_only_a_bundled_experiment(tmp_path, monkeypatch):
+    """The copy-paste export command names a bundled example when the study used one; any
+    other recorded file is never put into the command (only shown as text to compare)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from archlab.app.demo import make_demo_study
+
+    db = tmp_path / "runs" / "d" / "study.db"
+    db.parent.mkdir(parents=True)
+    codes = {}
+    for name, recorded in (("bundled", "digits_cnn"), ("file", "/tmp/evil.py")):
+        make_demo_study(db, name, 12, seed=1)
+        st = optuna.storages.RDBStorage(f"sqlite:///{db}")
+        study = optuna.load_study(study_name=name, storage=st)
+        study.set_user_attr("archlab", {**study.user_attrs["archlab"], "experiment_file": recorded})
+        st.engine.dispose()
+    monkeypatch.setenv("ARCHLAB_APP_TARGET", str(db))
+    main_py = Path(__file__).resolve().parents[1] / "app" / "main.py"
+    for name in ("bundled", "file"):
+        at = AppTest.from_file(str(main_py), default_timeout=120)
+        at.run()
+        at.selectbox(key="study").set_value(name).run()
+        at.switch_page("views/detail.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        codes[name] = (at.code[0].value, [t.value for t in at.text])
+    assert codes["bundled"][0].endswith(" --experiment digits_cnn")
+    assert codes["file"][0].endswith(" --experiment EXPERIMENT.py") and "evil" not in codes["file"][0]
+    assert "/tmp/evil.py" in codes["file"][1]  # shown as plain text, to compare with your own file
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"kind": "exec", "code": "x"}, "preprocessing.kind: unknown 'exec'"),
+    ({"kind": "standardize", "mean": 1.0, "std": 0.0}, "preprocessing.std: must be > 0"),
+    ({"kind": "standardize", "mean": "nan", "std": 1.0}, "preprocessing.mean: expected a finite number"),
+    ({"kind": "standardize", "mean": 0.0, "std": 1.0, "shape": [1, -8]}, "preprocessing.shape"),
+])
+def test_a_bad_recorded_preprocessing_is_a_clear_error(tmp_path, spec, message):
+    from archlab import ArchlabError, load_subnet
+    from archlab.supernets.export import save_subnet
+    from archlab.supernets.plain import build_plain
+
+    sub = build_plain("mlp", {"in_features": 4, "num_classes": 3, "widths": [5], "activation": "relu"})
+    save_subnet(sub, tmp_path, preprocessing={"kind": "standardize", "mean": 0.5, "std": 2.0, "shape": [4]})
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert torch.allclose(load_subnet(tmp_path)(x), sub.eval()((x - 0.5) / 2.0))
+        assert torch.equal(load_subnet(tmp_path, preprocess=False)(x), sub(x))
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "preprocessing": spec}))
+    with pytest.raises(ArchlabError, match=message):
+        load_subnet(tmp_path)

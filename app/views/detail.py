@@ -24,10 +24,11 @@ def _arch(row: pd.Series) -> dict:
 
 
 def _bundled_examples() -> set[str]:
-    """Names of the example experiments shipped with archlab (read from the folder; nothing imported)."""
-    import archlab.examples
+    """Names of the example experiments shipped with archlab (file names in its examples folder;
+    nothing is imported from there)."""
+    import archlab
 
-    return {p.stem for p in Path(archlab.examples.__file__).parent.glob("*.py") if not p.stem.startswith("_")}
+    return {p.stem for p in (Path(archlab.__file__).parent / "examples").glob("*.py") if not p.stem.startswith("_")}
 
 
 def _page() -> None:
