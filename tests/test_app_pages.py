@@ -232,7 +232,7 @@ def test_predictors_and_ranking_files(monkeypatch, store):
     assert not at.error
     parity = _spec(at, 0)
     assert next(t for t in parity["data"] if t["name"] == "holdout")["y"] == [1.1, 1.9, 3.2]
-    assert {m.label: m.value for m in at.metric}["kendall_tau"] == "0.91"
+    assert {m.label: m.value for m in at.metric}[r"kendall\_tau"] == "0.91"  # Markdown: shows kendall_tau
     table = at.dataframe[0].value
     assert table.loc[0, "supernet"] == "entangled" and table.loc[0, "kendall_tau"] == 1.0
     rank = _spec(at, 1)
