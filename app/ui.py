@@ -44,18 +44,22 @@ class Context:
     error: str | None = None
 
 
-#: every ASCII punctuation character: Markdown, GFM autolinks, HTML, Streamlit's directives
-#: (``:red[...]``, ``:material/...:``) and LaTeX (``$``) all start with one
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-
-
 def esc(value: object) -> str:
-    """``value`` (a study name, objective, attribute, file name: data, not markup) as literal
-    text inside Streamlit Markdown: every ASCII punctuation character backslash-escaped and line
-    breaks made spaces, so it can never become a link, an image, emphasis, a heading, HTML, a
-    colour, an icon or a formula. Use it wherever such a value enters a Markdown string
-    (``st.markdown``, ``st.caption``, messages, widget and metric labels)."""
-    return _PUNCTUATION.sub(r"\\\1", " ".join(str(value).splitlines()))
+    """``value`` (a study name, objective, attribute, file name, error text: data, not markup) as
+    a Markdown code span for Streamlit Markdown (messages, captions, headings, widget and metric
+    labels): nothing inside a code span is Markdown, HTML, a Streamlit directive, a formula or a
+    link, and GFM's autolinks (which Streamlit applies to text after escapes are resolved, so
+    backslash escapes cannot stop them) skip code. The fence is one backtick longer than any run
+    of backticks in the text; line breaks become spaces."""
+    text = " ".join(str(value).splitlines())
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" or (text[0] == text[-1] == " " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_BACKTICKS = re.compile(r"`+")
 
 
 def context() -> Context:
