@@ -1,10 +1,14 @@
 """Plotly figures of the dashboard (pure functions of frames; no Streamlit).
 
 Trace names are part of the tests' contract: the explorer's front trace is ``FRONT``.
+Plotly reads a subset of HTML in every text it draws (``<a href>``, ``<b>``, ``<br>``), so each
+name or value that comes from a study (objective, parameter, study and predictor names,
+architecture summaries, categories) enters a figure through ``plain``.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,9 +28,15 @@ LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
               legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
 
 
+def plain(value: object) -> str:
+    """``value`` as literal text in a plotly figure (``&``, ``<`` and ``>`` as entities, which
+    plotly draws as the characters): never a link or markup."""
+    return html.escape(str(value), quote=False)
+
+
 def _label(axis: Mapping[str, str]) -> str:
     arrow = "↓" if axis["direction"] == "minimize" else "↑"
-    return f"{axis['name']} {arrow}"
+    return f"{plain(axis['name'])} {arrow}"
 
 
 def _color_values(rows: pd.DataFrame, color: str | None) -> tuple[Any, dict[str, Any]]:
@@ -38,7 +48,7 @@ def _color_values(rows: pd.DataFrame, color: str | None) -> tuple[Any, dict[str,
         return col.astype(float).to_numpy(), {}
     cats = sorted(col.dropna().astype(str).unique())
     codes = col.astype(str).map({c: i for i, c in enumerate(cats)}).to_numpy(dtype=float)
-    return codes, {"tickvals": list(range(len(cats))), "ticktext": cats}
+    return codes, {"tickvals": list(range(len(cats))), "ticktext": [plain(c) for c in cats]}
 
 
 def pareto_figure(data: ExplorerData, hover: Mapping[int, str], color: str | None = None,
@@ -54,12 +64,12 @@ def pareto_figure(data: ExplorerData, hover: Mapping[int, str], color: str | Non
 
     def add(rows: pd.DataFrame, name: str, marker: dict[str, Any], mode: str = "markers", **kw: Any) -> None:
         nums = rows["number"].to_numpy()
-        text = [f"trial {n}<br>{hover.get(int(n), '')}" for n in nums]
+        text = [f"trial {n}<br>{plain(hover.get(int(n), ''))}" for n in nums]
         values, bar = _color_values(rows, color)
         if values is not None:
             marker = {**marker, "color": values, "colorscale": "Viridis", "cmin": cmin, "cmax": cmax}
             if name == FRONT:
-                marker["colorbar"] = {"title": {"text": color.removeprefix("arch.")}, **bar}
+                marker["colorbar"] = {"title": {"text": plain(color.removeprefix("arch."))}, **bar}
         coords = {ax: rows[n].to_numpy(dtype=float) for ax, n in zip("xyz", names)}
         fig.add_trace(Scatter(**coords, mode=mode, name=name, marker=marker, customdata=nums,
                               hovertext=text, hoverinfo="text", **kw))
@@ -90,16 +100,17 @@ def fronts_figure(fronts: Mapping[str, pd.DataFrame], axes: Sequence[Mapping[str
     """Fronts of several studies on one 2-D plot (each joined), optional faded clouds."""
     x, y = (a["name"] for a in axes[:2])
     fig = go.Figure()
-    for i, (name, front) in enumerate(fronts.items()):
-        c = PALETTE[i % len(PALETTE)]
-        if clouds and name in clouds and len(clouds[name]):
-            cloud = clouds[name]
+    for i, (study, front) in enumerate(fronts.items()):
+        c, name = PALETTE[i % len(PALETTE)], plain(study)
+        if clouds and study in clouds and len(clouds[study]):
+            cloud = clouds[study]
             fig.add_trace(go.Scatter(x=cloud[x], y=cloud[y], mode="markers", name=f"{name} (all)",
                                      marker={"size": 4, "color": c, "opacity": 0.15}, hoverinfo="skip",
                                      showlegend=False))
         fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name=name,
                                  line={"color": c, "width": 2, "shape": "hv"}, marker={"size": 8, "color": c},
-                                 customdata=front["number"], hovertemplate=f"{name}<br>trial %{{customdata}}<br>{x}=%{{x:.4g}}<br>{y}=%{{y:.4g}}<extra></extra>"))
+                                 customdata=front["number"], hovertemplate=f"{name}<br>trial %{{customdata}}<br>{plain(x)}=%{{x:.4g}}<br>"
+                                               f"{plain(y)}=%{{y:.4g}}<extra></extra>"))
     fig.update_layout(**LAYOUT, height=height, xaxis_title=_label(axes[0]), yaxis_title=_label(axes[1]))
     return fig
 
@@ -108,7 +119,7 @@ def history_figure(histories: Mapping[str, pd.DataFrame], height: int = 420) -> 
     """Hypervolume against trial number, one line per study."""
     fig = go.Figure()
     for i, (name, h) in enumerate(histories.items()):
-        fig.add_trace(go.Scatter(x=h["number"], y=h["hypervolume"], mode="lines", name=name,
+        fig.add_trace(go.Scatter(x=h["number"], y=h["hypervolume"], mode="lines", name=plain(name),
                                  line={"color": PALETTE[i % len(PALETTE)], "width": 2, "shape": "hv"}))
     fig.update_layout(**LAYOUT, height=height, xaxis_title="trial", yaxis_title="hypervolume (normalised)")
     return fig
@@ -122,7 +133,7 @@ def layers_figure(rows: pd.DataFrame, other: pd.DataFrame | None = None, labels:
         panels += [p for p in dict.fromkeys(zip(other["block"], other["field"])) if p not in panels]
     cols = 2 if len(panels) > 1 else 1
     nrows = max(1, -(-len(panels) // cols))
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[f"{b} · {f}" for b, f in panels],
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[f"{plain(b)} · {plain(f)}" for b, f in panels],
                         vertical_spacing=min(0.12, 0.5 / nrows), horizontal_spacing=0.08)
     for k, (block, field) in enumerate(panels):
         r, c = k // cols + 1, k % cols + 1
@@ -157,7 +168,7 @@ def parity_figure(y_true: Sequence[float], y_pred: Sequence[float], title: str, 
     u = f" ({unit})" if unit else ""
     legend = dict(x=0.99, y=0.01, xanchor="right", yanchor="bottom", bgcolor="rgba(255,255,255,0.7)")
     fig.update_layout(**{**LAYOUT, "margin": dict(l=10, r=10, t=50, b=10), "legend": legend}, height=height,
-                      title={"text": title, "x": 0, "font": {"size": 14}},
+                      title={"text": plain(title), "x": 0, "font": {"size": 14}},
                       xaxis_title=f"measured{u}", yaxis_title=f"predicted{u}")
     return fig
 
@@ -165,9 +176,10 @@ def parity_figure(y_true: Sequence[float], y_pred: Sequence[float], title: str, 
 def importance_figure(imp: Mapping[str, float], title: str, height: int = 380) -> go.Figure:
     """Horizontal bars of parameter importance, largest on top."""
     items = sorted(imp.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[plain(k) for k, _ in items], orientation="h",
                            marker_color=PALETTE[0], text=[f"{v:.2f}" for _, v in items], textposition="outside"))
-    fig.update_layout(**LAYOUT, height=max(height, 28 * len(items) + 80), title=title, xaxis_title="importance")
+    fig.update_layout(**LAYOUT, height=max(height, 28 * len(items) + 80), title=plain(title),
+                      xaxis_title="importance")
     return fig
 
 
@@ -176,15 +188,16 @@ def parallel_figure(rows: pd.DataFrame, columns: Sequence[str], color: str, heig
     dims = []
     for c in columns:
         col = rows[c]
-        label = c.removeprefix("arch.").removeprefix("metric.")
+        label = plain(c.removeprefix("arch.").removeprefix("metric."))
         if pd.api.types.is_numeric_dtype(col):
             dims.append({"label": label, "values": col.astype(float).fillna(np.nan).to_numpy()})
         else:
             cats = sorted(col.dropna().astype(str).unique())
             codes = col.astype(str).map({k: i for i, k in enumerate(cats)}).to_numpy(dtype=float)
-            dims.append({"label": label, "values": codes, "tickvals": list(range(len(cats))), "ticktext": cats})
+            dims.append({"label": label, "values": codes, "tickvals": list(range(len(cats))),
+                         "ticktext": [plain(k) for k in cats]})
     fig = go.Figure(go.Parcoords(line={"color": rows[color].astype(float).to_numpy(), "colorscale": "Viridis",
-                                       "showscale": True, "colorbar": {"title": {"text": color}}},
+                                       "showscale": True, "colorbar": {"title": {"text": plain(color)}}},
                                  dimensions=dims))
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=60, t=60, b=30))
     return fig
@@ -199,12 +212,12 @@ def rank_figure(report: Mapping[str, Any], height: int = 420) -> go.Figure:
     for i, (mode, sn) in enumerate((report.get("supernets") or {}).items()):
         inh = sn.get("inherited") or {}
         pts = [(standalone[k], inh[k]) for k in keys if k in inh]
-        fig.add_trace(go.Scatter(x=[a for a, _ in pts], y=[b for _, b in pts], mode="markers", name=mode,
+        fig.add_trace(go.Scatter(x=[a for a, _ in pts], y=[b for _, b in pts], mode="markers", name=plain(mode),
                                  marker={"size": 8, "color": PALETTE[i % len(PALETTE)]}))
     if xs:
         lo, hi = min(xs), max(xs)
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
                                  line={"color": "#888", "dash": "dash"}))
-    metric = report.get("metric", "metric")
+    metric = plain(report.get("metric", "metric"))
     fig.update_layout(**LAYOUT, height=height, xaxis_title=f"standalone {metric}", yaxis_title=f"inherited {metric}")
     return fig

@@ -51,7 +51,7 @@ def _sidebar() -> ui.Context:
             src = found[labels.index(pick)]
         elif found:
             src = found[0]
-            st.caption(f"Storage: `{src.label}`")
+            st.caption(f"Storage: {ui.esc(src.label)}")
         if src is None:
             return ui.Context(None, "", None, None, ())
         try:

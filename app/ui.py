@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +44,24 @@ class Context:
     error: str | None = None
 
 
+def esc(value: object) -> str:
+    """``value`` (a study name, objective, attribute, file name, error text: data, not markup) as
+    a Markdown code span for Streamlit Markdown (messages, captions, headings, widget and metric
+    labels): nothing inside a code span is Markdown, HTML, a Streamlit directive, a formula or a
+    link, and GFM's autolinks (which Streamlit applies to text after escapes are resolved, so
+    backslash escapes cannot stop them) skip code. The fence is one backtick longer than any run
+    of backticks in the text; line breaks become spaces."""
+    text = " ".join(str(value).splitlines())
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" or (text[0] == text[-1] == " " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_BACKTICKS = re.compile(r"`+")
+
+
 def context() -> Context:
     ctx = st.session_state.get(CTX_KEY)
     return ctx if ctx is not None else Context(None, "", None, None)
@@ -54,27 +73,27 @@ def friendly(what: str = "") -> Iterator[None]:
     try:
         yield
     except ArchlabError as exc:
-        st.error(f"{what}{exc}" if what else str(exc), icon=":material/error:")
+        st.error(f"{what}{esc(exc)}", icon=":material/error:")
     except Exception as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
-        st.error(f"{what}{type(exc).__name__}: {msg}", icon=":material/error:")
+        st.error(f"{what}{type(exc).__name__}: {esc(msg)}", icon=":material/error:")
 
 
 def study_trials(ctx: Context) -> pd.DataFrame | None:
     """The selected study's trials, or None after telling the user why there are none."""
     if ctx.error:
-        st.error(ctx.error, icon=":material/error:")
+        st.error(esc(ctx.error), icon=":material/error:")
         return None
     if ctx.url is None:
         st.info("No storage found. Start the app with `archlab app --storage URL` or `archlab app RUNS_DIR` "
                 "(a runs directory: every `*/study.db` in it).")
         return None
     if ctx.study is None:
-        st.info(f"The storage **{ctx.label}** holds no studies yet. Run `archlab search EXPERIMENT.py` to create one.")
+        st.info(f"The storage **{esc(ctx.label)}** holds no studies yet. Run `archlab search EXPERIMENT.py` to create one.")
         return None
     df = cache.trials(ctx.url, ctx.study)
     if not len(df):
-        st.info(f"Study **{ctx.study}** has no trials yet.")
+        st.info(f"Study **{esc(ctx.study)}** has no trials yet.")
         return None
     return df
 
@@ -84,7 +103,7 @@ def completed(df: pd.DataFrame, study: str) -> pd.DataFrame | None:
     done = df[df["state"] == "COMPLETE"]
     if not len(done):
         counts = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
-        st.warning(f"Study **{study}** has no completed trials yet ({counts}). Nothing to plot until a trial "
+        st.warning(f"Study **{esc(study)}** has no completed trials yet ({counts}). Nothing to plot until a trial "
                    "completes; failed trials are listed on the Studies page.")
         return None
     return done

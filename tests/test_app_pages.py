@@ -156,7 +156,7 @@ def test_selected_trial_opens_in_detail(monkeypatch, store):
     row = df.set_index("number").loc[number]
     arch = json.loads(row["arch"])
     metrics = {m.label: m.value for m in at.metric}
-    assert float(metrics["error ↓"]) == pytest.approx(row["error"], rel=1e-3)
+    assert float(metrics["`error` ↓"]) == pytest.approx(row["error"], rel=1e-3)
     # per-layer picture: one bar per layer with the arch's widths
     layers = _spec(at)
     ffn = next(t for t in layers["data"] if t["type"] == "bar" and t["y"] == [float(x["ffn"]) for x in arch["layers"]])
@@ -233,7 +233,7 @@ def test_predictors_and_ranking_files(monkeypatch, store):
     assert not at.error
     parity = _spec(at, 0)
     assert next(t for t in parity["data"] if t["name"] == "holdout")["y"] == [1.1, 1.9, 3.2]
-    assert {m.label: m.value for m in at.metric}["kendall_tau"] == "0.91"
+    assert {m.label: m.value for m in at.metric}["`kendall_tau`"] == "0.91"  # Markdown: a code span
     table = at.dataframe[0].value
     assert table.loc[0, "supernet"] == "entangled" and table.loc[0, "kendall_tau"] == 1.0
     rank = _spec(at, 1)

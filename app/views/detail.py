@@ -54,11 +54,11 @@ def _page() -> None:
     arch = _arch(row)
     space = analysis.space_of(df)
     summary = cache.summaries(ctx.url, ctx.study, [number])[0]
-    c2.markdown(f"**{summary}**")
+    c2.markdown(f"**{ui.esc(summary)}**")
     objs = df.attrs.get("objectives") or []
     cols = st.columns(max(1, len(objs)) + 1)
     for c, o in zip(cols, objs):
-        c.metric(f"{o['name']} {'↓' if o['direction'] == 'minimize' else '↑'}", ui.fmt(row[o["name"]]))
+        c.metric(f"{ui.esc(o['name'])} {'↓' if o['direction'] == 'minimize' else '↑'}", ui.fmt(row[o["name"]]))
     cols[-1].metric("feasible", "yes" if row["feasible"] else "no")
     metrics = {c.removeprefix("metric."): row[c] for c in df.columns if c.startswith("metric.") and pd.notna(row[c])}
     cons = {c.removeprefix("constraint."): row[c] for c in df.columns if c.startswith("constraint.") and pd.notna(row[c])}

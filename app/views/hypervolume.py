@@ -29,7 +29,7 @@ def _page() -> None:
     histories, rows = {}, []
     for name, df in frames.items():
         if not (df["state"] == "COMPLETE").any():
-            st.warning(f"Study **{name}** has no completed trials; left out.")
+            st.warning(f"Study **{ui.esc(name)}** has no completed trials; left out.")
             continue
         h = cache.history(ctx.url, name, bounds)
         histories[name] = h

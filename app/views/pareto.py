@@ -29,7 +29,7 @@ def _bounds_panel(df: pd.DataFrame) -> dict[str, float]:
         if hi <= lo:
             hi = lo + 1.0
         step = float(f"{(hi - lo) / 200:.2g}")
-        bounds[name] = st.slider(f"{name} ≤", min_value=lo, max_value=hi, value=bound, step=step, format="%.4g",
+        bounds[name] = st.slider(f"{ui.esc(name)} ≤", min_value=lo, max_value=hi, value=bound, step=step, format="%.4g",
                                  key=f"bound.{ctx.study}.{name}", help=f"study bound: {bound:g}")
     if any(abs(bounds[k] - float(study_bounds[k])) > 0 for k in bounds) and st.button("Reset to study bounds"):
         for k in bounds:
@@ -45,7 +45,7 @@ def _page() -> None:
     options = analysis.axis_options(df)
     names = [o["name"] for o in options]
     if len(options) < 2:
-        st.warning(f"Study **{ctx.study}** has one objective and no extra metrics: there is no trade-off to plot. "
+        st.warning(f"Study **{ui.esc(ctx.study)}** has one objective and no extra metrics: there is no trade-off to plot. "
                    "See the Hypervolume and Studies pages.")
         return
     c1, c2, c3, c4 = st.columns([3, 3, 3, 3])

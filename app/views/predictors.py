@@ -14,7 +14,7 @@ st.title("Predictors & ranking")
 
 def _page() -> None:
     if ctx.error:
-        st.error(ctx.error, icon=":material/error:")
+        st.error(ui.esc(ctx.error), icon=":material/error:")
         return
     if not ctx.run_dir:
         st.info("This storage is not inside a run directory (`runs/<name>/study.db`), so there are no predictor "
@@ -22,18 +22,19 @@ def _page() -> None:
         return
     files = cache.run_files(ctx.run_dir)
     for err in files["errors"]:
-        st.warning(f"Could not read {err}")
+        st.warning(f"Could not read {ui.esc(err)}")
     preds = files["predictors"]
     st.subheader("Predictors")
     if not preds:
-        st.caption(f"No predictors in `{ctx.run_dir}/predictors/` (run `archlab predictor fit`).")
+        st.caption(f"No predictors in {ui.esc(ctx.run_dir + '/predictors/')} (run `archlab predictor fit`).")
     for name, doc in preds.items():
         scores = doc.get("scores") or {}
         model = (doc.get("model") or {}).get("model", "")
-        st.markdown(f"**{name}** · {doc.get('kind', '')} {model} · trained on {doc.get('n_train', '?')} rows")
+        st.markdown(f"**{ui.esc(name)}** · {ui.esc(doc.get('kind', ''))} {ui.esc(model)} · trained on "
+                    f"{ui.esc(doc.get('n_train', '?'))} rows")
         cols = st.columns(max(1, len(scores)))
         for c, (k, v) in zip(cols, scores.items()):
-            c.metric(k, ui.fmt(v) if isinstance(v, (int, float)) else str(v))
+            c.metric(ui.esc(k), ui.fmt(v) if isinstance(v, (int, float)) else str(v))
         hold = doc.get("holdout") or {}
         if hold.get("y_true") and hold.get("y_pred"):
             st.plotly_chart(figures.parity_figure(hold["y_true"], hold["y_pred"], f"{name}: holdout parity",
@@ -44,7 +45,7 @@ def _page() -> None:
     st.subheader("Supernet ranking")
     report = files["rank"]
     if not report:
-        st.caption(f"No ranking report at `{ctx.run_dir}/rank/report.json` (run `archlab rank`).")
+        st.caption(f"No ranking report at {ui.esc(ctx.run_dir + '/rank/report.json')} (run `archlab rank`).")
         return
     rows = [{"supernet": mode, **{k: v for k, v in sn.items() if not isinstance(v, dict)}}
             for mode, sn in (report.get("supernets") or {}).items()]

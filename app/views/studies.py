@@ -10,15 +10,15 @@ ctx = ui.context()
 st.title("Studies")
 with ui.friendly():
     if ctx.error:
-        st.error(ctx.error, icon=":material/error:")
+        st.error(ui.esc(ctx.error), icon=":material/error:")
     elif ctx.url is None:
         st.info("No storage found. Start the app with `archlab app --storage URL` or `archlab app RUNS_DIR` "
                 "(a runs directory: every `*/study.db` in it).")
     elif not ctx.studies:
-        st.info(f"The storage **{ctx.label}** holds no studies yet. Run `archlab search EXPERIMENT.py` to create one.")
+        st.info(f"The storage **{ui.esc(ctx.label)}** holds no studies yet. Run `archlab search EXPERIMENT.py` to create one.")
     else:
         table = cache.studies(ctx.url)
-        st.caption(f"{len(table)} studies in `{ctx.label}` · hypervolume normalised per study "
+        st.caption(f"{len(table)} studies in {ui.esc(ctx.label)} · hypervolume normalised per study "
                    "(best value 0, worst 1, reference 1.1 on every objective)")
         shown = table.assign(
             objectives=[", ".join(f"{o} {'↓' if d == 'minimize' else '↑'}" for o, d in zip(objs, dirs))
@@ -48,7 +48,7 @@ with ui.friendly():
         cur = table[table["study_name"] == ctx.study]
         if len(cur):
             r = cur.iloc[0]
-            st.subheader(f"Study {ctx.study}")
+            st.subheader(f"Study {ui.esc(ctx.study)}")
             cols = st.columns(5)
             cols[0].metric("trials", int(r["n_trials"]))
             cols[1].metric("complete", int(r["n_complete"]))
@@ -56,12 +56,13 @@ with ui.friendly():
             cols[3].metric("front size", int(r["front_size"]))
             cols[4].metric("hypervolume", f"{r['hypervolume']:.4f}")
             if r["n_complete"] == 0 and r["n_trials"] > 0:
-                st.warning(f"Every trial of **{ctx.study}** failed or has not finished; there is no front yet.")
+                st.warning(f"Every trial of **{ui.esc(ctx.study)}** failed or has not finished; there is no front yet.")
             df = cache.trials(ctx.url, ctx.study)
             info = df.attrs.get("archlab") or {}
-            bits = [f"sampler **{info.get('sampler')}**" if info.get("sampler") else "",
-                    f"experiment **{info.get('experiment')}**" if info.get("experiment") else "",
-                    ("constraints " + ", ".join(f"`{k} ≤ {v:g}`" for k, v in (df.attrs.get('constraints') or {}).items()))
+            bits = [f"sampler **{ui.esc(info.get('sampler'))}**" if info.get("sampler") else "",
+                    f"experiment **{ui.esc(info.get('experiment'))}**" if info.get("experiment") else "",
+                    ("constraints " + ", ".join(f"{ui.esc(k)} ≤ {ui.esc(ui.fmt(v))}"
+                                                for k, v in (df.attrs.get('constraints') or {}).items()))
                     if df.attrs.get("constraints") else ""]
             st.markdown(" · ".join(b for b in bits if b) or "Not an archlab study (no `archlab` attributes).")
             failed = df[df["state"] == "FAIL"]
