@@ -63,7 +63,15 @@ from .moe_space import (
     moe_limits,
     reject_moe_params,
 )
-from .routers import DEFAULT_ROUTER, Dispatch, RouteSettings, Router, RoutingState, router_class, switch_load_balancing
+from .routers import (
+    DEFAULT_ROUTER,
+    Dispatch,
+    Router,
+    RouteSettings,
+    RoutingState,
+    router_class,
+    switch_load_balancing,
+)
 from .routers.base import token_major
 from .routers.topk import topk_gates
 

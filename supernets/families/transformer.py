@@ -38,8 +38,8 @@ from ..layers import (
 )
 from ..moe import ElasticMoEFFN
 from ..moe_space import MoELimits, layer_settings, moe_space_limits, settings_entry
-from ..routers import ROUTERS, RoutingState
 from ..plain import PlainTransformerLM
+from ..routers import ROUTERS, RoutingState
 
 
 class ElasticBlock(nn.Module):

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .base import Dispatch, RouteSettings, Router, RoutingState, register_router, router_z_loss
+from .base import Dispatch, Router, RouteSettings, RoutingState, register_router, router_z_loss
 
 DEFAULT_CAPACITY = 1.0
 

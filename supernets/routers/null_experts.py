@@ -25,8 +25,8 @@ from archlab.spaces.errors import ArchlabError
 
 from .base import (
     Dispatch,
-    RouteSettings,
     Router,
+    RouteSettings,
     RoutingState,
     capacity_keep,
     register_router,

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Dispatch, RouteSettings, Router, RoutingState, register_router, token_major
+from .base import Dispatch, Router, RouteSettings, RoutingState, register_router, token_major
 
 
 def grow_k(progress: float | None, n_experts: int) -> int:

@@ -26,8 +26,8 @@ from archlab.spaces.errors import ArchlabError
 
 from .base import (
     Dispatch,
-    RouteSettings,
     Router,
+    RouteSettings,
     RoutingState,
     apply_capacity,
     register_router,

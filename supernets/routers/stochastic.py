@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Dispatch, RouteSettings, Router, RoutingState, register_router
+from .base import Dispatch, Router, RouteSettings, RoutingState, register_router
 
 DEFAULT_ALPHA = 1.0
 

@@ -22,7 +22,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .base import Dispatch, RouteSettings, Router, RoutingState, mean_entropy, register_router, switch_load_balancing
+from .base import (
+    Dispatch,
+    Router,
+    RouteSettings,
+    RoutingState,
+    mean_entropy,
+    register_router,
+    switch_load_balancing,
+)
 
 
 def top_p_mask(probs: torch.Tensor, p: float) -> torch.Tensor:

@@ -27,7 +27,16 @@ import torch.nn.functional as F
 
 from archlab.spaces.errors import ArchlabError
 
-from .base import Dispatch, RouteSettings, Router, RoutingState, apply_capacity, register_router, router_z_loss, switch_load_balancing
+from .base import (
+    Dispatch,
+    Router,
+    RouteSettings,
+    RoutingState,
+    apply_capacity,
+    register_router,
+    router_z_loss,
+    switch_load_balancing,
+)
 
 
 def topk_gates(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
