@@ -34,9 +34,10 @@ for a dense layer); ``TransformerLM.aux_loss()`` sums them and the trainer adds
 ``TrainConfig.moe_aux_coef`` times that sum to each subnet's loss.
 
 Dispatch (``run_dispatch``): one stable sort of the (token, expert, weight) assignments by
-expert, one host sync for the per-expert counts, then per active expert ``index_select`` its
-tokens, run the expert on them only and ``index_add_`` the gated outputs back. No Python loop
-over tokens. Each forward keeps a detached ``RoutingRecord`` (``last_routing``) for the
+expert, one host sync for the per-expert counts, one ``index_select`` of the tokens in that
+order, each expert run on its contiguous chunk only, and one ``index_add_`` of the gated
+outputs back (in expert order, as a loop over experts would add them). No Python loop over
+tokens. Each forward keeps a detached ``RoutingRecord`` (``last_routing``) for the
 routing metrics of ``archlab.supernets.routing_metrics``.
 """
 
@@ -105,16 +106,12 @@ def run_dispatch(
     order = torch.argsort(experts, stable=True)
     counts = torch.bincount(experts, minlength=len(fns)).tolist()  # the one host sync
     tokens_sorted = tokens[order]
-    weights_sorted = weights[order]
+    xs = x.index_select(0, tokens_sorted).split(counts)  # one gather; a contiguous chunk per expert
+    outs = [fns[e](chunk) for e, chunk in enumerate(xs) if counts[e]]
     y = x.new_zeros(x.shape[0], out_features)
-    start = 0
-    for e, count in enumerate(counts):
-        if count == 0:
-            continue
-        idx = tokens_sorted[start:start + count]
-        out = fns[e](x.index_select(0, idx)) * weights_sorted[start:start + count, None]
-        y.index_add_(0, idx, out.to(y.dtype))
-        start += count
+    if outs:
+        out = (torch.cat(outs) if len(outs) > 1 else outs[0]) * weights[order][:, None]
+        y.index_add_(0, tokens_sorted, out.to(y.dtype))  # one scatter back, in expert order
     return y
 
 
@@ -231,7 +228,8 @@ class ElasticMoEFFN(_RoutedFFN):
             n: router_class(n)(self.d_max, self.experts_max, int(null_max), factory, False, options.get(n), layer_index)
             for n in names
         })
-        self.where = f"layers[{int(layer_index)}]"
+        self.layer_index = int(layer_index)
+        self.where = f"layers[{self.layer_index}]"
         self._setup_state(names, options, state)
         self.set_active(self.d_max, self.ffn_max, self.experts_max, DEFAULT_TOP_K, names[0] if names else DEFAULT_ROUTER)
 
@@ -321,6 +319,7 @@ class PlainMoEFFN(_RoutedFFN):
         self.experts = nn.ModuleList(PlainExpert(d_model, ffn, activation) for _ in range(experts))
         self.router = nn.Linear(d_model, experts, bias=False)
         self.rule = cls(d_model, experts, int(null), None, True, options, layer_index)
+        self.layer_index = int(layer_index)
         self.rule.set_active(d_model, self.settings)
         self._setup_state([router], {router: dict(options or {})}, state)
 

@@ -33,6 +33,8 @@ from . import checkpoint as ckpt
 from . import distributed as dist_util
 from .evaluation import evaluate, evaluate_many
 from .optim import clip_gradients, make_optimizer, make_scheduler
+from .routers import set_progress
+from .routing_metrics import current_metrics, flat_metrics
 from .strategies import make_strategy
 from .tasks_base import Task, input_adapter
 from .train_config import ConfigError, TrainConfig
@@ -371,11 +373,14 @@ class _Trainer:
         if self.adapt is not None:
             x = self.adapt(x)
         self.optimizer.zero_grad(set_to_none=True)
+        set_progress(self.net, step / max(cfg.steps, 1))  # routers with a training schedule (random_grow)
         aux_coef = cfg.moe_aux_coef if getattr(self.net, "has_moe", False) else 0.0
         ctx = _Step(self.net, self.model, self.task, x, y, self.autocast, self.scaler, aux_coef)
         logged = self.strategy.step(ctx, archs)
         if ctx.aux_losses:
             logged["moe_aux_loss"] = float(np.mean(ctx.aux_losses))
+        if getattr(self.net, "has_moe", False):  # routing of the step's last subnet (archlab.supernets.routing_metrics)
+            logged.update({k: v for k, v in flat_metrics(current_metrics(self.net)).items() if ".layers." not in k})
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip, self.optimizer)
