@@ -123,7 +123,7 @@ def interval(values: list[float]) -> dict[str, float]:
     """Mean and 95% t interval over seeds (the mean alone with one seed)."""
     a = np.asarray(values, dtype=float)
     if len(a) < 2:
-        return {"mean": float(a.mean()), "low": float("nan"), "high": float("nan")}
+        return {"mean": float(a.mean()), "low": None, "high": None}
     lo, hi = stats.t.interval(0.95, len(a) - 1, loc=a.mean(), scale=stats.sem(a))
     return {"mean": float(a.mean()), "low": float(lo), "high": float(hi)}
 
@@ -136,8 +136,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         diffs = [r["val_loss"] - dense[r["seed"]] for r in rs if r["seed"] in dense]
         if name != "dense" and diffs:
             d = interval(diffs)
-            d["beats_dense"] = bool(d["high"] < 0)
-            d["loses_to_dense"] = bool(d["low"] > 0)
+            d["beats_dense"] = d["high"] is not None and bool(d["high"] < 0)
+            d["loses_to_dense"] = d["low"] is not None and bool(d["low"] > 0)
             entry["minus_dense"] = d
         for key in ("tokens_per_s", "routing.load_cv", "routing.experts_per_token", "routing.dropped", "routing.entropy",
                     "routing.null_share", "active_params", "params", "macs_per_token"):

@@ -100,14 +100,20 @@ ROUTING_BATCHES = 2
 
 def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
     """Routing metrics of ``arch`` (``archlab.supernets.routing_metrics.flat_metrics``, on the
-    first ``ROUTING_BATCHES`` validation batches), cached by ``arch.key``; empty for nets
-    without token-routed layers. Read by the ``routing.*`` built-in metrics."""
+    first ``ROUTING_BATCHES`` validation batches) plus ``routing.active_macs`` /
+    ``routing.active_params`` (per token, counting only the experts tokens used, measured on
+    the first batch: ``active_costs``), cached by ``arch.key``; empty for nets without
+    token-routed layers. Read by the ``routing.*`` built-in metrics (usable as objectives)."""
     cache = ctx._cache.setdefault("routing", {})
     if arch.key not in cache:
         net = ctx.supernet(True)
         flat: dict[str, float] = {}
         if getattr(net, "has_moe", False):
-            from archlab.supernets.routing_metrics import flat_metrics, measure_routing
+            from archlab.supernets.routing_metrics import (
+                active_costs,
+                flat_metrics,
+                measure_routing,
+            )
             from archlab.supernets.tasks_base import model_device
 
             exp = ctx.require_experiment("routing")
@@ -116,6 +122,8 @@ def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
             device = model_device(net)
             batches = [x.to(device) for x, _ in exp.task.eval_batches("val", ROUTING_BATCHES)]
             flat = flat_metrics(measure_routing(net, batches))
+            costs = active_costs(net.extract(arch), batches[0])
+            flat.update({"routing.active_macs": costs["macs_per_token"], "routing.active_params": costs["active_params"]})
             if previous is not None:
                 net.set_arch(previous)
         cache[arch.key] = flat
@@ -150,7 +158,7 @@ def routing_metrics(space: SearchSpace, experts: int | None = None, layers: int 
         layers = len(extreme_arch(space).get("layers", []))
     n = max(int(layers), 1)
     stats = ("load_cv", "experts_per_token", "dropped", "entropy", "null_share")
-    names = [f"routing.{s}" for s in stats]
+    names = [f"routing.{s}" for s in (*stats, "active_macs", "active_params")]
     for i in range(n):
         names += [f"routing.layers.{i}.{s}" for s in stats]
         names += [f"routing.layers.{i}.load.{j}" for j in range(e)]

@@ -129,3 +129,7 @@ def test_inherited_objective_records_routing_metrics_of_each_arch(char_task):
     assert math.isnan(resolve("routing.layers.0.load_cv", ctx)(arch))  # a dense layer does not route
     loads = [resolve(f"routing.layers.1.load.{e}", ctx)(arch) for e in range(4)]
     assert loads == pytest.approx([0.25] * 4)
+    x = next(iter(char_task.eval_batches("val", 1)))[0]
+    costs = active_costs(net.extract(arch), x)
+    assert resolve("routing.active_macs", ctx)(arch) == costs["macs_per_token"]
+    assert resolve("routing.active_params", ctx)(arch) == costs["active_params"] < costs["params"]
