@@ -161,6 +161,12 @@ class _RoutedFFN(nn.Module):
         self.aux_loss: torch.Tensor | None = None
         self.last_routing: RoutingRecord | None = None
 
+    def rule_options(self) -> dict[str, Any]:
+        """The options of the router family that routed last (``{}`` when none)."""
+        rules = getattr(self, "rules", None)
+        rule = rules[self.router_name] if rules is not None and self.router_name in rules else getattr(self, "rule", None)
+        return dict(rule.options) if rule is not None else {}
+
     def _routed(self, x: torch.Tensor, rule: Router, name: str, settings: RouteSettings, gate: Any,
                 fns: Sequence[Callable[[torch.Tensor], torch.Tensor]], out_features: int) -> torch.Tensor:
         shape = x.shape

@@ -33,7 +33,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist_util
 from .evaluation import evaluate, evaluate_many
 from .optim import clip_gradients, make_optimizer, make_scheduler
-from .routers import set_progress
+from .routers import clear_routing, set_progress, symmetric_kl, thor_alpha
 from .routing_metrics import current_metrics, flat_metrics
 from .strategies import make_strategy
 from .tasks_base import Task, input_adapter
@@ -91,15 +91,23 @@ class _Step:
         self.autocast, self.scaler = autocast, scaler
         self.aux_coef = aux_coef
         self._aux: torch.Tensor | None = None
+        self._thor: tuple[float, torch.Tensor, torch.Tensor] | None = None
         self.aux_losses: list[float] = []
 
     def forward(self, arch: Arch) -> torch.Tensor:
         self.net.set_arch(arch)
+        if self.aux_coef:
+            clear_routing(self.net)
         with self.autocast():
             out = self.model(self.x)
         if self.aux_coef:
             self._aux = self.net.aux_loss()
             self.aux_losses.append(float(self._aux.detach()))
+            self._thor = None
+            alpha = thor_alpha(self.net)
+            if alpha:  # THOR (routers.stochastic): a second pass with other random experts
+                with self.autocast():
+                    self._thor = (alpha, out, self.model(self.x))
         return out
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
@@ -114,6 +122,10 @@ class _Step:
         if self._aux is not None:
             loss = loss + self.aux_coef * self._aux
             self._aux = None
+        if self._thor is not None:  # 1/2 (loss + loss of the second pass) + alpha * symmetric KL
+            alpha, first, second = self._thor
+            loss = 0.5 * (loss + self.task.loss(second, self.y)) + alpha * symmetric_kl(first, second)
+            self._thor = None
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
 

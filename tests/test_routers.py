@@ -333,3 +333,37 @@ def test_adding_a_router_is_one_registered_class():
         torch.testing.assert_close(layer(h), layer.experts[0](h))
     finally:
         del ROUTERS["first_expert_test"]
+
+
+def test_trainer_step_runs_thor_two_passes_with_the_consistency_loss():
+    from archlab.supernets.training import _Step
+
+    space = moe_transformer_lm_space("th", n_layer=(1, 1), d_model=(16,), n_head=(2,), ffn=(16,), moe_experts=(1, 4),
+                                     moe_top_k=(1,), moe_router=("stochastic", "topk"))
+    torch.manual_seed(9)
+    net = TransformerLM(space, vocab_size=11, context=8, router_options={"stochastic": {"alpha": 2.0}}).train()
+    x, y = net.example_input(3, 8), torch.randint(0, 11, (3, 8))
+
+    class _Task:
+        def loss(self, logits, target):
+            return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+
+    arch = {"n_layer": 1, "d_model": 16, "layers": [{"n_head": 2, "ffn": 16, "moe_experts": 4, "moe_top_k": 1,
+                                                     "moe_router": "stochastic"}]}
+    torch.manual_seed(10)
+    ctx = _Step(net, net, _Task(), x, y, lambda: torch.autocast("cpu", enabled=False), None, 0.01)
+    ctx.backward(ctx.loss(ctx.forward(arch)))
+    got = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    net.zero_grad()
+    torch.manual_seed(10)
+    out1 = net(x)
+    out2 = net(x)
+    ce = _Task().loss
+    (0.5 * (ce(out1, y) + ce(out2, y)) + 2.0 * symmetric_kl(out1, out2)).backward()
+    want = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    assert len(got) == len(want) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(got, want))
+    # a topk arch takes one pass
+    arch["layers"][0]["moe_router"] = "topk"
+    ctx = _Step(net, net, _Task(), x, y, lambda: torch.autocast("cpu", enabled=False), None, 0.01)
+    ctx.forward(arch)
+    assert ctx._thor is None

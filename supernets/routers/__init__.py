@@ -18,7 +18,7 @@ from .base import (
     switch_load_balancing,
 )
 from .random_grow import set_progress
-from .stochastic import symmetric_kl, thor_loss
+from .stochastic import clear_routing, symmetric_kl, thor_alpha, thor_loss
 
 __all__ = [
     "DEFAULT_ROUTER",
@@ -27,10 +27,12 @@ __all__ = [
     "RouteSettings",
     "Router",
     "RoutingState",
+    "clear_routing",
     "register_router",
     "router_class",
     "set_progress",
     "switch_load_balancing",
     "symmetric_kl",
+    "thor_alpha",
     "thor_loss",
 ]

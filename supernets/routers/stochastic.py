@@ -6,7 +6,9 @@ training and in inference, as in the paper. Training runs the network twice on t
 (two independent draws) and adds the consistency regulariser
 ``alpha * CR``, ``CR = 1/2 (KL(p1 || p2) + KL(p2 || p1))`` (symmetric KL between the two
 passes' output distributions), to the mean of the two task losses: ``thor_loss`` does this
-for any model whose MoE layers use this router. In inference the draws come from a generator
+for any model whose MoE layers use this router, and archlab's trainer does it for every
+training step whose subnet routes a layer with it (``thor_alpha``). Option ``alpha``
+(default 1.0) is the regulariser's weight. In inference the draws come from a generator
 re-seeded every forward (``seed`` option + the layer index), so evaluation is deterministic
 and an extracted module reproduces the supernet's outputs exactly.
 """
@@ -44,11 +46,28 @@ def thor_loss(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor
     return 0.5 * (loss_fn(out1) + loss_fn(out2)) + alpha * cr, out1, cr
 
 
+def thor_alpha(net: nn.Module) -> float:
+    """The consistency weight ``alpha`` when a layer of ``net`` routed with this router in its
+    last forward in training mode (0.0 otherwise: no second pass needed)."""
+    if not net.training:
+        return 0.0
+    alphas = [float(m.rule_options().get("alpha", DEFAULT_ALPHA)) for m in net.modules()
+              if getattr(m, "last_routing", None) is not None and m.last_routing.router == "stochastic"]
+    return max(alphas, default=0.0)
+
+
+def clear_routing(net: nn.Module) -> None:
+    """Forget every layer's last dispatch (so ``thor_alpha`` sees only the next forward)."""
+    for m in net.modules():
+        if getattr(m, "last_routing", None) is not None:
+            m.last_routing = None
+
+
 @register_router("stochastic")
 class StochasticRouter(Router):
     """THOR random routing (option ``seed``: base seed of the inference draws, default 0)."""
 
-    option_names = ("seed",)
+    option_names = ("seed", "alpha")
 
     def route(self, x: torch.Tensor, gate: Callable[[torch.Tensor], torch.Tensor], settings: RouteSettings,
               state: RoutingState) -> Dispatch:
