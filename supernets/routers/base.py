@@ -187,10 +187,6 @@ class Router(nn.Module):
               state: RoutingState) -> Dispatch:  # pragma: no cover - every router overrides it
         raise NotImplementedError
 
-    def expected_experts(self, settings: RouteSettings) -> float | None:
-        """Real experts per token known without data (``None``: data-dependent, measure it)."""
-        return float(settings.top_k)
-
 
 # shared rules ------------------------------------------------------------------------------
 def switch_load_balancing(probs: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:

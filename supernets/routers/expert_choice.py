@@ -47,6 +47,3 @@ class ExpertChoiceRouter(Router):
         aux = {"z_loss": router_z_loss(logits)}
         return Dispatch(tokens, experts, weights, n, n_experts, probs=probs, dropped=per_token == 0, aux=aux,
                         aux_weights={"z_loss": float(self.options.get("z_loss", 0.0))})
-
-    def expected_experts(self, settings: RouteSettings) -> float | None:
-        return DEFAULT_CAPACITY if settings.capacity is None else float(settings.capacity)

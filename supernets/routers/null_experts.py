@@ -81,6 +81,3 @@ class NullExpertsRouter(Router):
         weights = {"load_balance": float(self.options.get("balance", 1.0)), "z_loss": float(self.options.get("z_loss", 0.0))}
         return Dispatch(tokens, e, w, x.shape[0], n_real, probs=probs, dropped=dropped, null_slots=(~real).sum(-1),
                         aux=aux, aux_weights=weights)
-
-    def expected_experts(self, settings: RouteSettings) -> float | None:
-        return None if settings.null > 0 else float(settings.top_k)

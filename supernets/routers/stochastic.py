@@ -79,6 +79,3 @@ class StochasticRouter(Router):
             experts = torch.randint(settings.experts, (n,), generator=g).to(x.device)
         tokens = torch.arange(n, device=x.device)
         return Dispatch(tokens, experts, x.new_ones(n, dtype=torch.float32), n, settings.experts)
-
-    def expected_experts(self, settings: RouteSettings) -> float | None:
-        return 1.0

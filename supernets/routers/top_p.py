@@ -58,6 +58,3 @@ class TopPRouter(Router):
         aux = {"load_balance": switch_load_balancing(probs, experts), "dynamic": mean_entropy(probs)}
         w = {"load_balance": float(self.options.get("balance", 1.0)), "dynamic": float(self.options.get("dynamic", 0.01))}
         return Dispatch(tokens, experts, weights, x.shape[0], settings.experts, probs=probs, aux=aux, aux_weights=w)
-
-    def expected_experts(self, settings: RouteSettings) -> float | None:
-        return None if settings.top_p < 1.0 else float(settings.experts)
