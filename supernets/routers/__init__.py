@@ -1,11 +1,15 @@
 """Token routers for mixture-of-experts layers: a registry (``ROUTERS``, ``register_router``)
 and the built-in routers, one module each (``topk``, ``expert_choice``, ``top_p``,
 ``null_experts``, ``recurrent``, ``stochastic``, ``random_grow``). See ``base`` for the
-interface."""
+interface. Every module of this package is imported here, so a new router is one new file
+with a ``@register_router`` class (a router outside the package registers when its module is
+imported)."""
 
 from __future__ import annotations
 
-from . import expert_choice, null_experts, random_grow, recurrent, stochastic, top_p, topk  # noqa: F401  (register)
+import importlib
+import pkgutil
+
 from .base import (
     DEFAULT_ROUTER,
     ROUTERS,
@@ -19,6 +23,9 @@ from .base import (
 )
 from .random_grow import set_progress
 from .stochastic import clear_routing, symmetric_kl, thor_alpha, thor_loss
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "DEFAULT_ROUTER",
