@@ -170,7 +170,9 @@ def routing(doc: dict[str, Any]) -> list[str]:
              f"(width {z.get('ffn')}, d_model {z.get('d_model')}) against a dense FFN of width {z.get('ffn')} (about one "
              f"expert per token each), {z.get('steps')} steps of batch {z.get('batch')} x {z.get('context')}, "
              f"{z.get('seeds')} seeds, {doc.get('threads')} thread(s), {doc.get('device')}{_quick(doc)}. "
-             "Validation loss: mean with a 95% t interval over seeds; vs dense: paired difference (negative is better).", ""]
+             f"Run time {_f((doc.get('seconds') or 0) / 60, 0)} min on a machine shared with other jobs (a mid-size run; "
+             "the issue's full size is about an hour on 2 cores). Validation loss: mean with a 95% t interval over seeds; "
+             "vs dense: paired difference (negative is better; 'beats'/'loses' only when the interval excludes 0).", ""]
     rows = []
     for name, r in doc.get("routers", {}).items():
         v, d = r.get("val_loss", {}), r.get("minus_dense")
