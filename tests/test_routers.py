@@ -367,3 +367,20 @@ def test_trainer_step_runs_thor_two_passes_with_the_consistency_loss():
     ctx = _Step(net, net, _Task(), x, y, lambda: torch.autocast("cpu", enabled=False), None, 0.01)
     ctx.forward(arch)
     assert ctx._thor is None
+
+
+def test_saved_and_loaded_subnets_keep_their_routers(tmp_path):
+    from archlab.supernets.export import load_subnet, save_subnet
+
+    space = moe_transformer_lm_space("s", n_layer=(2, 2), d_model=(16,), n_head=(2,), ffn=(16,), moe_experts=(4,),
+                                     moe_top_k=(1, 2), moe_router=("recurrent", "random_grow", "null_experts"), moe_null=(2,))
+    torch.manual_seed(12)
+    net = TransformerLM(space, vocab_size=11, context=8, router_options={"recurrent": {"hidden": 8}}).eval()
+    x = net.example_input(2, 8)
+    for i, routers in enumerate([("recurrent", "random_grow"), ("null_experts", "recurrent")]):
+        arch = space.validate({"n_layer": 2, "d_model": 16, "layers": [
+            {"n_head": 2, "ffn": 16, "moe_experts": 4, "moe_top_k": 2, "moe_router": r, "moe_null": 2} for r in routers]})
+        net.set_arch(arch)
+        back = load_subnet(save_subnet(net.extract(arch), tmp_path / f"m{i}")).eval()
+        assert [b.moe.router_name for b in back.blocks] == list(routers)
+        assert (back(x) - net(x)).abs().max().item() <= 1e-6
