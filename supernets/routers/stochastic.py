@@ -7,7 +7,8 @@ training and in inference, as in the paper. Training runs the network twice on t
 ``alpha * CR``, ``CR = 1/2 (KL(p1 || p2) + KL(p2 || p1))`` (symmetric KL between the two
 passes' output distributions), to the mean of the two task losses: ``thor_loss`` does this
 for any model whose MoE layers use this router, and archlab's trainer does it for every
-training step whose subnet routes a layer with it (``thor_alpha``). Option ``alpha``
+training step whose subnet routes a layer with it (``thor_alpha``; with
+``TrainConfig.moe_aux_coef`` > 0, the default, which turns routing losses on). Option ``alpha``
 (default 1.0) is the regulariser's weight. In inference the draws come from a generator
 re-seeded every forward (``seed`` option + the layer index), so evaluation is deterministic
 and an extracted module reproduces the supernet's outputs exactly.
