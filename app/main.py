@@ -87,6 +87,7 @@ nav = st.navigation(
         "Architectures": [
             st.Page(P["detail"], title="Architecture detail", icon=":material/account_tree:"),
             st.Page(P["importance"], title="Parameter importance", icon=":material/tune:"),
+            st.Page(P["routing"], title="Routing", icon=":material/alt_route:"),
         ],
         "Run": [
             st.Page(P["predictors"], title="Predictors & ranking", icon=":material/insights:"),

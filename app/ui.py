@@ -27,6 +27,7 @@ PAGES = {
     "importance": "views/importance.py",
     "predictors": "views/predictors.py",
     "live": "views/live.py",
+    "routing": "views/routing.py",
 }
 
 

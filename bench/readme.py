@@ -163,12 +163,40 @@ def app(doc: dict[str, Any]) -> list[str]:
             f"cold: {_goal(g.get('met'))}."]
 
 
+def routing(doc: dict[str, Any]) -> list[str]:
+    z = doc.get("size", {})
+    sp = doc.get("speed", {})
+    lines = [f"Character-level transformer on {doc.get('data')}: {z.get('layers')} MoE layers of {z.get('experts')} experts "
+             f"(width {z.get('ffn')}, d_model {z.get('d_model')}) against a dense FFN of width {z.get('ffn')} (about one "
+             f"expert per token each), {z.get('steps')} steps of batch {z.get('batch')} x {z.get('context')}, "
+             f"{z.get('seeds')} seeds, {doc.get('threads')} thread(s), {doc.get('device')}{_quick(doc)}. "
+             f"Run time {_f((doc.get('seconds') or 0) / 60, 0)} min on a machine shared with other jobs (a mid-size run; "
+             "the issue's full size is about an hour on 2 cores). Validation loss: mean with a 95% t interval over seeds; "
+             "vs dense: paired difference (negative is better; 'beats'/'loses' only when the interval excludes 0).", ""]
+    rows = []
+    for name, r in doc.get("routers", {}).items():
+        v, d = r.get("val_loss", {}), r.get("minus_dense")
+        diff = "-" if not d else (f"{_f(d.get('mean'), 3)} [{_f(d.get('low'), 3)}, {_f(d.get('high'), 3)}]"
+                                  + (" beats" if d.get("beats_dense") else " loses" if d.get("loses_to_dense") else ""))
+        rows.append([name, f"{_f(v.get('mean'), 3)} [{_f(v.get('low'), 3)}, {_f(v.get('high'), 3)}]", diff,
+                     _f(r.get("tokens_per_s"), 0), _f(r.get("experts_per_token"), 2), _f(r.get("load_cv"), 2),
+                     _f(r.get("dropped"), 1, pct=True), _f((r.get("macs_per_token") or 0) / 1e3, 1)])
+    lines += _table(["router", "val loss [95% CI]", "minus dense [95% CI]", "train tokens/s", "experts/token",
+                     "load CV", "dropped", "kMACs/token"], rows)
+    lines += ["", f"Speed: one MoE layer at k = 1 (forward + backward) / a dense FFN of the same active width, median "
+              f"over {len(sp.get('shapes', []))} shapes: {_f(sp.get('median_ratio'), 2)} (goal <= {sp.get('goal')}: "
+              f"{_goal(sp.get('met'))}); the router's own share of the layer's time: "
+              f"{_f(sp.get('median_router_share'), 1, pct=True)} (median)."]
+    return lines
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "supernet_overhead": ("Supernet overhead (`bench/supernet_overhead.py`)", supernet_overhead),
     "mos": ("Mixture of supernets (`bench/mos.py`)", mos),
     "latency": ("Latency predictors (`bench/latency.py`)", latency),
     "search": ("Search (`bench/search.py`)", search),
     "app": ("Dashboard (`bench/app.py`)", app),
+    "routing": ("Token routing (`bench/routing.py`)", routing),
 }
 
 

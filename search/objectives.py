@@ -13,6 +13,9 @@ metric from ``OBJECTIVES``:
 - ``params``: parameter count; ``macs``: multiply-accumulates per example (per token for
   sequence models), from the analytic cost model of the space's family, or counted on the
   extracted subnet (params) when an experiment is given.
+- ``routing.<stat>`` and ``routing.layers.<i>.<stat>``: token-routing metrics of the arch
+  with inherited weights (``archlab.supernets.routing_metrics``), recorded whenever
+  ``inherited`` evaluates an MoE net; ``routing_metrics(space)`` lists them for ``metrics=``.
 
 Built-ins are made lazily by factories taking a ``SearchContext``; torch is imported only by
 the ones that need it.
@@ -80,6 +83,7 @@ def _inherited(ctx: SearchContext) -> MetricFn:
     def fn(arch: Arch) -> float:
         if arch.key not in cache:
             out = evaluate(ctx.supernet(True), task, arch)
+            _record_routing(ctx, arch)
             for k in (metric, metric.removeprefix("val_")):
                 if k in out:
                     cache[arch.key] = float(out[k])
@@ -89,6 +93,89 @@ def _inherited(ctx: SearchContext) -> MetricFn:
         return cache[arch.key]
 
     return fn
+
+
+ROUTING_BATCHES = 2
+
+
+def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
+    """Routing metrics of ``arch`` (``archlab.supernets.routing_metrics.flat_metrics``, on the
+    first ``ROUTING_BATCHES`` validation batches) plus ``routing.active_macs`` /
+    ``routing.active_params`` (per token, counting only the experts tokens used, measured on
+    the first batch: ``active_costs``), cached by ``arch.key``; empty for nets without
+    token-routed layers. Read by the ``routing.*`` built-in metrics (usable as objectives)."""
+    cache = ctx._cache.setdefault("routing", {})
+    if arch.key not in cache:
+        net = ctx.supernet(True)
+        flat: dict[str, float] = {}
+        if getattr(net, "has_moe", False):
+            from archlab.supernets.routing_metrics import (
+                active_costs,
+                flat_metrics,
+                measure_routing,
+            )
+            from archlab.supernets.tasks_base import model_device
+
+            exp = ctx.require_experiment("routing")
+            previous = getattr(net, "_arch", None)
+            net.set_arch(arch)
+            device = model_device(net)
+            batches = [x.to(device) for x, _ in exp.task.eval_batches("val", ROUTING_BATCHES)]
+            flat = flat_metrics(measure_routing(net, batches))
+            costs = active_costs(net.extract(arch), batches[0])
+            flat.update({"routing.active_macs": costs["macs_per_token"], "routing.active_params": costs["active_params"]})
+            if previous is not None:
+                net.set_arch(previous)
+        cache[arch.key] = flat
+    return cache[arch.key]
+
+
+def _routing(name: str) -> Callable[[SearchContext], MetricFn]:
+    """Built-in ``routing.<stat>`` / ``routing.layers.<i>.<stat>``: the routing metric of the
+    arch with inherited weights (NaN where the arch has no such layer or statistic)."""
+
+    def factory(ctx: SearchContext) -> MetricFn:
+        def fn(arch: Arch) -> float:
+            return float(_record_routing(ctx, arch).get(name, float("nan")))
+
+        return fn
+
+    return factory
+
+
+def routing_metrics(space: SearchSpace, experts: int | None = None, layers: int | None = None) -> dict[str, str]:
+    """``{name: name}`` of the routing built-ins for ``space`` (pass as a search's ``metrics``):
+    the means over routed layers and, per layer slot, load CV, experts per token (mean and
+    histogram), dropped fraction, entropy, null share and per-expert load. ``experts`` /
+    ``layers`` default to the space's largest ``moe_experts`` / depth."""
+    from archlab.supernets.moe_space import moe_space_limits
+
+    lim = moe_space_limits(space, "routing")
+    e = int(experts or lim.experts)
+    if layers is None:
+        from archlab.supernets.base import extreme_arch
+
+        layers = len(extreme_arch(space).get("layers", []))
+    n = max(int(layers), 1)
+    stats = ("load_cv", "experts_per_token", "dropped", "entropy", "null_share")
+    names = [f"routing.{s}" for s in (*stats, "active_macs", "active_params")]
+    for i in range(n):
+        names += [f"routing.layers.{i}.{s}" for s in stats]
+        names += [f"routing.layers.{i}.load.{j}" for j in range(e)]
+        names += [f"routing.layers.{i}.experts_hist.{j}" for j in range(e + 1)]
+    return {k: k for k in names}
+
+
+class _Builtins(dict):
+    """The built-in metric factories by name, plus every ``routing.*`` name (made on demand)."""
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (isinstance(key, str) and key.startswith("routing.") and len(key) > 8)
+
+    def __getitem__(self, key: str) -> Callable[[SearchContext], MetricFn]:
+        if not super().__contains__(key) and key in self:
+            return _routing(key)
+        return super().__getitem__(key)
 
 
 def _predicted_latency(ctx: SearchContext) -> MetricFn:
@@ -168,13 +255,13 @@ def _macs(ctx: SearchContext) -> MetricFn:
     return fn
 
 
-OBJECTIVES: dict[str, Callable[[SearchContext], MetricFn]] = {
+OBJECTIVES: dict[str, Callable[[SearchContext], MetricFn]] = _Builtins({
     "inherited": _inherited,
     "predicted_latency": _predicted_latency,
     "measured_latency": _measured_latency,
     "params": _params,
     "macs": _macs,
-}
+})
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,22 @@ def moe_transformer_lm_space(
     ffn: Sequence[int] = (64, 128, 256),
     moe_experts: Sequence[int] = (1, 2, 4),
     moe_top_k: Sequence[int] = (1, 2),
+    moe_router: Sequence[str] | None = None,
+    moe_top_p: Sequence[float] | None = None,
+    moe_capacity: Sequence[float] | None = None,
+    moe_null: Sequence[int] | None = None,
 ) -> SearchSpace:
     """``transformer_lm_space`` plus a token-routed mixture-of-experts FFN per layer:
-    ``layers[i].moe_experts`` (number of experts; 1 is a dense FFN) and ``layers[i].moe_top_k``
-    (experts per token; a top-k above the layer's expert count runs as that count, so every
-    architecture is valid). ``ffn`` is the width of each expert. Built by ``TransformerLM``."""
+    ``layers[i].moe_experts`` (number of experts; 1 is a dense FFN, so this also chooses which
+    layers are MoE) and ``layers[i].moe_top_k`` (experts per token; a top-k above the layer's
+    expert count runs as that count, so every architecture is valid). ``ffn`` is the width of
+    each expert. Optional per-layer routing choices (left out when ``None``): ``moe_router``
+    (router families, names of ``archlab.supernets.routers``), ``moe_top_p`` (``top_p``'s
+    threshold), ``moe_capacity`` (capacity factor) and ``moe_null`` (``null_experts``' null
+    experts). Built by ``TransformerLM``."""
+    routing = {name: Choice(*values) for name, values in (
+        ("moe_router", moe_router), ("moe_top_p", moe_top_p), ("moe_capacity", moe_capacity), ("moe_null", moe_null),
+    ) if values is not None}
     return SearchSpace(
         name,
         n_layer=IntRange(*n_layer),
@@ -54,6 +65,7 @@ def moe_transformer_lm_space(
             ffn=Choice(*ffn),
             moe_experts=Choice(*moe_experts),
             moe_top_k=Choice(*moe_top_k),
+            **routing,
         ),
     )
 

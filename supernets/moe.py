@@ -3,7 +3,7 @@
 Not to be confused with ``archlab.supernets.mos`` (mixture of *supernets*: a router maps the
 *architecture* to weights). Here a router maps each *token* to a few expert FFNs.
 
-Search-space names (per layer, in a transformer's ``layers`` block; both optional):
+Search-space names (per layer, in a transformer's ``layers`` block; all optional):
 
 - ``moe_experts``: number of active experts E (integers >= 1). ``1`` is a dense FFN: expert 0
   runs on every token and no router runs, exactly an ordinary FFN.
@@ -12,8 +12,13 @@ Search-space names (per layer, in a transformer's ``layers`` block; both optiona
   ``min(moe_top_k, moe_experts)``, so every architecture of the space is valid (a search may
   evaluate any of them). A ``moe_top_k`` value larger than the space's largest
   ``moe_experts`` could never be used and is an error naming ``layers[i].moe_top_k``.
+- ``moe_router``: the router family, a name registered in ``archlab.supernets.routers``
+  (``topk`` when absent). All families of a space share the gate ``router`` and the experts.
+- ``moe_top_p`` (``top_p``), ``moe_capacity`` (capacity factor > 0; absent: no limit) and
+  ``moe_null`` (``null_experts``' zero-compute experts): read by the routers that use them.
 
-Routing (``route``): the router is a bias-free linear map ``d_model -> E`` (sliced to the
+Routing: the layer asks its router (``archlab.supernets.routers``) for a ``Dispatch`` and runs
+it; the default ``topk`` router is today's rule, bit for bit. ``route`` (below) is that rule: the router is a bias-free linear map ``d_model -> E`` (sliced to the
 active ``d_model`` and the first E experts); ``probs = softmax(logits)`` over the E active
 experts (float32), the top k are kept and renormalised to sum to 1 (with k = 1 the gate is
 therefore 1 and the router learns from the load-balancing loss alone). Each expert is an
@@ -28,49 +33,56 @@ balanced, E when every token picks one expert with certainty. Only ``P`` carries
 for a dense layer); ``TransformerLM.aux_loss()`` sums them and the trainer adds
 ``TrainConfig.moe_aux_coef`` times that sum to each subnet's loss.
 
-Dispatch (``dispatch``): one sort of the (token, slot) assignments by expert, one host sync
-for the per-expert counts, then per active expert ``index_select`` its tokens, run the expert
-on them only and ``index_add_`` the gated outputs back. No Python loop over tokens.
+Dispatch (``run_dispatch``): one stable sort of the (token, expert, weight) assignments by
+expert, one host sync for the per-expert counts, one ``index_select`` of the tokens in that
+order, each expert run on its contiguous chunk only, and one ``index_add_`` of the gated
+outputs back (in expert order, as a loop over experts would add them). No Python loop over
+tokens. Each forward keeps a detached ``RoutingRecord`` (``last_routing``) for the
+routing metrics of ``archlab.supernets.routing_metrics``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from archlab.spaces import PerLayer, SearchSpace
-from archlab.spaces.errors import ArchlabError, SpaceError
+from archlab.spaces.errors import ArchlabError
 
 from .banks import BankFactory
 from .layers import ElasticLinear, _check, make_activation
-
-MOE_EXPERTS = "moe_experts"
-MOE_TOP_K = "moe_top_k"
-MOE_PARAMS = (MOE_EXPERTS, MOE_TOP_K)
-DEFAULT_TOP_K = 1
+from .moe_space import (
+    DEFAULT_TOP_K,
+    MOE_EXPERTS,
+    MOE_PARAMS,
+    MOE_TOP_K,
+    active_top_k,
+    find_moe_params,
+    moe_limits,
+    reject_moe_params,
+)
+from .routers import (
+    DEFAULT_ROUTER,
+    Dispatch,
+    Router,
+    RouteSettings,
+    RoutingState,
+    router_class,
+    switch_load_balancing,
+)
+from .routers.base import token_major
+from .routers.topk import topk_gates
 
 
 # routing ------------------------------------------------------------------------------
 def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-k routing of ``logits`` (N tokens, E experts).
-
-    Returns ``(probs (N, E) float32, gates (N, k) float32, experts (N, k) long)``: softmax
-    over the E experts and the k most probable kept. With k >= 2 the kept probabilities are
-    renormalised to sum to 1 (as in Mixtral); with k = 1 the gate is the probability itself
-    (as in Switch Transformer), so the router learns from the task loss and not only from the
-    load-balancing loss (a renormalised top-1 gate is always 1 and carries no gradient).
-    """
-    n_experts = logits.shape[-1]
-    if not 1 <= top_k <= n_experts:
-        raise ArchlabError(f"moe_top_k: {top_k} with {n_experts} experts; allowed: 1..{n_experts}")
-    probs = F.softmax(logits.float(), dim=-1)
-    top, experts = probs.topk(top_k, dim=-1)
-    gates = top if top_k == 1 else top / top.sum(-1, keepdim=True)
-    return probs, gates, experts
+    """Top-k routing of ``logits`` (N tokens, E experts): ``(probs (N, E) float32, gates (N, k),
+    experts (N, k))``; k >= 2 renormalises the kept probabilities (Mixtral), k = 1 keeps the
+    probability as the gate (Switch), so the task loss trains the router (see ``routers.topk``)."""
+    return topk_gates(logits, top_k)
 
 
 def load_balancing_loss(probs: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
@@ -79,124 +91,93 @@ def load_balancing_loss(probs: torch.Tensor, experts: torch.Tensor) -> torch.Ten
     ``probs`` (N, E): router probabilities; ``experts`` (N, k): the chosen experts. ``f_i``:
     share of the N*k assignments that went to expert ``i``; ``P_i``: mean of ``probs[:, i]``.
     """
-    n_experts = probs.shape[-1]
-    counts = torch.bincount(experts.reshape(-1), minlength=n_experts).to(probs.dtype)
-    fraction = counts / max(experts.numel(), 1)
-    return n_experts * (fraction * probs.mean(0)).sum()
+    return switch_load_balancing(probs, experts)
 
 
-def dispatch(
-    x: torch.Tensor,
-    gates: torch.Tensor,
-    experts: torch.Tensor,
-    fns: Sequence[Callable[[torch.Tensor], torch.Tensor]],
-    out_features: int,
+def run_dispatch(
+    x: torch.Tensor, tokens: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor,
+    fns: Sequence[Callable[[torch.Tensor], torch.Tensor]], out_features: int,
 ) -> torch.Tensor:
-    """``y[t] = sum_j gates[t, j] * fns[experts[t, j]](x[t])`` for tokens ``x`` (N, d).
+    """``y[t] = sum_{a: tokens[a] = t} weights[a] * fns[experts[a]](x[t])`` for tokens ``x`` (N, d).
 
-    Each expert function sees only the tokens routed to it (one batched call per expert).
+    Each expert function sees only its tokens (one batched call per expert); tokens without
+    an assignment get zeros.
     """
-    n, k = experts.shape
-    flat = experts.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=len(fns)).tolist()  # the one host sync
-    tokens_sorted = order // k
-    gates_sorted = gates.reshape(-1)[order]
-    y = x.new_zeros(n, out_features)
-    start = 0
-    for e, count in enumerate(counts):
-        if count == 0:
-            continue
-        idx = tokens_sorted[start:start + count]
-        out = fns[e](x.index_select(0, idx)) * gates_sorted[start:start + count, None]
-        y.index_add_(0, idx, out.to(y.dtype))
-        start += count
+    order = torch.argsort(experts, stable=True)
+    counts = torch.bincount(experts, minlength=len(fns)).tolist()  # the one host sync
+    tokens_sorted = tokens[order]
+    xs = x.index_select(0, tokens_sorted).split(counts)  # one gather; a contiguous chunk per expert
+    outs = [fns[e](chunk) for e, chunk in enumerate(xs) if counts[e]]
+    y = x.new_zeros(x.shape[0], out_features)
+    if outs:
+        out = (torch.cat(outs) if len(outs) > 1 else outs[0]) * weights[order][:, None]
+        y.index_add_(0, tokens_sorted, out.to(y.dtype))  # one scatter back, in expert order
     return y
 
 
-def _moe_forward(
-    module: nn.Module, x: torch.Tensor, router: Callable[[torch.Tensor], torch.Tensor],
-    fns: Sequence[Callable[[torch.Tensor], torch.Tensor]], top_k: int, out_features: int,
+def dispatch(
+    x: torch.Tensor, gates: torch.Tensor, experts: torch.Tensor,
+    fns: Sequence[Callable[[torch.Tensor], torch.Tensor]], out_features: int,
 ) -> torch.Tensor:
-    """Route the tokens of ``x`` (..., d), dispatch to ``fns``, record ``module.aux_loss``."""
-    shape = x.shape
-    flat = x.reshape(-1, shape[-1])
-    probs, gates, experts = route(router(flat), top_k)
-    module.aux_loss = load_balancing_loss(probs, experts)
-    return dispatch(flat, gates, experts, fns, out_features).reshape(*shape[:-1], out_features)
+    """``y[t] = sum_j gates[t, j] * fns[experts[t, j]](x[t])`` for (N, k) ``gates``/``experts``."""
+    tokens, e, w = token_major(gates, experts)
+    return run_dispatch(x, tokens, e, w, fns, out_features)
 
 
-# the space's MoE parameters -----------------------------------------------------------
-def find_moe_params(space: SearchSpace) -> list[str]:
-    """Paths (``layers[i].moe_top_k``) of every ``moe_*`` parameter anywhere in ``space``."""
-    found: list[str] = []
+@dataclass
+class RoutingRecord:
+    """A detached summary of one layer's last dispatch (for ``routing_metrics``)."""
 
-    def walk(block: Mapping[str, Any], prefix: str) -> None:
-        for name, p in block.items():
-            if isinstance(p, PerLayer):
-                walk(p.params, f"{prefix}{name}[i].")
-            elif name.startswith("moe_"):
-                found.append(prefix + name)
-
-    walk(space.params, "")
-    return found
+    router: str
+    dispatch: Dispatch
 
 
-def reject_moe_params(space: SearchSpace, family: str) -> None:
-    """Raise ``ArchlabError`` when ``space`` has ``moe_*`` parameters (``family`` lacks MoE)."""
-    found = find_moe_params(space)
-    if found:
-        raise ArchlabError(
-            f"{family}: search space {space.name!r} has the mixture-of-experts parameter {found[0]!r}, "
-            "which this family does not support; MoE layers are available in: transformer_lm "
-            f"(layers[i].{MOE_EXPERTS}, layers[i].{MOE_TOP_K})"
-        )
+def _record(name: str, d: Dispatch) -> RoutingRecord:
+    def det(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.detach()
+
+    kept = Dispatch(d.tokens.detach(), d.experts.detach(), d.weights.detach(), d.n_tokens, d.n_experts,
+                    det(d.probs), det(d.dropped), det(d.null_slots), {k: v.detach() for k, v in d.aux.items()},
+                    dict(d.aux_weights))
+    return RoutingRecord(name, kept)
 
 
-def _int_values(param: Any, where: str, low: int) -> list[int]:
-    try:
-        values = list(param.values())
-    except SpaceError:  # a continuous range has no value list
-        values = []
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in values):
-        raise ArchlabError(f"{where}: allowed values are {param.allowed()}; must be integers >= {low}")
-    return values
+class _RoutedFFN(nn.Module):
+    """What the elastic and plain MoE FFNs share: the routing state, the forward and the record."""
 
+    routing_state: RoutingState
+    owns_state: bool
+    rules: Any
 
-def moe_limits(space: SearchSpace, family: str, block: str = "layers") -> tuple[int, int]:
-    """``(largest moe_experts, largest moe_top_k)`` of ``space``'s ``block``; ``(0, 0)`` when
-    the space has no MoE parameters. Raises ``ArchlabError`` naming the field for ``moe_*``
-    names outside ``block``, non-integer values, ``moe_top_k`` without ``moe_experts`` and
-    ``moe_top_k`` values above the largest ``moe_experts``."""
-    allowed = {f"{block}[i].{n}" for n in MOE_PARAMS}
-    for path in find_moe_params(space):
-        if path not in allowed:
-            raise ArchlabError(
-                f"{family}: parameter {path!r} is not a known MoE setting; allowed: {', '.join(sorted(allowed))}"
-            )
-    layer = space.params[block].params  # type: ignore[attr-defined]
-    if MOE_EXPERTS not in layer:
-        if MOE_TOP_K in layer:
-            raise ArchlabError(
-                f"{block}[i].{MOE_TOP_K}: needs {block}[i].{MOE_EXPERTS} in the same block (the number of experts)"
-            )
-        return 0, 0
-    experts_max = max(_int_values(layer[MOE_EXPERTS], f"{block}[i].{MOE_EXPERTS}", 1))
-    if MOE_TOP_K not in layer:
-        return experts_max, DEFAULT_TOP_K
-    top_ks = _int_values(layer[MOE_TOP_K], f"{block}[i].{MOE_TOP_K}", 1)
-    if max(top_ks) > experts_max:
-        raise ArchlabError(
-            f"{block}[i].{MOE_TOP_K}: value {max(top_ks)} exceeds the largest {block}[i].{MOE_EXPERTS} "
-            f"({experts_max}) and could never be active; allowed: integers 1..{experts_max} "
-            "(a top-k above an architecture's own expert count is clipped to it)"
-        )
-    return experts_max, max(top_ks)
+    def _setup_state(self, names: Sequence[str], options: Mapping[str, Mapping[str, Any]], state: RoutingState | None) -> None:
+        self.owns_state = state is None
+        if state is None:
+            shared: dict[str, nn.Module] = {}
+            for name in names:
+                shared.update(router_class(name).shared_modules(options.get(name, {})))
+            self.shared = nn.ModuleDict(shared) if shared else None
+            state = RoutingState(shared)
+        self.routing_state = state
+        self.aux_loss: torch.Tensor | None = None
+        self.last_routing: RoutingRecord | None = None
 
+    def rule_options(self) -> dict[str, Any]:
+        """The options of the router family that routed last (``{}`` when none)."""
+        rules = getattr(self, "rules", None)
+        rule = rules[self.router_name] if rules is not None and self.router_name in rules else getattr(self, "rule", None)
+        return dict(rule.options) if rule is not None else {}
 
-def active_top_k(experts: int, top_k: int) -> int:
-    """The top-k that runs: ``min(top_k, experts)`` (the clipping policy)."""
-    return max(1, min(int(top_k), int(experts)))
+    def _routed(self, x: torch.Tensor, rule: Router, name: str, settings: RouteSettings, gate: Any,
+                fns: Sequence[Callable[[torch.Tensor], torch.Tensor]], out_features: int) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        if self.owns_state:
+            self.routing_state.reset()
+        d = rule.route(flat, gate, settings, self.routing_state)
+        self.aux_loss = d.aux_loss()
+        self.last_routing = _record(name, d)
+        y = run_dispatch(flat, d.tokens, d.experts, d.weights, fns, out_features)
+        return y.reshape(*shape[:-1], out_features)
 
 
 # elastic ------------------------------------------------------------------------------
@@ -217,19 +198,25 @@ class ElasticExpert(nn.Module):
         return self.ffn_out(self.act(self.ffn_in(x)))
 
 
-class ElasticMoEFFN(nn.Module):
+class ElasticMoEFFN(_RoutedFFN):
     """Token-routed MoE FFN over up to ``experts_max`` experts (see the module docstring).
 
-    ``set_active(d_model, ffn, experts, top_k)`` picks the sub-network; ``forward`` maps
-    (..., d_model) to (..., d_model) and records ``aux_loss`` (``None`` when dense).
-    Parameters: ``experts[e].ffn_in`` / ``experts[e].ffn_out`` (roles ``ffn_in``/``ffn_out``,
-    so mixture-of-supernets banks plug in as for a dense FFN) and ``router`` (role
-    ``moe_router``; absent when ``experts_max`` is 1).
+    ``set_active(d_model, ffn, experts, top_k, router, top_p, capacity, null)`` picks the
+    sub-network; ``forward`` maps (..., d_model) to (..., d_model) and records ``aux_loss``
+    (``None`` when dense) and ``last_routing``. Parameters: ``experts[e].ffn_in`` /
+    ``experts[e].ffn_out`` (roles ``ffn_in``/``ffn_out``, so mixture-of-supernets banks plug
+    in as for a dense FFN), ``router`` (the gate shared by every router family, role
+    ``moe_router``; absent when ``experts_max`` is 1) and ``rules[name]`` (each family's own
+    parameters, if any). ``routers``: the families the space may choose; ``null_max``: the
+    most null experts; ``router_options``: ``{family: {option: value}}``; ``state``: the
+    network's ``RoutingState`` (a private one when ``None``).
     """
 
     def __init__(
         self, d_max: int, ffn_max: int, experts_max: int, activation: str = "gelu",
-        factory: BankFactory | None = None,
+        factory: BankFactory | None = None, routers: Sequence[str] = (DEFAULT_ROUTER,), null_max: int = 0,
+        router_options: Mapping[str, Mapping[str, Any]] | None = None, state: RoutingState | None = None,
+        layer_index: int = 0,
     ) -> None:
         super().__init__()
         self.d_max, self.ffn_max = int(d_max), int(ffn_max)
@@ -241,27 +228,53 @@ class ElasticMoEFFN(nn.Module):
             ElasticLinear(self.d_max, self.experts_max, False, factory, role="moe_router")
             if self.experts_max > 1 else None
         )
-        self.aux_loss: torch.Tensor | None = None
-        self.set_active(self.d_max, self.ffn_max, self.experts_max, DEFAULT_TOP_K)
+        options = dict(router_options or {})
+        names = list(dict.fromkeys(routers)) if self.experts_max > 1 else []
+        self.rules = nn.ModuleDict({
+            n: router_class(n)(self.d_max, self.experts_max, int(null_max), factory, False, options.get(n), layer_index)
+            for n in names
+        })
+        self.layer_index = int(layer_index)
+        self.where = f"layers[{self.layer_index}]"
+        self._setup_state(names, options, state)
+        self.set_active(self.d_max, self.ffn_max, self.experts_max, DEFAULT_TOP_K, names[0] if names else DEFAULT_ROUTER)
 
-    def set_active(self, d_model: int, ffn: int, experts: int, top_k: int) -> None:
-        """Active width, FFN size, expert count (1: dense) and top-k (clipped to ``experts``)."""
+    def set_active(self, d_model: int, ffn: int, experts: int, top_k: int, router: str = DEFAULT_ROUTER,
+                   top_p: float = 1.0, capacity: float | None = None, null: int = 0) -> None:
+        """Active width, FFN size, expert count (1: dense), top-k (clipped to ``experts``), and
+        the router family with its settings (see ``RouteSettings``)."""
         self.d_model = _check("d_model", d_model, 1, self.d_max)
         self.ffn = _check("ffn", ffn, 1, self.ffn_max)
         self.n_experts = _check(MOE_EXPERTS, experts, 1, self.experts_max)
         self.top_k = active_top_k(self.n_experts, _check(MOE_TOP_K, top_k, 1, 1 << 16))
         for expert in self.experts[: self.n_experts]:
             expert.set_active(self.d_model, self.ffn)
-        if self.router is not None:
+        self.router_name = router
+        self.settings = RouteSettings(self.n_experts, self.top_k, top_p, capacity, null).check(self.where)
+        if self.n_experts > 1:
+            if router not in self.rules:
+                raise ArchlabError(f"{self.where}.moe_router: {router!r} is not one of this layer's routers; allowed: {', '.join(self.rules)}")
+            assert self.router is not None
             self.router.set_active(self.d_model, self.n_experts)
+            self.rules[router].set_active(self.d_model, self.settings)
         self.aux_loss = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.n_experts == 1 or self.router is None:
             self.aux_loss = None
+            self.last_routing = None
             return self.experts[0](x)
         fns = list(self.experts[: self.n_experts])
-        return _moe_forward(self, x, self.router, fns, self.top_k, self.d_model)
+        return self._routed(x, self.rules[self.router_name], self.router_name, self.settings, self.router, fns, self.d_model)
+
+    def to_plain(self, activation: str = "gelu", where: str = "layers[i]", state: RoutingState | None = None) -> PlainMoEFFN:
+        """A ``PlainMoEFFN`` of the active shape and router, with the active weights."""
+        s = self.settings
+        plain = PlainMoEFFN(self.d_model, self.ffn, self.n_experts, s.top_k, activation, where, self.router_name,
+                            s.top_p, s.capacity, s.null, self.rules[self.router_name].options, state,
+                            self.rules[self.router_name].layer_index)
+        p = next(self.parameters())
+        return self.copy_to(plain.to(device=p.device, dtype=p.dtype))
 
     @torch.no_grad()
     def copy_to(self, plain: PlainMoEFFN) -> PlainMoEFFN:
@@ -271,10 +284,12 @@ class ElasticMoEFFN(nn.Module):
             src.ffn_out.copy_to(dst.ffn_out)
         if plain.router is not None and self.router is not None:
             self.router.copy_to(plain.router)
+            self.rules[self.router_name].copy_to(plain.rule)
         return plain
 
     def extra_repr(self) -> str:
-        return f"experts={self.n_experts}/{self.experts_max}, top_k={self.top_k}, ffn={self.ffn}/{self.ffn_max}"
+        return (f"experts={self.n_experts}/{self.experts_max}, top_k={self.top_k}, ffn={self.ffn}/{self.ffn_max}, "
+                f"router={self.router_name}")
 
 
 # plain --------------------------------------------------------------------------------
@@ -291,25 +306,31 @@ class PlainExpert(nn.Module):
         return self.ffn_out(self.act(self.ffn_in(x)))
 
 
-class PlainMoEFFN(nn.Module):
+class PlainMoEFFN(_RoutedFFN):
     """Token-routed MoE FFN on ordinary layers: ``experts`` (>= 2) ``PlainExpert`` s, a
-    bias-free ``nn.Linear`` router ``d_model -> experts`` and top-``top_k`` routing; records
-    ``aux_loss`` on every forward. ``where`` names the field in errors."""
+    bias-free ``nn.Linear`` gate ``router`` (``d_model -> experts``) and the router family
+    ``router`` (``rule``: its own parameters) with its settings; records ``aux_loss`` and
+    ``last_routing`` on every forward. ``where`` names the layer in errors."""
 
     def __init__(self, d_model: int, ffn: int, experts: int, top_k: int, activation: str = "gelu",
-                 where: str = "layers[i]") -> None:
+                 where: str = "layers[i]", router: str = DEFAULT_ROUTER, top_p: float = 1.0,
+                 capacity: float | None = None, null: int = 0, options: Mapping[str, Any] | None = None,
+                 state: RoutingState | None = None, layer_index: int = 0) -> None:
         super().__init__()
         if isinstance(experts, bool) or not isinstance(experts, int) or experts < 2:
             raise ArchlabError(f"{where}.{MOE_EXPERTS}: {experts!r}; a routed layer needs an integer >= 2")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= experts:
-            raise ArchlabError(f"{where}.{MOE_TOP_K}: {top_k!r}; allowed: integers 1..{experts} ({MOE_EXPERTS}={experts})")
-        self.d_model, self.n_experts, self.top_k = int(d_model), experts, top_k
+        cls = router_class(router, f"{where}.moe_router")
+        self.settings = RouteSettings(experts, top_k, top_p, capacity, null).check(where)
+        self.d_model, self.n_experts, self.top_k, self.router_name = int(d_model), experts, top_k, router
         self.experts = nn.ModuleList(PlainExpert(d_model, ffn, activation) for _ in range(experts))
         self.router = nn.Linear(d_model, experts, bias=False)
-        self.aux_loss: torch.Tensor | None = None
+        self.rule = cls(d_model, experts, int(null), None, True, options, layer_index)
+        self.layer_index = int(layer_index)
+        self.rule.set_active(d_model, self.settings)
+        self._setup_state([router], {router: dict(options or {})}, state)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _moe_forward(self, x, self.router, list(self.experts), self.top_k, self.d_model)
+        return self._routed(x, self.rule, self.router_name, self.settings, self.router, list(self.experts), self.d_model)
 
 
 __all__ = [
@@ -321,6 +342,7 @@ __all__ = [
     "ElasticMoEFFN",
     "PlainExpert",
     "PlainMoEFFN",
+    "RoutingRecord",
     "active_top_k",
     "dispatch",
     "find_moe_params",
@@ -328,4 +350,5 @@ __all__ = [
     "moe_limits",
     "reject_moe_params",
     "route",
+    "run_dispatch",
 ]

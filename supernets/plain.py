@@ -20,7 +20,9 @@ from archlab.spaces.errors import ArchlabError
 
 from .attention import PlainSelfAttention
 from .layers import make_activation
-from .moe import MOE_EXPERTS, MOE_TOP_K, PlainMoEFFN
+from .moe import PlainMoEFFN
+from .moe_space import MOE_EXPERTS, MOE_TOP_K, layer_settings
+from .routers import ROUTERS, RoutingState
 
 
 class PlainSubnet(nn.Module):
@@ -45,19 +47,20 @@ class PlainSubnet(nn.Module):
 class PlainBlock(nn.Module):
     """Pre-LN transformer block: x + attn(ln1(x)); x + ffn(ln2(x)).
 
-    ``moe`` ``(experts, top_k)`` (experts >= 2) makes the FFN a token-routed ``PlainMoEFFN``
-    (``self.moe``); otherwise it is ``ffn_in``/``ffn_out``. ``where`` names the layer in errors.
+    ``moe`` (``PlainMoEFFN`` keyword arguments: ``experts`` >= 2, ``top_k``, ``router``, ...)
+    makes the FFN a token-routed ``PlainMoEFFN`` (``self.moe``); otherwise it is
+    ``ffn_in``/``ffn_out``. ``where`` names the layer in errors.
     """
 
     def __init__(self, d: int, n_head: int, head_dim: int, ffn: int, activation: str, eps: float,
-                 moe: tuple[int, int] | None = None, where: str = "layers[i]") -> None:
+                 moe: Mapping[str, Any] | None = None, where: str = "layers[i]") -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d, eps=eps)
         self.attn = PlainSelfAttention(d, n_head, head_dim)
         self.ln2 = nn.LayerNorm(d, eps=eps)
         self.moe: PlainMoEFFN | None = None
         if moe is not None:
-            self.moe = PlainMoEFFN(d, ffn, moe[0], moe[1], activation, where)
+            self.moe = PlainMoEFFN(d, ffn, activation=activation, where=where, **moe)
         else:
             self.ffn_in = nn.Linear(d, ffn)
             self.act = make_activation(activation)
@@ -70,13 +73,16 @@ class PlainBlock(nn.Module):
         return x + self.ffn_out(self.act(self.ffn_in(self.ln2(x))))
 
 
-def _layer_moe(layer: Mapping[str, Any], where: str) -> tuple[int, int] | None:
-    """``(experts, top_k)`` of a plain layer's dims entry; ``None`` for a dense FFN (no
-    ``moe_experts``, or ``moe_experts`` 1, whose top-k can only be 1)."""
+def _layer_moe(layer: Mapping[str, Any], where: str, options: Mapping[str, Any], state: RoutingState,
+               index: int) -> dict[str, Any] | None:
+    """``PlainMoEFFN`` keyword arguments of a plain layer's dims entry; ``None`` for a dense FFN
+    (no ``moe_experts``, or ``moe_experts`` 1, whose top-k can only be 1)."""
     experts = layer.get(MOE_EXPERTS, 1)
     if experts == 1 and layer.get(MOE_TOP_K, 1) == 1:
         return None
-    return experts, layer.get(MOE_TOP_K, 1)
+    name, s = layer_settings(layer, where, clip=False)
+    return {"experts": s.experts, "top_k": s.top_k, "router": name, "top_p": s.top_p, "capacity": s.capacity,
+            "null": s.null, "options": options.get(name), "state": state, "layer_index": index}
 
 
 class PlainTransformerLM(PlainSubnet):
@@ -93,12 +99,20 @@ class PlainTransformerLM(PlainSubnet):
         d, v, ctx = int(self._get("d_model")), int(self._get("vocab_size")), int(self._get("context"))
         eps, act, hd = float(self.dims.get("eps", 1e-5)), self.dims.get("activation", "gelu"), int(self._get("head_dim"))
         self.context = ctx
+        options = dict(self.dims.get("router_options") or {})
+        layers = self._get("layers")
+        used = {str(la.get("moe_router", "topk")) for la in layers if la.get(MOE_EXPERTS, 1) > 1}
+        shared: dict[str, nn.Module] = {}
+        for name in sorted(used & set(ROUTERS)):
+            shared.update(ROUTERS[name].shared_modules(options.get(name, {})))
+        self.routing_shared = nn.ModuleDict(shared) if shared else None
+        self.routing_state = RoutingState(shared)
         self.tok = nn.Embedding(v, d)
         self.pos = nn.Embedding(ctx, d)
         self.blocks = nn.ModuleList(
-            PlainBlock(d, int(layer["n_head"]), hd, int(layer["ffn"]), act, eps, _layer_moe(layer, f"layers[{i}]"),
-                       f"layers[{i}]")
-            for i, layer in enumerate(self._get("layers"))
+            PlainBlock(d, int(layer["n_head"]), hd, int(layer["ffn"]), act, eps,
+                       _layer_moe(layer, f"layers[{i}]", options, self.routing_state, i), f"layers[{i}]")
+            for i, layer in enumerate(layers)
         )
         self.ln_f = nn.LayerNorm(d, eps=eps)
         self.tie_weights = bool(self.dims.get("tie_weights", True))
@@ -107,6 +121,7 @@ class PlainTransformerLM(PlainSubnet):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.tok(idx) + self.pos(self.positions[: idx.shape[1]])
+        self.routing_state.reset()
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)

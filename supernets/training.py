@@ -35,6 +35,8 @@ from . import distributed as dist_util
 from . import runguard
 from .evaluation import evaluate, evaluate_many
 from .optim import clip_gradients, make_optimizer, make_scheduler
+from .routers import clear_routing, set_progress, symmetric_kl, thor_alpha
+from .routing_metrics import current_metrics, flat_metrics
 from .strategies import make_strategy
 from .tasks_base import Task, input_adapter
 from .train_config import ConfigError, TrainConfig
@@ -91,15 +93,23 @@ class _Step:
         self.autocast, self.scaler = autocast, scaler
         self.aux_coef = aux_coef
         self._aux: torch.Tensor | None = None
+        self._thor: tuple[float, torch.Tensor, torch.Tensor] | None = None
         self.aux_losses: list[float] = []
 
     def forward(self, arch: Arch) -> torch.Tensor:
         self.net.set_arch(arch)
+        if self.aux_coef:
+            clear_routing(self.net)
         with self.autocast():
             out = self.model(self.x)
         if self.aux_coef:
             self._aux = self.net.aux_loss()
             self.aux_losses.append(float(self._aux.detach()))
+            self._thor = None
+            alpha = thor_alpha(self.net)
+            if alpha:  # THOR (routers.stochastic): a second pass with other random experts
+                with self.autocast():
+                    self._thor = (alpha, out, self.model(self.x))
         return out
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
@@ -114,6 +124,10 @@ class _Step:
         if self._aux is not None:
             loss = loss + self.aux_coef * self._aux
             self._aux = None
+        if self._thor is not None:  # 1/2 (loss + loss of the second pass) + alpha * symmetric KL
+            alpha, first, second = self._thor
+            loss = 0.5 * (loss + self.task.loss(second, self.y)) + alpha * symmetric_kl(first, second)
+            self._thor = None
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
 
@@ -370,11 +384,14 @@ class _Trainer:
         if self.adapt is not None:
             x = self.adapt(x)
         self.optimizer.zero_grad(set_to_none=True)
+        set_progress(self.net, step / max(cfg.steps, 1))  # routers with a training schedule (random_grow)
         aux_coef = cfg.moe_aux_coef if getattr(self.net, "has_moe", False) else 0.0
         ctx = _Step(self.net, self.model, self.task, x, y, self.autocast, self.scaler, aux_coef)
         logged = self.strategy.step(ctx, archs)
         if ctx.aux_losses:
             logged["moe_aux_loss"] = float(np.mean(ctx.aux_losses))
+        if getattr(self.net, "has_moe", False):  # routing of the step's last subnet (archlab.supernets.routing_metrics)
+            logged.update({k: v for k, v in flat_metrics(current_metrics(self.net)).items() if ".layers." not in k})
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip, self.optimizer)

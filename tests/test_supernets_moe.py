@@ -378,3 +378,24 @@ def test_plain_moe_layer_matches_a_loop_over_tokens():
             expected[t] += p * layer.experts[int(e)](h[t:t + 1])[0]
     torch.testing.assert_close(layer(h), expected, atol=1e-6, rtol=1e-5)
     assert isinstance(layer.router, nn.Linear) and layer.router.bias is None
+
+
+def test_default_topk_layer_is_bit_identical_to_the_per_expert_loop():
+    # the rule and dispatch before routers were pluggable: argsort by expert, index_add per expert
+    torch.manual_seed(11)
+    layer = PlainMoEFFN(6, 12, 4, 2, "gelu").eval()
+    h = torch.randn(40, 6)
+    probs = F.softmax(layer.router(h).float(), -1)
+    top, experts = probs.topk(2, dim=-1)
+    gates = top / top.sum(-1, keepdim=True)
+    flat = experts.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    tokens_sorted, gates_sorted = order // 2, gates.reshape(-1)[order]
+    expected = h.new_zeros(40, 6)
+    start = 0
+    for e, count in enumerate(torch.bincount(flat, minlength=4).tolist()):
+        idx = tokens_sorted[start:start + count]
+        expected.index_add_(0, idx, layer.experts[e](h.index_select(0, idx)) * gates_sorted[start:start + count, None])
+        start += count
+    assert torch.equal(layer(h), expected)
+    assert torch.equal(layer.aux_loss, load_balancing_loss(probs, experts))

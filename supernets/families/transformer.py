@@ -36,8 +36,10 @@ from ..layers import (
     ElasticLinear,
     make_activation,
 )
-from ..moe import DEFAULT_TOP_K, MOE_EXPERTS, MOE_TOP_K, ElasticMoEFFN, moe_limits
+from ..moe import ElasticMoEFFN
+from ..moe_space import MoELimits, layer_settings, moe_space_limits, settings_entry
 from ..plain import PlainTransformerLM
+from ..routers import ROUTERS, RoutingState
 
 
 class ElasticBlock(nn.Module):
@@ -49,7 +51,7 @@ class ElasticBlock(nn.Module):
 
     def __init__(
         self, d_max: int, heads_max: int, head_dim: int, ffn_max: int, activation: str, eps: float, factory: BankFactory,
-        experts_max: int = 0,
+        experts_max: int = 0, moe: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.ln1 = ElasticLayerNorm(d_max, eps, factory)
@@ -57,18 +59,18 @@ class ElasticBlock(nn.Module):
         self.ln2 = ElasticLayerNorm(d_max, eps, factory)
         self.moe: ElasticMoEFFN | None = None
         if experts_max:
-            self.moe = ElasticMoEFFN(d_max, ffn_max, experts_max, activation, factory)
+            self.moe = ElasticMoEFFN(d_max, ffn_max, experts_max, activation, factory, **dict(moe or {}))
         else:
             self.ffn_in = ElasticLinear(d_max, ffn_max, True, factory, role="ffn_in")
             self.act = make_activation(activation)
             self.ffn_out = ElasticLinear(ffn_max, d_max, True, factory, role="ffn_out")
 
-    def set_active(self, d_model: int, n_head: int, ffn: int, experts: int = 1, top_k: int = DEFAULT_TOP_K) -> None:
+    def set_active(self, d_model: int, n_head: int, ffn: int, *moe: Any) -> None:
         self.ln1.set_active(d_model)
         self.attn.set_active(d_model, n_head)
         self.ln2.set_active(d_model)
         if self.moe is not None:
-            self.moe.set_active(d_model, ffn, experts, top_k)
+            self.moe.set_active(d_model, ffn, *(moe or (1, 1)))
         else:
             self.ffn_in.set_active(d_model, ffn)
             self.ffn_out.set_active(ffn, d_model)
@@ -114,6 +116,7 @@ class TransformerLM(Supernet):
         sharing: str = "entangled",
         sharing_options: Mapping[str, Any] | None = None,
         roles: Any = None,
+        router_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         space = space if space is not None else self.default_space()
         super().__init__(space, sharing=sharing, sharing_options=sharing_options, roles=roles)
@@ -123,7 +126,12 @@ class TransformerLM(Supernet):
         d_max = int(max_value(p["d_model"], "d_model"))
         heads_max = int(max_value(layer["n_head"], "layers[i].n_head"))
         ffn_max = int(max_value(layer["ffn"], "layers[i].ffn"))
-        experts_max, _ = moe_limits(space, self.family)
+        limits: MoELimits = moe_space_limits(space, self.family)
+        experts_max = limits.experts
+        router_options = {str(k): dict(v) for k, v in (router_options or {}).items()}
+        for name in router_options:
+            if name not in ROUTERS:
+                raise ArchlabError(f"router_options: unknown router {name!r}; allowed: {', '.join(sorted(ROUTERS))}")
         head_dim = int(head_dim) if head_dim else max(1, d_max // heads_max)
         if vocab_size < 1 or context < 1:
             raise ArchlabError(f"vocab_size and context must be >= 1, got {vocab_size}, {context}")
@@ -132,13 +140,22 @@ class TransformerLM(Supernet):
             "vocab_size": int(vocab_size), "context": int(context), "head_dim": head_dim,
             "tie_weights": bool(tie_weights), "activation": activation, "eps": float(eps),
         }
+        if router_options:
+            self.dims["router_options"] = router_options
+        shared: dict[str, nn.Module] = {}
+        for name in limits.routers:
+            shared.update(ROUTERS[name].shared_modules(router_options.get(name, {})))
+        self.routing_shared = nn.ModuleDict(shared) if shared else None
+        self.routing_state = RoutingState(shared)
         self.vocab_size, self.context, self.head_dim = int(vocab_size), int(context), head_dim
         f = self.bank_factory
         self.tok = ElasticEmbedding(vocab_size, d_max, f, role="embed")
         self.pos = ElasticEmbedding(context, d_max, f, role="embed")
         self.blocks = ElasticDepth(
-            ElasticBlock(d_max, heads_max, head_dim, ffn_max, activation, eps, f, experts_max)
-            for _ in range(depth_max)
+            ElasticBlock(d_max, heads_max, head_dim, ffn_max, activation, eps, f, experts_max, {
+                "routers": limits.routers, "null_max": limits.null, "router_options": router_options,
+                "state": self.routing_state, "layer_index": i})
+            for i in range(depth_max)
         )
         self.has_moe = experts_max > 0
         self.ln_f = ElasticLayerNorm(d_max, eps, f)
@@ -157,7 +174,10 @@ class TransformerLM(Supernet):
         self.pos.set_active(d)
         self.blocks.set_depth(int(arch["n_layer"]))
         for block, layer in zip(self.blocks, arch["layers"]):
-            moe = (int(layer.get(MOE_EXPERTS, 1)), int(layer.get(MOE_TOP_K, DEFAULT_TOP_K))) if self.has_moe else ()
+            moe: tuple[Any, ...] = ()
+            if self.has_moe:
+                name, s = layer_settings(layer)
+                moe = (s.experts, s.top_k, name, s.top_p, s.capacity, s.null)
             block.set_active(d, int(layer["n_head"]), int(layer["ffn"]), *moe)
         self.ln_f.set_active(d)
         if self.head is not None:
@@ -172,6 +192,7 @@ class TransformerLM(Supernet):
         tok, _ = self.tok.active_weight()
         pos, _ = self.pos.active_weight()
         x = F.embedding(idx, tok) + pos[:t]
+        self.routing_state.reset()
         x = self.blocks(x)
         x = self.ln_f(x)
         if self.head is not None:
@@ -192,7 +213,7 @@ class TransformerLM(Supernet):
         for block, la in zip(self.blocks, arch["layers"]):
             entry = {"n_head": int(la["n_head"]), "ffn": int(la["ffn"])}
             if block.moe is not None and block.moe.n_experts > 1:
-                entry.update({MOE_EXPERTS: block.moe.n_experts, MOE_TOP_K: block.moe.top_k})
+                entry.update(settings_entry(block.moe.router_name, block.moe.settings))
             layers.append(entry)
         dims = {**self.dims, "d_model": int(arch["d_model"]), "layers": layers}
         p = next(self.parameters())
@@ -204,6 +225,9 @@ class TransformerLM(Supernet):
         self.ln_f.copy_to(plain.ln_f)
         if self.head is not None:
             self.head.copy_to(plain.head)
+        if self.routing_shared is not None and plain.routing_shared is not None:
+            for name, module in plain.routing_shared.items():
+                module.load_state_dict(self.routing_shared[name].state_dict())
         return plain
 
     def example_input(self, batch_size: int = 1, seq_len: int | None = None) -> torch.Tensor:
