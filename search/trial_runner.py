@@ -3,7 +3,9 @@
 Each trial gets the user attributes ``arch`` (the architecture JSON; its flat parameters are
 the trial's Optuna params), ``metrics`` (every objective and metric) and, when an earlier
 trial's result was reused, ``reused_from`` (that trial's number); constraints go through
-``trial.set_constraint``. Failed trials keep ``arch``.
+``trial.set_constraint``. Failed trials keep ``arch`` and say why in ``fail_reason`` (the
+exception, ``interrupted``, or ``objective 'x' returned nan``: a NaN or infinite objective
+fails its trial instead of entering the front).
 
 What a trial costs on top of Optuna's own work (the loop overhead ``bench/search.py``
 measures). On an RDB storage the user attributes are written in the same transaction that
@@ -17,6 +19,7 @@ single worker never evaluates an architecture twice).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -118,6 +121,17 @@ class TrialRunner:
         if cached is not None:
             cached.user_attrs.update(attrs)
 
+    def _non_finite(self, metrics: Mapping[str, float]) -> str | None:
+        """``"objective 'x' returned nan"`` for the first objective (or constrained metric) whose
+        value is NaN or infinite, else ``None``."""
+        for o in self.objectives:
+            if not math.isfinite(metrics[o.name]):
+                return f"objective {o.name!r} returned {metrics[o.name]}"
+        for name in self.constraints:
+            if not math.isfinite(metrics[name]):
+                return f"constrained metric {name!r} returned {metrics[name]}"
+        return None
+
     def lookup(self, key: str, study: Any) -> tuple[list[float], dict[str, float], int] | None:
         """``(values, metrics, trial number)`` of an earlier evaluation of ``key``, or ``None``."""
         if key in self.known:
@@ -151,10 +165,15 @@ class TrialRunner:
             else:
                 metrics = {name: float(fn(arch)) for name, fn in self.fns.items()}
                 values = [metrics[o.name] for o in self.objectives]
+                bad = self._non_finite(metrics)
+                if bad:  # a failed trial (Optuna fails a NaN value), with the reason; never reused
+                    self._record(trial, {"arch": key, "fail_reason": bad})
+                    return [math.nan] * len(values)
                 self.known[key] = (values, metrics, trial.number)
                 attrs = {"arch": key, "metrics": metrics}
-        except BaseException:
-            self._record(trial, {"arch": key})  # a failed trial keeps its architecture
+        except BaseException as exc:  # a failed trial keeps its architecture and says why
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            self._record(trial, {"arch": key, "fail_reason": " ".join(why.split())[:500]})
             raise
         self._record(trial, attrs)
         for name, bound in self.constraints.items():
