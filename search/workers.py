@@ -252,6 +252,10 @@ def _worker_main(build: Any, deadline: float | None, index: int, conn: Any, slot
         code = 1
     finally:
         conn.close()
+        with contextlib.suppress(Exception):  # finalizers (semaphores), not threads: never hangs
+            from multiprocessing import util
+
+            util._exit_function()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
