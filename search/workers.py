@@ -16,9 +16,10 @@ What the parent guarantees, whatever the workers do:
 - ``timeout`` holds: workers stop taking trials at the deadline; one still running
   ``deadline_grace(timeout)`` later is asked to stop (SIGINT) and killed ``STOP_WAIT_S`` after
   that, stuck in native code or not;
-- one Ctrl-C (SIGINT) ends the parent and every worker within ``STOP_WAIT_S`` seconds; further
-  interrupts during that cleanup are ignored, so no worker is left behind, and a worker whose
-  parent dies is killed by the kernel (``PR_SET_PDEATHSIG``, Linux);
+- one Ctrl-C (SIGINT) ends the parent and every worker within ``STOP_WAIT_S`` seconds, with no
+  traceback (a worker ignores SIGINT until it can handle it; one still starting is killed);
+  further interrupts during that cleanup are ignored, so no worker is left behind, and a worker
+  whose parent dies is killed by the kernel (``PR_SET_PDEATHSIG``, Linux);
 - nothing is lost: the trial a killed worker (by the parent or by anyone's ``kill -9``) was
   running is failed at once with its reason and queued again with the same parameters.
 """
@@ -84,15 +85,16 @@ def run_workers(run: Any, workers: int, recipe: Callable[[], Mapping[str, Any]] 
     ctx = mp.get_context(method)
     threads = max(1, _cpus() // workers) if method == "spawn" else 1
     procs: list[_Worker] = []
-    for i in range(workers):
-        slot = ctx.Value("q", -1, lock=False)
-        parent_end, child_end = ctx.Pipe(duplex=False)
-        args = (recipe, run.deadline) if recipe is not None else (run, None)
-        p = ctx.Process(target=_worker_main, args=(*args, i, child_end, slot, threads, os.getpid(), verbosity),
-                        daemon=False)
-        p.start()
-        child_end.close()
-        procs.append(_Worker(i, p, parent_end, slot))
+    with sigint_handler(signal.SIG_IGN):  # workers start deaf to Ctrl-C until they can handle it
+        for i in range(workers):
+            slot = ctx.Value("q", -1, lock=False)
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            args = (recipe, run.deadline) if recipe is not None else (run, None)
+            p = ctx.Process(target=_worker_main, args=(*args, i, child_end, slot, threads, os.getpid(), verbosity),
+                            daemon=False)
+            p.start()
+            child_end.close()
+            procs.append(_Worker(i, p, parent_end, slot))
     grace_end = None if run.deadline is None else run.deadline + deadline_grace(max(0.0, run.deadline - time.time()))
     try:
         _supervise(run, procs, grace_end)
@@ -146,27 +148,23 @@ def _reap(run: Any, procs: list[_Worker]) -> None:
     ended = [w for w in procs if not w.reaped and w.proc.exitcode is not None]
     if not ended:
         return
-    todo: dict[int, str] = {}
+    todo: dict[int, tuple[_Worker, str]] = {}
     for w in ended:
         w.reaped = True
         tid = int(w.slot.value)
         if tid >= 0:
-            why = w.stopped or f"its worker died (exit code {w.proc.exitcode}) during the trial"
-            todo[tid] = why
-            w.failed_trial = tid
-    if todo:
-        _fail(run, todo)
-
-
-def _fail(run: Any, todo: dict[int, str]) -> None:
+            todo[tid] = (w, w.stopped or f"its worker died (exit code {w.proc.exitcode}) during the trial")
+    if not todo:
+        return
     import optuna
 
     from .runner import _open
     from .stale import fail_trials
 
     study = optuna.load_study(study_name=run.study_name, storage=_open(run.url, None, None, must_exist=True))
-    for tid, why in todo.items():
-        fail_trials(study, [tid], why, run.space)
+    for tid, (w, why) in todo.items():
+        if fail_trials(study, [tid], why, run.space):
+            w.failed_trial = study._storage.get_trial(tid).number
 
 
 def _report(procs: list[_Worker]) -> None:
@@ -184,7 +182,7 @@ def _report(procs: list[_Worker]) -> None:
             errors.append((w.index, *msg))
         elif code not in (0, None):
             what = w.stopped or f"ended with exit code {code}"
-            where = f"; its trial (id {w.failed_trial}) failed and was queued again" if w.failed_trial is not None else ""
+            where = f"; its trial {w.failed_trial} failed and was queued again" if w.failed_trial is not None else ""
             warnings.warn(f"worker {w.index} {what}{where}", RuntimeWarning, stacklevel=3)
     if interrupted:
         raise KeyboardInterrupt
@@ -229,6 +227,7 @@ def _worker_main(build: Any, deadline: float | None, index: int, conn: Any, slot
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     code = 0
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # started ignoring it: no traceback
         if callable(build) and not hasattr(build, "work"):
             import optuna
 

@@ -379,3 +379,32 @@ def test_ctrl_c_with_one_worker_never_shows_a_traceback(tmp_path):
         assert "Traceback" not in err, err
     study = optuna.load_study(study_name="x", storage=f"sqlite:///{tmp_path / 'runs' / 'x' / 'study.db'}")
     assert not [t for t in study.get_trials() if t.state.name == "RUNNING"]
+
+
+TORCH_BODY = """
+    import torch
+
+    torch.set_num_threads(2)
+    x = torch.randn(3000, 256)
+    for _ in range(3):  # multi-threaded torch work in every process that loads the experiment
+        x = (x - x.mean(0)) / x.std(0)
+        x = torch.tanh(x @ torch.randn(256, 256))
+
+    def size(a):
+        net = torch.nn.Linear(64, 64)
+        net.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            z = net(torch.randn(256, 64)).mean(0)
+        return width(a) + 0.0 * float(z.sum())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cli_two_workers_after_torch_work_in_the_experiment(tmp_path):
+    exp = _experiment(tmp_path, TORCH_BODY, '{"sampler": "random", "seed": 0, "objectives": '
+                      '{"size": ("min", size), "depth": ("max", lambda a: float(a["n_layer"]))}}')
+    r = subprocess.run([sys.executable, "-m", "archlab", "search", str(exp), "--workers", "2", "--trials", "12",
+                        "--timeout", "400"], env=ENV, capture_output=True, text=True, timeout=560)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("study x: 12 complete trials")

@@ -48,6 +48,8 @@ def worker_settings(spec: str, overrides: dict[str, Any]) -> dict[str, Any]:
 def cmd_search(args: argparse.Namespace) -> int:
     import functools
     import os
+    import sys
+    import warnings
     from pathlib import Path
 
     from archlab.search import load_trials, run_search
@@ -61,7 +63,16 @@ def cmd_search(args: argparse.Namespace) -> int:
                  "sampler": args.sampler, "seed": args.seed, "max_failures": args.max_failures}
     kwargs = worker_settings(args.experiment, overrides)
     exp = kwargs["experiment"]
-    study = run_search(**kwargs, worker_recipe=functools.partial(worker_settings, args.experiment, overrides))
+    with warnings.catch_warnings(record=True) as caught:  # a worker killed or stopped: one line each
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            study = run_search(**kwargs, worker_recipe=functools.partial(worker_settings, args.experiment, overrides))
+        finally:
+            for w in caught:
+                if issubclass(w.category, RuntimeWarning) and str(w.filename).endswith("workers.py"):
+                    print(f"archlab: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     storage = kwargs.get("storage") or str(Path(exp.run_dir) / "study.db")
     df = load_trials(storage_url(storage) if isinstance(storage, (str, Path)) else storage, study.study_name)
     shown = storage if isinstance(storage, str) else None
