@@ -17,7 +17,7 @@ What the parent guarantees, whatever the workers do:
   ``deadline_grace(timeout)`` later is asked to stop (SIGINT) and killed ``STOP_WAIT_S`` after
   that, stuck in native code or not;
 - one Ctrl-C (SIGINT) ends the parent and every worker within ``STOP_WAIT_S`` seconds, with no
-  traceback (a worker ignores SIGINT until it can handle it; one still starting is killed);
+  traceback (a worker holds SIGINT back until it can handle it);
   further interrupts during that cleanup are ignored, so no worker is left behind, and a worker
   whose parent dies is killed by the kernel (``PR_SET_PDEATHSIG``, Linux);
 - nothing is lost: the trial a killed worker (by the parent or by anyone's ``kill -9``) was
@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,24 +85,38 @@ def run_workers(run: Any, workers: int, recipe: Callable[[], Mapping[str, Any]] 
     ctx = mp.get_context(method)
     threads = max(1, _cpus() // workers) if method == "spawn" else 1
     procs: list[_Worker] = []
-    with sigint_handler(signal.SIG_IGN):  # workers start deaf to Ctrl-C until they can handle it
-        for i in range(workers):
-            slot = ctx.Value("q", -1, lock=False)
-            parent_end, child_end = ctx.Pipe(duplex=False)
-            args = (recipe, run.deadline) if recipe is not None else (run, None)
-            p = ctx.Process(target=_worker_main, args=(*args, i, child_end, slot, threads, os.getpid(), verbosity),
-                            daemon=False)
-            p.start()
-            child_end.close()
-            procs.append(_Worker(i, p, parent_end, slot))
     grace_end = None if run.deadline is None else run.deadline + deadline_grace(max(0.0, run.deadline - time.time()))
     try:
+        with _sigint_blocked():  # held back, not lost; the workers inherit the mask (see _worker_main)
+            for i in range(workers):
+                slot = ctx.Value("q", -1, lock=False)
+                parent_end, child_end = ctx.Pipe(duplex=False)
+                args = (recipe, run.deadline) if recipe is not None else (run, None)
+                p = ctx.Process(target=_worker_main, daemon=False,
+                                args=(*args, i, child_end, slot, threads, os.getpid(), verbosity))
+                p.start()
+                child_end.close()
+                procs.append(_Worker(i, p, parent_end, slot))
         _supervise(run, procs, grace_end)
     except KeyboardInterrupt:
         with sigint_handler(signal.SIG_IGN):  # a second Ctrl-C must not cut the cleanup short
             _stop(run, procs, "interrupted (Ctrl-C)")
         raise
     _report(procs)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked (kept pending, delivered on leaving) while inside."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, OSError):  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _supervise(run: Any, procs: list[_Worker], grace_end: float | None) -> None:
@@ -227,7 +241,10 @@ def _worker_main(build: Any, deadline: float | None, index: int, conn: Any, slot
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     code = 0
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # started ignoring it: no traceback
+        # started with SIGINT blocked (the parent's mask): handle it from here on, so an
+        # interrupt during start-up (even one already pending) ends this worker without a traceback
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         if callable(build) and not hasattr(build, "work"):
             import optuna
 

@@ -408,3 +408,21 @@ def test_cli_two_workers_after_torch_work_in_the_experiment(tmp_path):
                         "--timeout", "400"], env=ENV, capture_output=True, text=True, timeout=560)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("study x: 12 complete trials")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ctrl_c_while_workers_start_shows_no_traceback(tmp_path):
+    exp = _experiment(tmp_path, TORCH_BODY, '{"sampler": "random", "objectives": {"size": ("min", size)}}')
+    p = subprocess.Popen([sys.executable, "-m", "archlab", "search", str(exp), "--workers", "2", "--trials", "50"],
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    end = time.monotonic() + 200
+    while len(_descendants(p.pid)) < 2 and time.monotonic() < end and p.poll() is None:
+        time.sleep(0.05)
+    family = _descendants(p.pid)
+    assert len(family) >= 2, "no worker started"
+    os.killpg(p.pid, signal.SIGINT)  # the workers are still importing torch and loading the experiment
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "archlab: interrupted", err
+    time.sleep(1.0)
+    assert _alive(family) == []
