@@ -86,8 +86,12 @@ def run_workers(run: Any, workers: int, recipe: Callable[[], Mapping[str, Any]] 
     threads = max(1, _cpus() // workers) if method == "spawn" else 1
     procs: list[_Worker] = []
     grace_end = None if run.deadline is None else run.deadline + deadline_grace(max(0.0, run.deadline - time.time()))
+    if method == "spawn":  # started here, not inside the block: starting it unblocks SIGINT again
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
     try:
-        with _sigint_blocked():  # held back, not lost; the workers inherit the mask (see _worker_main)
+        with _sigint_deferred():  # held back, not lost; the workers inherit the mask (see _worker_main)
             for i in range(workers):
                 slot = ctx.Value("q", -1, lock=False)
                 parent_end, child_end = ctx.Pipe(duplex=False)
@@ -117,6 +121,18 @@ def _sigint_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """SIGINT held back while inside and raised as ``KeyboardInterrupt`` on leaving: blocked in
+    this thread (processes started inside inherit the block), and only recorded when another
+    thread of this process (an OpenMP thread, say) takes it."""
+    got: list[int] = []
+    with sigint_handler(lambda signum, frame: got.append(signum)), _sigint_blocked():
+        yield
+    if got:
+        raise KeyboardInterrupt
 
 
 def _supervise(run: Any, procs: list[_Worker], grace_end: float | None) -> None:
