@@ -72,7 +72,7 @@ def search_report(df: pd.DataFrame, *, units: Mapping[str, str] | None = None, s
     others = ", ".join(f"{int((state == s).sum())} {s.lower()}" for s in ("FAIL", "RUNNING", "WAITING") if (state == s).any())
     front = pareto_front(df)
     lines = [f"study {name}: {len(done)} complete trials ({distinct} distinct architectures evaluated)"
-             + (f", {others}" if others else "") + f"; Pareto front: {len(front)} trials"]
+             + (f", {others}" if others else "") + f"; Pareto front: {len(front)} trial{'' if len(front) == 1 else 's'}"]
     counted, Y = _counted(df, objs)
     hv = hypervolume(df)
     if len(Y):

@@ -161,6 +161,8 @@ class TrialGuard:
         def guarded(trial: Any) -> Any:
             if self.stop:
                 self._raised = True
+                with contextlib.suppress(Exception):  # the trial is still running: say why it fails
+                    trial.set_user_attr("fail_reason", "interrupted before its evaluation began")
                 raise KeyboardInterrupt
             self.in_objective = True
             try:

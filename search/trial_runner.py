@@ -42,7 +42,8 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
     Wraps ``set_trial_state_values`` of the study's storage: before Optuna's own code updates
     the state and values, the attributes are added to the thread's scoped session, which that
     code then commits. A running trial without pending attributes that is being finished (a
-    dead worker's trial failed by the heartbeat check) gets ``arch`` from its parameters.
+    dead worker's trial failed by the heartbeat check) gets ``arch`` from its parameters and,
+    failed without a reason, ``fail_reason``.
     """
     import optuna
 
@@ -59,19 +60,25 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
     pending: dict[int, dict[str, Any]] = {}
     original = storage.set_trial_state_values
 
-    def arch_of(trial_id: int) -> dict[str, Any] | None:
+    def arch_of(trial_id: int, state: Any) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
         try:
             t = backend.get_trial(trial_id)
-            if t.state.is_finished() or "arch" in t.user_attrs or not t.params:
+            if t.state.is_finished():
                 return None
-            return {"arch": space.from_params(t.params, strict=False).key}
+            if state == optuna.trial.TrialState.FAIL and "fail_reason" not in t.user_attrs:
+                # failed by someone else than its worker: Optuna's heartbeat check
+                out["fail_reason"] = "stale: its worker stopped sending heartbeats (it died)"
+            if "arch" not in t.user_attrs and t.params:
+                out["arch"] = space.from_params(t.params, strict=False).key
         except Exception:  # a trial killed while being suggested has part of its parameters
-            return None
+            pass
+        return out or None
 
     def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
         attrs = pending.pop(trial_id, None)
         if state.is_finished():
-            attrs = attrs if attrs is not None else arch_of(trial_id)
+            attrs = attrs if attrs is not None else arch_of(trial_id, state)
             if attrs:
                 session = backend.scoped_session()  # the one set_trial_state_values goes on to use
                 rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
@@ -155,7 +162,11 @@ class TrialRunner:
                 self.known[k] = (list(t.values), dict(t.user_attrs.get("metrics") or {}), t.number)
 
     def __call__(self, trial: Any) -> list[float]:
-        arch: Arch = self.space.suggest(trial)
+        try:
+            arch: Arch = self.space.suggest(trial)
+        except BaseException as exc:  # interrupted (or a bad space) while choosing
+            self._record(trial, {"fail_reason": _why(exc)})
+            raise
         key = arch.key
         try:
             hit = self.lookup(key, trial.study)
@@ -172,8 +183,7 @@ class TrialRunner:
                 self.known[key] = (values, metrics, trial.number)
                 attrs = {"arch": key, "metrics": metrics}
         except BaseException as exc:  # a failed trial keeps its architecture and says why
-            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-            self._record(trial, {"arch": key, "fail_reason": " ".join(why.split())[:500]})
+            self._record(trial, {"arch": key, "fail_reason": _why(exc)})
             raise
         self._record(trial, attrs)
         for name, bound in self.constraints.items():
@@ -181,3 +191,9 @@ class TrialRunner:
         if self.space.constraints:
             trial.set_constraint("space", float(len(self.space.violated(arch))))
         return values
+
+
+def _why(exc: BaseException) -> str:
+    """A failed trial's ``fail_reason``: ``interrupted`` or ``Type: message`` (one line)."""
+    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    return " ".join(why.split())[:500]

@@ -33,7 +33,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import SearchError
@@ -62,7 +62,6 @@ class _Worker:
     reaped: bool = False
     stopped: str | None = None  # why the parent stopped it
     failed_trial: int | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _cpus() -> int:
@@ -111,16 +110,16 @@ def run_workers(run: Any, workers: int, recipe: Callable[[], Mapping[str, Any]] 
 
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """SIGINT blocked (kept pending, delivered on leaving) while inside."""
+    """SIGINT blocked in this thread (kept pending, delivered on leaving) while inside."""
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except (AttributeError, OSError):  # pragma: no cover - not POSIX
         yield
         return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
