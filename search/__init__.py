@@ -23,6 +23,7 @@ _LAZY = {
     "open_storage": "archlab.search.storage",
     "run_search": "archlab.search.runner",
     "SearchError": "archlab.search.errors",
+    "TooManyFailures": "archlab.search.trial_guard",
     "SAMPLERS": "archlab.search.samplers",
     "make_sampler": "archlab.search.samplers",
     "OBJECTIVES": "archlab.search.objectives",

@@ -3,18 +3,17 @@
 How a run reaches exactly ``n_trials`` completed trials, whatever the number of workers or
 machines: the study is created once under a cross-process lock (``storage.study_lock``), and a
 worker creates a new trial only under that lock and only while completed + running + queued
-trials are fewer than ``n_trials``, so the total is exact; a worker killed by ``kill -9`` leaves a ``RUNNING`` trial whose heartbeat stops, another
-worker marks it failed and ``RetryHeartbeatStaleTrialCallback`` queues it again with the same
-parameters. Ctrl-C fails the running trial cleanly (Optuna) and stops; re-running the same
-call continues the study up to its total.
+trials are fewer than ``n_trials`` (``trial_guard``), so the total is exact. A worker killed by
+``kill -9`` leaves a ``RUNNING`` trial whose heartbeat stops (or never began): another worker,
+the parent or the next run fails it and queues it again with the same parameters
+(``stale``). Failed trials count against ``max_failures``, so a search whose objective returns
+NaN ends with a clear error. Ctrl-C fails the running trial cleanly and stops; re-running the
+same call continues the study up to its total. Worker processes: ``archlab.search.workers``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -27,22 +26,12 @@ from .errors import SearchError
 from .objectives import OBJECTIVES, Objective, SearchContext, file_sha256, parse_objectives
 from .progress import SearchProgress
 from .samplers import check_sampler, make_sampler
-from .storage import (
-    JOURNAL_SCHEME,
-    count_trials,
-    open_storage,
-    storage_url,
-    study_lock,
-    supports_heartbeat,
-)
+from .stale import fail_stale
+from .storage import JOURNAL_SCHEME, open_storage, storage_url, study_lock, supports_heartbeat
+from .trial_guard import QuietFailures, TrialGuard, _QueueEmpty, default_max_failures
 from .trial_runner import TrialRunner, attrs_with_final_state
 
 ATTR_KEY = "archlab"
-
-
-class _QueueEmpty(Exception):
-    """Raised instead of creating a trial beyond the study's total."""
-
 
 def _parse_constraints(constraints: Mapping[str, Any] | None, known: Sequence[str]) -> dict[str, float]:
     out: dict[str, float] = {}
@@ -119,8 +108,10 @@ def run_search(
     sampler_options: Mapping[str, Any] | None = None,
     heartbeat_interval: int = 10,
     grace_period: int | None = None,
+    max_failures: int | None = None,
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
     show_progress: bool | None = None,
+    worker_recipe: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Any:
     """Search ``space`` for the Pareto front of ``objectives``; returns the Optuna study.
 
@@ -132,10 +123,48 @@ def run_search(
     run directory when ``experiment`` is given). ``constraints``: ``{metric: upper bound}`` on
     objectives, ``metrics`` (extra ``{name: callable or built-in}``) or built-ins; infeasible
     trials are kept and marked through ``trial.set_constraint(name, value - bound)``.
+    ``max_failures``: the run stops with ``TooManyFailures`` (a ``SearchError``) once this many
+    trials failed in it (an exception, or a NaN / infinite objective: ``fail_reason`` says
+    which); default ``max(10, n_trials)``, or ``max(10, trials completed in this run)`` without
+    ``n_trials``.
     ``workers`` processes share the study (RDB storages: heartbeats every
     ``heartbeat_interval`` s, a dead worker's trial is failed after ``grace_period`` s and
-    re-run). Worker ``i`` seeds its sampler with ``seed + i``.
+    re-run). Worker ``i`` seeds its sampler with ``seed + i``. ``worker_recipe``: a picklable
+    callable returning these keyword arguments in a fresh process; with it, workers are started
+    with ``spawn`` and build everything themselves (safe whatever this process ran before);
+    without it they are forked (closures work) and use one torch thread each. The parent
+    enforces ``timeout`` and Ctrl-C on its workers, stuck or not (``archlab.search.workers``).
     """
+    run, st = _prepare(space, objectives, n_trials=n_trials, timeout=timeout, sampler=sampler, storage=storage,
+                       study_name=study_name, constraints=constraints, seed=seed, workers=workers,
+                       experiment=experiment, experiment_file=experiment_file, metrics=metrics,
+                       sampler_options=sampler_options, heartbeat_interval=heartbeat_interval,
+                       grace_period=grace_period, max_failures=max_failures, callbacks=callbacks,
+                       show_progress=show_progress)
+    import optuna
+
+    if workers == 1 or isinstance(run.url, optuna.storages.InMemoryStorage):
+        run.work(0, st)  # one process: keep the storage (and its connection) opened above
+        return optuna.load_study(study_name=run.study_name, storage=st)
+    if isinstance(st, optuna.storages.RDBStorage):
+        st.engine.dispose()  # no pooled connection is shared with the forked workers
+    from .workers import run_workers
+
+    run_workers(run, workers, worker_recipe)
+    return optuna.load_study(study_name=run.study_name, storage=_open(run.url, None, None, must_exist=True))
+
+
+def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int | None = None,
+             timeout: float | None = None, sampler: str = "nsga2", storage: Any = None,
+             study_name: str | None = None, constraints: Mapping[str, float] | None = None,
+             seed: int | None = None, workers: int = 1, experiment: Any = None,
+             experiment_file: str | None = None, metrics: Mapping[str, Any] | None = None,
+             sampler_options: Mapping[str, Any] | None = None, heartbeat_interval: int = 10,
+             grace_period: int | None = None, max_failures: int | None = None,
+             callbacks: Sequence[Callable[[Any, Any], None]] = (), show_progress: bool | None = None,
+             **_: Any) -> tuple[_Run, Any]:
+    """Check the arguments, create or check the study (under the study lock), fail its stale
+    trials; returns the ``_Run`` every worker runs and the storage opened here."""
     import optuna
 
     if not isinstance(space, SearchSpace):
@@ -148,6 +177,8 @@ def run_search(
         raise SearchError(f"n_trials must be an integer >= 0 or None, got {n_trials!r}")
     if timeout is not None and not timeout > 0:
         raise SearchError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if max_failures is not None and (isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 1):
+        raise SearchError(f"max_failures must be an integer >= 1 or None, got {max_failures!r}")
     extra = dict(metrics or {})
     for k, v in extra.items():
         if not callable(v) and v not in OBJECTIVES:
@@ -191,17 +222,13 @@ def run_search(
             if not info:
                 study.set_user_attr(ATTR_KEY, attrs)
             attrs_with_final_state(study, space)  # a dead worker's trial failed here keeps its arch
-            _fail_stale(study)
+            fail_stale(study, space)
         lock.close()
+    deadline = None if timeout is None else time.time() + float(timeout)
+    limit = max_failures if max_failures is not None else default_max_failures(n_trials)
     run = _Run(url, study_name, space, objs, extra, bounds, ctx, sampler, dict(sampler_options or {}), seed,
-               n_trials, timeout, heartbeat_interval, grace_period, list(callbacks), show_progress)
-    if workers == 1 or isinstance(url, optuna.storages.InMemoryStorage):
-        run.work(0, st)  # one process: keep the storage (and its connection) opened above
-        return optuna.load_study(study_name=study_name, storage=st)
-    if isinstance(st, optuna.storages.RDBStorage):
-        st.engine.dispose()  # no pooled connection is shared with the forked workers
-    _fork_workers(run, workers)
-    return optuna.load_study(study_name=study_name, storage=_open(url, None, None, must_exist=True))
+               n_trials, deadline, limit, heartbeat_interval, grace_period, list(callbacks), show_progress)
+    return run, st
 
 
 def _version() -> str:
@@ -229,50 +256,21 @@ def _open(url: Any, heartbeat: int | None, grace: int | None, *, must_exist: boo
     raise last  # type: ignore[misc]  # pragma: no cover
 
 
-def _fail_stale(study: Any) -> None:
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optuna.storages.fail_stale_trials(study)  # no-op without heartbeats
-
-
-def _guard_total(study: Any, n_trials: int, lock: Any) -> None:
-    """Make ``study.ask`` create a new trial only while completed + running + queued trials are
-    fewer than ``n_trials``, counted in the storage under the study lock (exact across workers
-    and machines sharing the lock); otherwise it raises ``_QueueEmpty``. Queued (``WAITING``)
-    trials, such as a dead worker's re-queued trial, are still popped first."""
-    import optuna
-
-    S = optuna.trial.TrialState
-    storage = study._storage
-    original = storage.create_new_trial
-    live = (S.COMPLETE, S.RUNNING, S.WAITING)
-
-    def guarded(study_id: int, template_trial: Any = None) -> int:
-        if template_trial is not None:
-            return original(study_id, template_trial)
-        with lock:
-            if count_trials(storage, study_id, live) >= n_trials:
-                raise _QueueEmpty
-            return original(study_id, None)
-
-    storage.create_new_trial = guarded
-
-
 class _Run:
-    """Everything a worker needs; ``work(i)`` runs worker ``i`` in the current process."""
+    """Everything a worker needs; ``work(i)`` runs worker ``i`` in the current process.
+    ``deadline``: wall-clock time (``time.time()``) after which no trial starts."""
 
     def __init__(self, url: Any, study_name: str, space: SearchSpace, objs: list[Objective],
                  extra: dict[str, Any], bounds: dict[str, float], ctx: SearchContext, sampler: str,
                  sampler_options: dict[str, Any], seed: int | None, n_trials: int | None,
-                 timeout: float | None, heartbeat: int, grace: int | None,
+                 deadline: float | None, max_failures: int | None, heartbeat: int, grace: int | None,
                  callbacks: list[Any], show_progress: bool | None) -> None:
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
-    def work(self, index: int, storage: Any = None) -> None:
-        """Run worker ``index`` here, on ``storage`` (opened from the URL when ``None``)."""
+    def work(self, index: int, storage: Any = None, slot: Any = None) -> None:
+        """Run worker ``index`` here, on ``storage`` (opened from the URL when ``None``);
+        ``slot`` (a shared integer) tells a parent process the id of the trial in hand."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -284,8 +282,8 @@ class _Run:
                                    options=dict(self.sampler_options))
             study = optuna.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)
-            if self.n_trials is not None:
-                _guard_total(study, self.n_trials, lock)
+            guard = TrialGuard(self.n_trials, self.max_failures, lock, self.heartbeat, slot)
+            guard.install(study)
             if isinstance(self.url, str) and self.url.startswith("sqlite"):
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
                 # trial, so popping is serialised with the study's file lock.
@@ -299,39 +297,42 @@ class _Run:
             runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
             runner.attach(study)
             bar = SearchProgress(study, self.n_trials, enabled=self.show_progress if index == 0 else False)
-            objective = runner if not bar.enabled else _stepping(runner, bar)
-            deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
+            objective = guard.wrap(runner if not bar.enabled else _stepping(runner, bar))
             try:
-                while True:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        break
-                    try:
-                        study.optimize(objective, timeout=left, callbacks=self.callbacks or None)
-                        break
-                    except _QueueEmpty:
-                        if not self._wait_for_more(study, deadline):
+                with guard.interruptible(), QuietFailures.installed():
+                    while True:
+                        if guard.stop:
+                            raise KeyboardInterrupt
+                        left = None if self.deadline is None else self.deadline - time.time()
+                        if left is not None and left <= 0:
                             break
+                        try:
+                            study.optimize(objective, timeout=left, callbacks=self.callbacks or None)
+                            break
+                        except _QueueEmpty:
+                            if not self._wait_for_more(study, guard):
+                                break
             finally:
                 bar.close()
+                guard.close()
                 lock.close()
 
-    def _wait_for_more(self, study: Any, deadline: float | None) -> bool:
-        """After the queue ran dry: wait while other workers' trials run; True when a trial is
-        queued again (a dead worker's trial re-queued by the heartbeat check)."""
+    def _wait_for_more(self, study: Any, guard: TrialGuard) -> bool:
+        """After the queue ran dry: wait while other workers' trials run, failing stale ones;
+        True when a trial is queued again (a dead worker's trial re-queued)."""
         import optuna
 
         S = optuna.trial.TrialState
         heartbeat = supports_heartbeat(getattr(study._storage, "_backend", study._storage))
-        while deadline is None or time.monotonic() < deadline:
+        while self.deadline is None or time.time() < self.deadline:
+            if guard.stop:
+                raise KeyboardInterrupt
             trials = study.get_trials(deepcopy=False, states=(S.WAITING, S.RUNNING))
             if any(t.state == S.WAITING for t in trials):
                 return True
             if not trials or not heartbeat:
                 return False
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                optuna.storages.fail_stale_trials(study)
+            fail_stale(study, self.space)
             time.sleep(min(1.0, float(self.heartbeat)))
         return False
 
@@ -347,53 +348,3 @@ def _stepping(runner: TrialRunner, bar: SearchProgress) -> Callable[[Any], list[
             bar.step()
 
     return objective
-
-
-def _fork_workers(run: _Run, workers: int) -> None:
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    procs = []
-    for i in range(workers):
-        parent, child = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_child, args=(run, i, child), daemon=False)
-        p.start()
-        child.close()
-        procs.append((p, parent))
-    try:
-        for p, _ in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p, _ in procs:
-            if p.is_alive() and p.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGINT)
-        for p, _ in procs:
-            p.join(timeout=30)
-        raise
-    errors = []
-    for i, (p, conn) in enumerate(procs):
-        try:
-            msg = conn.recv() if conn.poll() else None
-        except (EOFError, OSError):
-            msg = None
-        if p.exitcode == 130:
-            raise KeyboardInterrupt
-        if p.exitcode != 0:
-            errors.append(f"worker {i}: {msg or f'exit code {p.exitcode}'}")
-    if errors:
-        raise SearchError("; ".join(errors))
-
-
-def _child(run: _Run, index: int, conn: Any) -> None:
-    code = 0
-    try:
-        run.work(index)
-    except KeyboardInterrupt:
-        code = 130
-    except BaseException as exc:
-        conn.send(f"{type(exc).__name__}: {exc}")
-        code = 1
-    finally:
-        conn.close()
-    os._exit(code)

@@ -6,7 +6,8 @@ the task's own metric with inherited weights in its direction plus predicted lat
 classification task, ``{"loss": ("min", "inherited"), ...}`` for a language model), ``metrics``,
 ``constraints`` ({metric: upper bound}), ``n_trials`` (alias ``trials``), ``timeout``
 (seconds or ``"8h"``/``"30m"``/``"1h30m"``), ``sampler``, ``sampler_options``, ``storage``,
-``study_name``, ``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``.
+``study_name``, ``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``,
+``max_failures`` (failed trials that stop a run; default ``max(10, n_trials)``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ DEFAULT_OBJECTIVES = {"error": ("min", "inherited"), "latency_ms": ("min", "pred
 KEYS = (
     "objectives", "metrics", "constraints", "n_trials", "trials", "timeout", "sampler",
     "sampler_options", "storage", "study_name", "seed", "workers", "heartbeat_interval",
-    "grace_period",
+    "grace_period", "max_failures",
 )  # fmt: skip
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -85,7 +86,7 @@ def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None)
     _check_inherited_direction(experiment, raw["objectives"])
     if "timeout" in raw:
         raw["timeout"] = parse_duration(raw["timeout"])
-    for key in ("n_trials", "workers", "seed", "heartbeat_interval", "grace_period"):
+    for key in ("n_trials", "workers", "seed", "heartbeat_interval", "grace_period", "max_failures"):
         if key in raw and raw[key] is not None and (isinstance(raw[key], bool) or not isinstance(raw[key], int)):
             raise SearchError(f"experiment.search: {key} must be an integer, got {raw[key]!r}")
     return raw

@@ -114,7 +114,9 @@ def open_storage(
         kwargs["heartbeat_interval"] = int(heartbeat_interval)
         kwargs["grace_period"] = int(grace_period or 2 * heartbeat_interval)
         if retry_stale:
-            kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback()
+            from .stale import retry  # queued again with its parameters, without the failure reason
+
+            kwargs["heartbeat_stale_trial_callback"] = retry
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as exc:  # sqlalchemy: OperationalError, ArgumentError, NoSuchModuleError, ...
@@ -228,6 +230,27 @@ def count_trials(storage: Any, study_id: int, states: tuple[Any, ...]) -> int:
         with backend.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
     return len(storage.get_all_trials(study_id, deepcopy=False, states=states))
+
+
+def count_by_state(storage: Any, study_id: int) -> dict[str, int]:
+    """``{state name: number of trials}`` of ``study_id``, read from the storage itself (one
+    ``SELECT state, COUNT(*) ... GROUP BY state`` on an RDB storage)."""
+    import optuna
+
+    backend = getattr(storage, "_backend", storage)
+    if isinstance(backend, optuna.storages.RDBStorage):
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models
+
+        t = models.TrialModel.__table__
+        query = sa.select(t.c.state, sa.func.count()).where(t.c.study_id == study_id).group_by(t.c.state)
+        with backend.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {(s.name if hasattr(s, "name") else str(s)): int(n) for s, n in rows}
+    out: dict[str, int] = {}
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
 
 
 def supports_heartbeat(storage: Any) -> bool:

@@ -3,7 +3,9 @@
 Each trial gets the user attributes ``arch`` (the architecture JSON; its flat parameters are
 the trial's Optuna params), ``metrics`` (every objective and metric) and, when an earlier
 trial's result was reused, ``reused_from`` (that trial's number); constraints go through
-``trial.set_constraint``. Failed trials keep ``arch``.
+``trial.set_constraint``. Failed trials keep ``arch`` and say why in ``fail_reason`` (the
+exception, ``interrupted``, or ``objective 'x' returned nan``: a NaN or infinite objective
+fails its trial instead of entering the front).
 
 What a trial costs on top of Optuna's own work (the loop overhead ``bench/search.py``
 measures). On an RDB storage the user attributes are written in the same transaction that
@@ -17,6 +19,7 @@ single worker never evaluates an architecture twice).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +42,8 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
     Wraps ``set_trial_state_values`` of the study's storage: before Optuna's own code updates
     the state and values, the attributes are added to the thread's scoped session, which that
     code then commits. A running trial without pending attributes that is being finished (a
-    dead worker's trial failed by the heartbeat check) gets ``arch`` from its parameters.
+    dead worker's trial failed by the heartbeat check) gets ``arch`` from its parameters and,
+    failed without a reason, ``fail_reason``.
     """
     import optuna
 
@@ -56,19 +60,25 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
     pending: dict[int, dict[str, Any]] = {}
     original = storage.set_trial_state_values
 
-    def arch_of(trial_id: int) -> dict[str, Any] | None:
+    def arch_of(trial_id: int, state: Any) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
         try:
             t = backend.get_trial(trial_id)
-            if t.state.is_finished() or "arch" in t.user_attrs or not t.params:
+            if t.state.is_finished():
                 return None
-            return {"arch": space.from_params(t.params, strict=False).key}
+            if state == optuna.trial.TrialState.FAIL and "fail_reason" not in t.user_attrs:
+                # failed by someone else than its worker: Optuna's heartbeat check
+                out["fail_reason"] = "stale: its worker stopped sending heartbeats (it died)"
+            if "arch" not in t.user_attrs and t.params:
+                out["arch"] = space.from_params(t.params, strict=False).key
         except Exception:  # a trial killed while being suggested has part of its parameters
-            return None
+            pass
+        return out or None
 
     def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
         attrs = pending.pop(trial_id, None)
         if state.is_finished():
-            attrs = attrs if attrs is not None else arch_of(trial_id)
+            attrs = attrs if attrs is not None else arch_of(trial_id, state)
             if attrs:
                 session = backend.scoped_session()  # the one set_trial_state_values goes on to use
                 rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
@@ -118,6 +128,17 @@ class TrialRunner:
         if cached is not None:
             cached.user_attrs.update(attrs)
 
+    def _non_finite(self, metrics: Mapping[str, float]) -> str | None:
+        """``"objective 'x' returned nan"`` for the first objective (or constrained metric) whose
+        value is NaN or infinite, else ``None``."""
+        for o in self.objectives:
+            if not math.isfinite(metrics[o.name]):
+                return f"objective {o.name!r} returned {metrics[o.name]}"
+        for name in self.constraints:
+            if not math.isfinite(metrics[name]):
+                return f"constrained metric {name!r} returned {metrics[name]}"
+        return None
+
     def lookup(self, key: str, study: Any) -> tuple[list[float], dict[str, float], int] | None:
         """``(values, metrics, trial number)`` of an earlier evaluation of ``key``, or ``None``."""
         if key in self.known:
@@ -141,7 +162,11 @@ class TrialRunner:
                 self.known[k] = (list(t.values), dict(t.user_attrs.get("metrics") or {}), t.number)
 
     def __call__(self, trial: Any) -> list[float]:
-        arch: Arch = self.space.suggest(trial)
+        try:
+            arch: Arch = self.space.suggest(trial)
+        except BaseException as exc:  # interrupted (or a bad space) while choosing
+            self._record(trial, {"fail_reason": _why(exc)})
+            raise
         key = arch.key
         try:
             hit = self.lookup(key, trial.study)
@@ -151,10 +176,14 @@ class TrialRunner:
             else:
                 metrics = {name: float(fn(arch)) for name, fn in self.fns.items()}
                 values = [metrics[o.name] for o in self.objectives]
+                bad = self._non_finite(metrics)
+                if bad:  # a failed trial (Optuna fails a NaN value), with the reason; never reused
+                    self._record(trial, {"arch": key, "fail_reason": bad})
+                    return [math.nan] * len(values)
                 self.known[key] = (values, metrics, trial.number)
                 attrs = {"arch": key, "metrics": metrics}
-        except BaseException:
-            self._record(trial, {"arch": key})  # a failed trial keeps its architecture
+        except BaseException as exc:  # a failed trial keeps its architecture and says why
+            self._record(trial, {"arch": key, "fail_reason": _why(exc)})
             raise
         self._record(trial, attrs)
         for name, bound in self.constraints.items():
@@ -162,3 +191,9 @@ class TrialRunner:
         if self.space.constraints:
             trial.set_constraint("space", float(len(self.space.violated(arch))))
         return values
+
+
+def _why(exc: BaseException) -> str:
+    """A failed trial's ``fail_reason``: ``interrupted`` or ``Type: message`` (one line)."""
+    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    return " ".join(why.split())[:500]

@@ -80,7 +80,8 @@ def test_trial_attrs_on_sqlite_complete_reused_and_failed(tmp_path):
                    study_name="f", seed=0, sampler="random", constraints={"size": 100})
     trials = optuna.load_study(study_name="f", storage=url).get_trials()
     failed = trials[-1]
-    assert failed.state.name == "FAIL" and set(failed.user_attrs) == {"arch"}
+    assert failed.state.name == "FAIL" and set(failed.user_attrs) == {"arch", "fail_reason"}
+    assert failed.user_attrs["fail_reason"] == "ValueError: boom"
     assert SPACE.to_params(SPACE.validate(failed.user_attrs["arch"])) == failed.params
     done = trials[:-1]
     assert done and all(t.state.name == "COMPLETE" for t in done)

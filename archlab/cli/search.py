@@ -31,28 +31,57 @@ def load_experiment_object(spec: str) -> Any:
     return next(iter(found.values()))
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def worker_settings(spec: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``run_search`` keyword arguments for the experiment ``spec`` (``FILE.py[:NAME]``) with
+    command-line ``overrides``; also the recipe each spawned worker runs to build its own copy."""
     from pathlib import Path
 
-    from archlab.search import hypervolume, load_trials, pareto_front, run_search
-    from archlab.search.samplers import check_sampler
     from archlab.search.settings import search_settings
+
+    exp = load_experiment_object(spec)
+    settings = search_settings(exp, overrides)
+    path, sep, name = spec.partition(":")
+    exp_file = (str(Path(path).resolve()) + sep + name) if Path(path).is_file() else spec
+    return {"space": exp.space, "experiment": exp, "experiment_file": exp_file, **settings}
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import functools
+    import os
+    import sys
+    import warnings
+    from pathlib import Path
+
+    from archlab.search import load_trials, run_search
+    from archlab.search.samplers import check_sampler
     from archlab.search.storage import storage_url
+    from archlab.search.summary import objective_units, search_report
 
     if args.sampler is not None:
         check_sampler(args.sampler)
-    exp = load_experiment_object(args.experiment)
-    settings = search_settings(exp, {"n_trials": args.trials, "timeout": args.timeout, "workers": args.workers,
-                                     "storage": args.storage, "sampler": args.sampler, "seed": args.seed})
-    objectives = settings.pop("objectives")
-    path, sep, name = args.experiment.partition(":")
-    exp_file = (str(Path(path).resolve()) + sep + name) if Path(path).is_file() else args.experiment
-    study = run_search(exp.space, objectives, experiment=exp, experiment_file=exp_file, **settings)
-    storage = settings.get("storage") or f"sqlite:///{Path(exp.run_dir) / 'study.db'}"
-    df = load_trials(storage_url(storage) if isinstance(storage, str) else storage, study.study_name)
-    front = pareto_front(df)
-    print(f"study {study.study_name}: {int((df['state'] == 'COMPLETE').sum())} complete trials, "
-          f"front {len(front)}, hypervolume {hypervolume(df):.4f}")
+    overrides = {"n_trials": args.trials, "timeout": args.timeout, "workers": args.workers, "storage": args.storage,
+                 "sampler": args.sampler, "seed": args.seed, "max_failures": args.max_failures}
+    kwargs = worker_settings(args.experiment, overrides)
+    exp = kwargs["experiment"]
+    with warnings.catch_warnings(record=True) as caught:  # a worker killed or stopped: one line each
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            study = run_search(**kwargs, worker_recipe=functools.partial(worker_settings, args.experiment, overrides))
+        finally:
+            for w in caught:
+                if issubclass(w.category, RuntimeWarning) and str(w.filename).endswith("workers.py"):
+                    print(f"archlab: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    storage = kwargs.get("storage") or str(Path(exp.run_dir) / "study.db")
+    df = load_trials(storage_url(storage) if isinstance(storage, (str, Path)) else storage, study.study_name)
+    shown = storage if isinstance(storage, str) else None
+    if shown and "://" not in shown and not os.path.relpath(shown).startswith(".."):
+        shown = os.path.relpath(shown)
+    export_root = os.path.relpath(Path(exp.run_dir) / "export") if getattr(exp, "run_dir", None) else "export"
+    for line in search_report(df, units=objective_units(kwargs["objectives"], exp), storage=shown,
+                              experiment=args.experiment, export_root=export_root):
+        print(line)
     return 0
 
 
@@ -65,4 +94,6 @@ def register(sub: Any) -> None:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///runs/<name>/study.db)")
     p.add_argument("--sampler", default=None, help="nsga2 (default), nsga3, tpe, random, gp, predictor")
     p.add_argument("--seed", type=int, default=None, help="sampler seed (worker i uses seed + i)")
+    p.add_argument("--max-failures", type=int, default=None,
+                   help="stop after this many failed trials in this run (default max(10, trials))")
     p.set_defaults(func=cmd_search)

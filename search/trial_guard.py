@@ -1,0 +1,248 @@
+"""What a worker does around Optuna's trial creation, so that every search ends cleanly.
+
+``TrialGuard.install(study)`` wraps the study's storage in one worker:
+
+- **exact total**: a new trial is created only while completed + running + queued trials are
+  fewer than ``n_trials``, counted in the storage under the study lock (``_QueueEmpty``
+  otherwise; queued trials, such as a dead worker's re-queued one, are still popped first);
+- **failures end a run**: once ``max_failures`` trials failed since this run began (every
+  worker's failures, counted in the storage), the next creation raises ``TooManyFailures`` with
+  the last failure's reason, so an objective that returns NaN can never loop forever;
+- **the trial in hand**: the id of the trial this worker is running (created or popped) is kept
+  in ``current`` (and in the parent's shared ``slot`` when given), from its creation on; a
+  background thread records its heartbeat every ``heartbeat_interval`` s from that moment, also
+  while the sampler is still choosing (Optuna starts its own heartbeat only when the objective
+  starts), so "RUNNING without a heartbeat" means a dead worker (see ``archlab.search.stale``);
+- **clean Ctrl-C**: ``interruptible()`` installs a SIGINT handler that raises
+  ``KeyboardInterrupt`` only inside the objective (Optuna then fails that trial and re-raises);
+  elsewhere (sampler, Optuna's bookkeeping) it sets ``stop`` and the worker stops at the next
+  safe point: the objective's start, the next trial's creation or the wait for other workers.
+  Optuna's own code is never interrupted half-way (that is where its ``UnboundLocalError``
+  came from).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .errors import SearchError
+from .storage import count_by_state
+
+#: when ``max_failures`` is not given: at least this many failures are allowed
+MIN_FAILURES = 10
+
+
+class _QueueEmpty(Exception):
+    """Raised instead of creating a trial beyond the study's total."""
+
+
+class TooManyFailures(SearchError):
+    """A run stopped because too many of its trials failed."""
+
+
+def default_max_failures(n_trials: int | None) -> int | None:
+    """``max(10, n_trials)``; ``None`` for a run without a trial count (then the limit is
+    ``max(10, trials completed in this run)``, see ``TrialGuard``)."""
+    return None if n_trials is None else max(MIN_FAILURES, int(n_trials))
+
+
+class TrialGuard:
+    """One worker's guard over trial creation (see the module docstring)."""
+
+    def __init__(self, n_trials: int | None, max_failures: int | None, lock: Any,
+                 heartbeat_interval: float | None = None, slot: Any = None) -> None:
+        self.n_trials = n_trials
+        self.max_failures = max_failures
+        self.lock = lock
+        self.heartbeat_interval = heartbeat_interval
+        self.slot = slot
+        self.current: int | None = None
+        self.stop = False
+        self.in_objective = False
+        self._raised = False
+        self._start: dict[str, int] = {}
+        self._storage: Any = None
+        self._done = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    # trial bookkeeping -------------------------------------------------------------------
+    def _set_current(self, trial_id: int | None) -> None:
+        self.current = trial_id
+        if self.slot is not None:
+            self.slot.value = -1 if trial_id is None else int(trial_id)
+
+    def install(self, study: Any) -> None:
+        """Wrap ``study``'s storage (``create_new_trial``, ``set_trial_state_values``)."""
+        import optuna
+
+        S = optuna.trial.TrialState
+        storage = self._storage = study._storage
+        study_id = study._study_id
+        self._start = count_by_state(storage, study_id)
+        create, set_state = storage.create_new_trial, storage.set_trial_state_values
+
+        def create_new_trial(sid: int, template_trial: Any = None) -> int:
+            if template_trial is not None:  # a trial added or re-queued, not run here
+                return create(sid, template_trial)
+            if self.stop:
+                raise KeyboardInterrupt
+            with self.lock:
+                self._check(count_by_state(storage, study_id), study)
+                trial_id = create(sid, None)
+            self._set_current(trial_id)
+            self._beat_now()
+            return trial_id
+
+        def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
+            done = set_state(trial_id, state, values)
+            if state == S.RUNNING and done:  # a queued trial popped by this worker
+                self._set_current(trial_id)
+                self._beat_now()
+            elif state.is_finished() and trial_id == self.current:
+                self._set_current(None)
+            return done
+
+        storage.create_new_trial = create_new_trial
+        storage.set_trial_state_values = set_trial_state_values
+        if self.heartbeat_interval and _heartbeat_on(storage):
+            self._beat = threading.Thread(target=self._beat_loop, name="archlab-heartbeat", daemon=True)
+            self._beat.start()
+
+    def _check(self, counts: dict[str, int], study: Any) -> None:
+        live = counts.get("COMPLETE", 0) + counts.get("RUNNING", 0) + counts.get("WAITING", 0)
+        if self.n_trials is not None and live >= self.n_trials:
+            raise _QueueEmpty
+        failed = counts.get("FAIL", 0) - self._start.get("FAIL", 0)
+        done = counts.get("COMPLETE", 0) - self._start.get("COMPLETE", 0)
+        limit = self.max_failures if self.max_failures is not None else max(MIN_FAILURES, done)
+        if failed >= limit:
+            raise TooManyFailures(
+                f"search stopped: {failed} trials failed in this run (limit {limit}; "
+                f"max_failures / --max-failures raises it){_last_failure(study)}"
+            )
+
+    # heartbeat ---------------------------------------------------------------------------
+    def _beat_now(self) -> None:
+        if self._beat is None or self.current is None:
+            return
+        with contextlib.suppress(Exception):  # a missed beat is retried on the next tick
+            self._storage.record_heartbeat(self.current)
+
+    def _beat_loop(self) -> None:
+        while not self._done.wait(float(self.heartbeat_interval or 1)):
+            self._beat_now()
+
+    def close(self) -> None:
+        """Stop the heartbeat thread."""
+        self._done.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+
+    # Ctrl-C ------------------------------------------------------------------------------
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.stop = True
+        if self.in_objective and not self._raised:
+            self._raised = True
+            raise KeyboardInterrupt
+
+    def interruptible(self) -> contextlib.AbstractContextManager[None]:
+        """SIGINT handled as in the module docstring while inside (main thread only)."""
+        return sigint_handler(self._on_sigint)
+
+    def wrap(self, objective: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``objective`` that stops at its start when asked to, and may be interrupted inside."""
+
+        def guarded(trial: Any) -> Any:
+            if self.stop:
+                self._raised = True
+                with contextlib.suppress(Exception):  # the trial is still running: say why it fails
+                    trial.set_user_attr("fail_reason", "interrupted before its evaluation began")
+                raise KeyboardInterrupt
+            self.in_objective = True
+            try:
+                return objective(trial)
+            finally:
+                self.in_objective = False
+
+        return guarded
+
+
+@contextlib.contextmanager
+def sigint_handler(handler: Any) -> Iterator[None]:
+    """``handler`` (a function or ``signal.SIG_IGN``) for SIGINT while inside; a no-op outside
+    the main thread, where Python cannot install signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+class QuietFailures(logging.Filter):
+    """Drops Optuna's two warnings (one with a traceback) for a trial that failed on Ctrl-C or
+    with a NaN / infinite value: archlab records the reason in ``fail_reason`` and stops with one
+    line; other failures are still logged."""
+
+    _first = re.compile(r"^Trial (\d+) failed with parameters: .* because of the following error: "
+                        r"(KeyboardInterrupt\(\)|The value (nan|inf|-inf) is not acceptable)", re.S)
+    _second = re.compile(r"^Trial (\d+) failed with value ")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dropped: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        m = self._first.match(msg)
+        if m:
+            self._dropped.add(m.group(1))
+            return False
+        m = self._second.match(msg)
+        if m and m.group(1) in self._dropped:
+            self._dropped.discard(m.group(1))
+            return False
+        return True
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(cls) -> Iterator[None]:
+        """This filter on Optuna's optimisation logger while inside."""
+        logger, f = logging.getLogger("optuna.study._optimize"), cls()
+        logger.addFilter(f)
+        try:
+            yield
+        finally:
+            logger.removeFilter(f)
+
+
+def _heartbeat_on(storage: Any) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    try:
+        return bool(is_heartbeat_enabled(storage))
+    except Exception:
+        return False
+
+
+def _last_failure(study: Any) -> str:
+    """``"; last: trial N: REASON"`` for the study's latest failed trial with a reason."""
+    import optuna
+
+    try:
+        failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    except Exception:
+        return ""
+    for t in sorted(failed, key=lambda t: t.number, reverse=True):
+        reason = t.user_attrs.get("fail_reason")
+        if reason:
+            return f"; last: trial {t.number}: {reason}"
+    return ""
