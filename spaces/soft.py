@@ -60,6 +60,8 @@ class SoftLayout:
         self.slots: list[Slot] = []
         self._walk(space.params, "")
         self.index = {s.path: i for i, s in enumerate(self.slots)}
+        # presence[j]: factors whose product is the probability that slot j is present
+        self.presence: list[list[Term]] = [[] for _ in self.slots]
         self.encoding_terms: dict[bool, list[list[Term]]] = {
             n: self._encoding_terms(space.params, "", [], n) for n in (False, True)
         }
@@ -93,6 +95,7 @@ class SoftLayout:
             else:
                 j = self.index[prefix + k]
                 vals = self.slots[j].values
+                self.presence[j] = list(presence)
                 if _ordered(p):
                     coef = np.asarray([_scale(p, float(v), normalized) for v in vals], dtype=np.float64)
                     out.append([*presence, (j, coef)])
@@ -177,6 +180,11 @@ class SoftArch:
         """``E[space.encode(arch, normalized)]`` under the product of the slot distributions."""
         terms = self.layout.encoding_terms[bool(normalized)]
         return np.asarray([np.prod([self.vectors[j] @ c for j, c in f]) for f in terms], dtype=np.float32)
+
+    def presence(self) -> np.ndarray:
+        """Per slot, the probability that the slot is present (its enclosing depths reach it)."""
+        return np.asarray([np.prod([self.vectors[j] @ c for j, c in f]) if f else 1.0
+                           for f in self.layout.presence], dtype=np.float64)
 
     def entropy(self) -> float:
         """Sum over slots of the entropy (nats) of their distributions."""
