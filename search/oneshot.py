@@ -124,9 +124,13 @@ class _Bilevel:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.layout = SoftLayout(net.space)
         self.arch = ArchParameters(self.layout, cfg.seed).to(self.dev)
+        # architecture parameters a family adds beyond the space's choices (PC-DARTS edge betas)
+        extra = list(getattr(net, "soft_extra_parameters", list)())
+        self.arch.extra = torch.nn.ParameterList(extra)
         self.method: Method = get_method(cfg.method, **cfg.arch_options)
         self.a_opt = self.method.optimizer(self.arch)
-        self.weights = [p for p in net.parameters() if p.requires_grad]
+        skip = {id(p) for p in extra}
+        self.weights = [p for p in net.parameters() if p.requires_grad and id(p) not in skip]
         self.w_opt = torch.optim.SGD(self.weights, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=cfg.steps, eta_min=cfg.lr_min)
         self.adapt = input_adapter(net)
@@ -159,7 +163,7 @@ class _Bilevel:
         if self.method.second_order:
             return self._unrolled(progress, probs, x, y)
         loss, task_loss = self.arch_loss(probs, x, y)
-        loss.backward(inputs=list(self.arch.alphas))
+        loss.backward(inputs=list(self.arch.parameters()))
         self.a_opt.step()
         return task_loss
 

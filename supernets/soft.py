@@ -232,8 +232,7 @@ def set_soft(net: Supernet, probs: Probs) -> None:
     """Make ``net`` compute the mixed network of the soft architecture ``probs`` (``{slot
     path: probability tensor}``, every slot of ``SoftLayout(net.space)``). Call again with new
     probabilities each step; ``clear_soft`` restores the discrete architecture."""
-    if not SOFT_FAMILIES:
-        _load_families()
+    _load_families()
     apply = SOFT_FAMILIES.get(net.family)
     if apply is None:
         raise ArchlabError(f"soft architectures: family {net.family!r} has no soft mixing; "

@@ -23,6 +23,9 @@ from archlab.supernets.tasks import DigitsTask
 SPACE = mlp_space(n_layer=(1, 2), width=(8, 16, 32))
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def task():
     return DigitsTask()

@@ -33,6 +33,9 @@ from archlab.supernets.soft import (
 from archlab.supernets.soft_memory import mixed_op_memory
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.mark.parametrize("space", [transformer_lm_space(), mobilenet_v3_space(n_stages=3, width_mult=(0.5, 1.0)),
                                    mlp_space(activation=("relu", "gelu")), cell_space()], ids=lambda s: s.name)
 def test_layout_one_hot_round_trips_and_expected_encoding_is_the_encoding(space):
@@ -89,8 +92,8 @@ def test_one_hot_soft_forward_equals_the_discrete_subnet(make):
         got = net(x)
         clear_soft(net)
         assert not is_soft(net) and net.arch == arch
-        if exact:
-            assert torch.equal(got, expected), f"{arch.key}: {float((got - expected).abs().max())}"
+        if exact:  # the same numbers up to float64 rounding (BLAS may sum a padded row in another order)
+            torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
         else:  # the router reads the float64 expectation, the discrete path the float32 encoding
             torch.testing.assert_close(got, expected, atol=1e-8, rtol=1e-8)
         torch.testing.assert_close(net(x), expected, atol=0, rtol=0)
