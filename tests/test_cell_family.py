@@ -16,7 +16,6 @@ from archlab.supernets.plain import build_plain
 from archlab.supernets.soft import clear_soft, one_hot_probs, set_soft
 from archlab.supernets.tasks import DigitsTask
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

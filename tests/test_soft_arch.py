@@ -32,7 +32,6 @@ from archlab.supernets.soft import (
 )
 from archlab.supernets.soft_memory import mixed_op_memory
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
