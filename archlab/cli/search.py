@@ -42,6 +42,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.sampler is not None:
         check_sampler(args.sampler)
     exp = load_experiment_object(args.experiment)
+    if getattr(args, "method", None) is not None:  # one-shot search (archlab.cli.oneshot)
+        from archlab.cli.oneshot import cmd_oneshot
+
+        return cmd_oneshot(args, exp)
     settings = search_settings(exp, {"n_trials": args.trials, "timeout": args.timeout, "workers": args.workers,
                                      "storage": args.storage, "sampler": args.sampler, "seed": args.seed})
     objectives = settings.pop("objectives")
@@ -65,4 +69,7 @@ def register(sub: Any) -> None:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///runs/<name>/study.db)")
     p.add_argument("--sampler", default=None, help="nsga2 (default), nsga3, tpe, random, gp, predictor")
     p.add_argument("--seed", type=int, default=None, help="sampler seed (worker i uses seed + i)")
+    from archlab.cli.oneshot import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_search)
