@@ -10,7 +10,7 @@ latency cost (``archlab.search.oneshot_cost``) joins the architecture loss.
 
 Weights train as in DARTS: SGD, momentum 0.9, lr 0.025 cosine-annealed to 0.001, weight
 decay 3e-4, gradient norm clipped at 5. The result holds the final discrete architecture
-(each slot's most likely value) and the probability history; ``save`` writes it atomically
+(each slot's most likely value, by the method's derivation rule) and the probability history; ``save`` writes it atomically
 as JSON.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from archlab.spaces import Arch
@@ -220,6 +221,12 @@ class _Bilevel:
             vecs = [p.detach().double().cpu().numpy() for p in self.method.expected(list(self.arch.alphas))]
         return SoftArch(self.layout, [v / v.sum() for v in vecs])
 
+    def derive(self, dist: SoftArch) -> Arch:
+        """The discrete architecture by the method's derivation rule (``Method.derive``)."""
+        picks = self.method.derive([s.values for s in self.layout.slots], dist.vectors)
+        one_hot = [np.eye(s.size)[i] for s, i in zip(self.layout.slots, picks)]
+        return SoftArch(self.layout, one_hot).argmax()
+
 
 def oneshot_search(net: Any, task: Any, config: OneShotConfig | Mapping[str, Any] | None = None,
                    costs: ChoiceCosts | None = None, out: str | Path | None = None,
@@ -246,7 +253,7 @@ def oneshot_search(net: Any, task: Any, config: OneShotConfig | Mapping[str, Any
             if step % cfg.history_every == 0 or step == cfg.steps - 1:
                 dist = loop.distribution()
                 entry = {"step": step, "train_loss": train_loss, "arch_loss": val_loss,
-                         "arch": dist.argmax().to_json(), "probs": dist.to_dict(), "entropy": dist.entropy()}
+                         "arch": loop.derive(dist).to_json(), "probs": dist.to_dict(), "entropy": dist.entropy()}
                 if costs is not None:
                     entry["expected_latency_ms"] = float(costs.expected(
                         {k: torch.as_tensor(v) for k, v in dist.to_dict().items()}))
@@ -257,7 +264,7 @@ def oneshot_search(net: Any, task: Any, config: OneShotConfig | Mapping[str, Any
         clear_soft(net)
     wall = time.perf_counter() - start
     final = loop.distribution()
-    arch = final.argmax()
+    arch = loop.derive(final)
     net.set_arch(arch)
     result = OneShotResult(cfg.method, arch, final.to_dict(), history, wall, asdict(cfg),
                            costs.r2 if costs is not None else None)

@@ -16,8 +16,10 @@ probabilities (``archlab.supernets.soft``), each as its paper and official code 
   (their main setting), with their search config's L2 regulariser (scale 1e-3) on the
   concentrations instead of the KL term.
 
-The final architecture is the argmax of each choice's distribution (``expected``: softmax for
-darts/gdas, the Dirichlet mean ``beta / sum(beta)`` for drnas/tanglenas), as in each paper.
+The final architecture takes each choice's most likely value under its distribution
+(``expected``: softmax for darts/gdas, the Dirichlet mean ``beta / sum(beta)`` for
+drnas/tanglenas); darts and gdas skip the zero op (``none``) there, as their papers derive
+cells, drnas and tanglenas take the plain argmax, as their NB201 code does (``derive``).
 New methods register with ``@register_method``.
 """
 
@@ -109,14 +111,29 @@ class Method:
     def regulariser(self, alphas: Sequence[torch.Tensor]) -> torch.Tensor | None:
         return None
 
-    def select(self, alphas: Sequence[torch.Tensor]) -> list[int]:
-        """The index of the chosen value of every slot."""
-        return [int(torch.argmax(p)) for p in self.expected(alphas)]
+    # the derivation rule: DARTS (and GDAS, which derives as DARTS) keep the strongest op
+    # *excluding the zero op*; the NB201 code of DrNAS (and TangleNAS) takes the argmax over all
+    exclude_zero: ClassVar[bool] = False
+    zero_value: ClassVar[str] = "none"
+
+    def derive(self, values: Sequence[Sequence[Any]], probs: Sequence[Any]) -> list[int]:
+        """The index of the chosen value of every slot (``values[j]`` its allowed values,
+        ``probs[j]`` its distribution): the argmax, without the zero op when ``exclude_zero``
+        and the slot has another value."""
+        out = []
+        for vals, p in zip(values, probs):
+            p = [float(x) for x in p]
+            if self.exclude_zero and self.zero_value in vals and len(vals) > 1:
+                p[list(vals).index(self.zero_value)] = -1.0
+            out.append(max(range(len(p)), key=p.__getitem__))
+        return out
 
 
 @register_method("darts")
 class Darts(Method):
     """DARTS, first order: softmax mixing, gradient of the validation loss at the current w."""
+
+    exclude_zero = True
 
 
 @register_method("darts2")
@@ -139,6 +156,7 @@ class Gdas(Method):
 
     tau_max: float = 10.0
     tau_min: float = 0.1
+    exclude_zero = True
 
     def tau(self, progress: float) -> float:
         return self.tau_max - (self.tau_max - self.tau_min) * min(max(progress, 0.0), 1.0)

@@ -147,3 +147,13 @@ def test_latency_weight_moves_the_search_to_cheaper_architectures(task):
         return res.history[-1]["expected_latency_ms"]
 
     assert run(5.0) < run(0.0) - 0.02
+
+
+def test_derivation_rules_darts_and_gdas_skip_the_zero_op_drnas_takes_the_argmax():
+    values = [("none", "skip_connect", "nor_conv_3x3"), ("none",), (1, 2)]
+    probs = [[0.6, 0.1, 0.3], [1.0], [0.4, 0.6]]
+    assert get_method("darts").derive(values, probs) == [2, 0, 1]
+    assert get_method("darts2").derive(values, probs) == [2, 0, 1]
+    assert get_method("gdas").derive(values, probs) == [2, 0, 1]
+    assert get_method("drnas").derive(values, probs) == [0, 0, 1]
+    assert get_method("tanglenas").derive(values, probs) == [0, 0, 1]
