@@ -190,6 +190,56 @@ def routing(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def oneshot(doc: dict[str, Any]) -> list[str]:
+    m = doc.get("memory", {})
+    lines = [f"NAS-Bench-201 cell space ({doc.get('space')}) on {doc.get('task')}, cell family with "
+             f"{doc.get('channels')} channels; every method {doc.get('steps')} weight steps of batch {doc.get('batch')} "
+             f"(one-shot: one architecture step on val per weight step; arch lr = paper x {doc.get('arch_lr_scale')}); "
+             f"Optuna: the supernet trained single-path for the same steps, then TPE over {doc.get('optuna_trials')} "
+             f"inherited-accuracy evaluations. Answers trained from scratch {doc.get('standalone_steps')} steps, "
+             f"{doc.get('seeds')} seeds (paired), validation accuracy: median [95% t-interval of the mean]. "
+             f"{doc.get('threads')} thread, {doc.get('device')}, total {_f(doc.get('total_wall_s'), 0)} s{_quick(doc)}.", "",
+             f"Memory, forward + backward of {m.get('layers')} conv layers with one choice of "
+             f"{len(m.get('kernels') or [])} kernel sizes each: entangled mix {_f((m.get('entangled_bytes') or 0) / 2**20, 2)} MiB, "
+             f"per-candidate mixed op {_f((m.get('per_candidate_bytes') or 0) / 2**20, 2)} MiB (ratio "
+             f"{_f(m.get('entangled_over_per_candidate'), 3)}; goal <= 1/3: {_goal(m.get('goal_met'))}), one plain op "
+             f"per layer {_f((m.get('one_op_bytes') or 0) / 2**20, 2)} MiB.", ""]
+    rows = []
+    for name, e in doc.get("methods", {}).items():
+        acc = e.get("standalone_accuracy", {})
+        d = e.get("paired_diff_vs_optuna")
+        verdict = "-" if d is None else ("beats" if d.get("beats_optuna") else "loses" if d.get("loses_to_optuna")
+                                         else "no difference")
+        diff = "-" if d is None else f"{_f(d['mean'], 2, True)} [{_f(d['ci95'][0], 2, True)}, {_f(d['ci95'][1], 2, True)}] {verdict}"
+        nb = e.get("nb201") or {}
+        cell = str(e.get("arch")).replace("|", "\\|")  # NB201's pipes would split the table's cells
+        rows.append([name, f"`{cell}`", f"{_f(acc.get('median'), 2, True)} [{_f(acc['ci95'][0], 2, True)}, "
+                     f"{_f(acc['ci95'][1], 2, True)}]" if acc else "-", diff,
+                     _f((nb.get("cifar100_acc") or {}).get("percentile"), 1, True),
+                     _f((nb.get("imagenet16_acc") or {}).get("percentile"), 1, True),
+                     _f(e.get("wall_s"), 1), _f((e.get("step_peak_bytes") or 0) / 2**20, 1) if "step_peak_bytes" in e else "-"])
+    lines += _table(["method", "found cell (NB201)", "standalone acc", "paired diff vs Optuna", "CIFAR-100 pct",
+                     "ImageNet16 pct", "wall s", "step peak MiB"], rows)
+    cut = [name for name, e in doc.get("methods", {}).items() if not _nb201_connected(str(e.get("arch")))]
+    lines += ["", "The NB201 percentiles place the cell found on digits among all 15,625 cells by their CIFAR-100 / "
+              "ImageNet16-120 test accuracy: how good that cell is on those datasets, not a measure of the search "
+              "on digits. Cells whose output is cut off from their input (`none` on every path, so the cell "
+              f"outputs a constant and the network predicts one class): {', '.join(cut) or 'none'}."]
+    return lines
+
+
+def _nb201_connected(cell: str) -> bool:
+    """Whether node 3 of an NB201 cell string is reachable from node 0 through ops other than ``none``."""
+    nodes = cell.split("+")
+    reach = {0}
+    for j, part in enumerate(nodes, start=1):
+        for edge in filter(None, part.split("|")):
+            op, _, src = edge.partition("~")
+            if op != "none" and src.isdigit() and int(src) in reach:
+                reach.add(j)
+    return 3 in reach
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "supernet_overhead": ("Supernet overhead (`bench/supernet_overhead.py`)", supernet_overhead),
     "mos": ("Mixture of supernets (`bench/mos.py`)", mos),
@@ -197,6 +247,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "search": ("Search (`bench/search.py`)", search),
     "app": ("Dashboard (`bench/app.py`)", app),
     "routing": ("Token routing (`bench/routing.py`)", routing),
+    "oneshot": ("One-shot search (`bench/oneshot.py`)", oneshot),
 }
 
 

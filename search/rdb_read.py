@@ -31,7 +31,7 @@ import orjson
 import pandas as pd
 
 #: the trial user attributes ``load_trials`` reads
-USER_KEYS = ("arch", "metrics")
+USER_KEYS = ("arch", "metrics", "method")  # method: one-shot trials (search.oneshot_study)
 #: Optuna's system-attribute key for constraints (``constraints`` holds the old list format,
 #: ``constraints:<name>`` one named constraint each)
 CONSTRAINTS_KEY = "constraints"

@@ -7,7 +7,8 @@ Imports numpy and pandas at module level, Optuna inside the functions, and never
 - ``load_trials(storage, study_name)``: one row per trial: ``number``, ``state``,
   ``datetime_start``, ``datetime_complete``, ``duration_s``, one column per objective (by name),
   ``metric.<name>`` for extra metrics, ``constraint.<name>`` (value - bound, feasible when
-  <= 0), ``feasible``, ``arch`` (JSON) and ``arch.<flat param>``. ``df.attrs`` holds
+  <= 0), ``feasible``, ``arch`` (JSON), ``method`` (only in studies with one-shot trials:
+  ``oneshot:<method>``, else None) and ``arch.<flat param>``. ``df.attrs`` holds
   ``objectives`` ([{"name", "direction"}]), ``constraints`` ({metric: bound}), ``space`` (JSON
   or None), ``study_name`` and the whole ``archlab`` user-attribute dict.
 - ``pareto_front(trials)``: the feasible non-dominated rows (exact); a row whose ``arch``
@@ -277,6 +278,9 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
     archs = np.empty(len(a_sel), dtype=object)
     archs[:] = [v if type(v) is str else _arch_text(v) for v in uval[a_sel].tolist()]
     cols["arch"] = scatter(upos[a_sel], archs, fill=None)
+    o_sel = np.flatnonzero(key == "method")  # one-shot trials (archlab.search.oneshot_study)
+    if len(o_sel):
+        cols["method"] = scatter(upos[o_sel], uval[o_sel], fill=None)
 
     params, ppos = located(tables.params)
     p_codes, p_names = pd.factorize(params["name"].to_numpy(dtype=object))  # names in first-seen order

@@ -63,9 +63,13 @@ class ElasticModule(nn.Module):
 
     bank: WeightBank
     index: tuple[slice, ...]
+    # while a soft architecture is set (archlab.supernets.soft): the binding that mixes
+    soft: Any = None
 
     def active_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(weight, bias)`` of the active sub-shape, from the bank."""
+        """``(weight, bias)`` of the active sub-shape, from the bank (soft: the mixed weight)."""
+        if self.soft is not None:
+            return self.soft.weight(self)
         return self.bank(self.index)
 
     def to_plain(self) -> nn.Module:  # pragma: no cover - every layer overrides it
@@ -104,6 +108,8 @@ class ElasticLinear(ElasticModule):
         self.index = (slice(0, self.out_features), slice(0, self.in_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.soft is not None:
+            return self.soft(self, x)
         w, b = self.bank(self.index)
         return F.linear(x, w, b)
 
@@ -138,6 +144,8 @@ class ElasticEmbedding(ElasticModule):
         self.index = (slice(0, self.num_embeddings), slice(0, self.dim))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.soft is not None:
+            return self.soft(self, ids)
         w, _ = self.bank(self.index)
         return F.embedding(ids, w)
 
@@ -169,6 +177,8 @@ class ElasticLayerNorm(ElasticModule):
         self.index = (slice(0, self.dim),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.soft is not None:
+            return self.soft(self, x)
         w, b = self.bank(self.index)
         return F.layer_norm(x, self.shape, w, b, self.eps)
 
@@ -184,6 +194,8 @@ class ElasticLayerNorm(ElasticModule):
 class ElasticDepth(nn.ModuleList):
     """Elastic depth: a list of blocks of which the first ``depth`` run, in order."""
 
+    soft: Any = None  # a SoftDepth (archlab.supernets.soft) while a soft architecture is set
+
     def __init__(self, blocks: list[nn.Module] | Iterator[nn.Module]) -> None:
         super().__init__(blocks)
         self.depth = len(self)
@@ -196,6 +208,8 @@ class ElasticDepth(nn.ModuleList):
         return list(self)[: self.depth]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.soft is not None:
+            return self.soft(self, x)
         for i in range(self.depth):
             x = self[i](x)
         return x

@@ -29,3 +29,14 @@ def run_cli(capsys):
 def archlab_bin() -> list[str]:
     """Command prefix that runs the installed command line in a fresh process."""
     return [sys.executable, "-m", "archlab"]
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (small ops run far faster so on a loaded machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -214,7 +214,7 @@ def test_config_round_trip_and_registry():
     assert ConvNet.from_config(json.dumps(cfg)).dims == net.dims
     with pytest.raises(ArchlabError, match="family"):
         TransformerLM.from_config(cfg)
-    assert set(FAMILIES) == {"transformer_lm", "convnet", "mlp"}
+    assert set(FAMILIES) == {"transformer_lm", "convnet", "mlp", "cell"}
     assert FAMILIES["mlp"] is MLPNet
     assert isinstance(make_supernet("mlp", None, in_features=5), MLPNet)
     with pytest.raises(ArchlabError, match="allowed"):

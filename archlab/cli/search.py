@@ -59,6 +59,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.sampler is not None:
         check_sampler(args.sampler)
+    if getattr(args, "method", None) is not None:  # one-shot search (archlab.cli.oneshot)
+        from archlab.cli.oneshot import cmd_oneshot
+
+        return cmd_oneshot(args, load_experiment_object(args.experiment))
     overrides = {"n_trials": args.trials, "timeout": args.timeout, "workers": args.workers, "storage": args.storage,
                  "sampler": args.sampler, "seed": args.seed, "max_failures": args.max_failures}
     kwargs = worker_settings(args.experiment, overrides)
@@ -96,4 +100,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampler seed (worker i uses seed + i)")
     p.add_argument("--max-failures", type=int, default=None,
                    help="stop after this many failed trials in this run (default max(10, trials))")
+    from archlab.cli.oneshot import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_search)

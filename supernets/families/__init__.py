@@ -8,6 +8,7 @@ from archlab.spaces import SearchSpace
 from archlab.spaces.errors import ArchlabError
 
 from ..base import Supernet
+from .cell import CellNet
 from .convnet import ConvNet
 from .mlp import MLPNet
 from .transformer import TransformerLM
@@ -16,6 +17,7 @@ FAMILIES: dict[str, type[Supernet]] = {
     "transformer_lm": TransformerLM,
     "convnet": ConvNet,
     "mlp": MLPNet,
+    "cell": CellNet,
 }
 
 
@@ -35,4 +37,4 @@ def make_supernet(family: str, space: SearchSpace | None = None, **kwargs: Any) 
     return cls(space, **kwargs)
 
 
-__all__ = ["FAMILIES", "ConvNet", "MLPNet", "TransformerLM", "make_supernet", "register_family"]
+__all__ = ["FAMILIES", "CellNet", "ConvNet", "MLPNet", "TransformerLM", "make_supernet", "register_family"]

@@ -75,7 +75,11 @@ class MLPNet(Supernet):
             cin = w
         self.classifier.set_active(cin, self.dims["num_classes"])
 
+    soft: Any = None  # the soft forward (archlab.supernets.soft_families) while a soft arch is set
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.soft is not None:
+            return self.soft(self, x)
         x = x.flatten(1)
         for i in range(self.depth):
             x = self.act(self.hidden[i](x))
