@@ -144,7 +144,9 @@ def run_search(
     import optuna
 
     if workers == 1 or isinstance(run.url, optuna.storages.InMemoryStorage):
-        run.work(0, st)  # one process: keep the storage (and its connection) opened above
+        from .watchdog import run_alone
+
+        run_alone(run, st)  # one process: keep the storage (and its connection) opened above
         return optuna.load_study(study_name=run.study_name, storage=st)
     if isinstance(st, optuna.storages.RDBStorage):
         st.engine.dispose()  # no pooled connection is shared with the forked workers

@@ -149,7 +149,8 @@ class TrialGuard:
         self.stop = True
         if self.in_objective and not self._raised:
             self._raised = True
-            raise KeyboardInterrupt
+            # a watchdog that interrupts says why on the slot (archlab.search.watchdog)
+            raise KeyboardInterrupt(getattr(self.slot, "reason", None) or "interrupted")
 
     def interruptible(self) -> contextlib.AbstractContextManager[None]:
         """SIGINT handled as in the module docstring while inside (main thread only)."""
@@ -193,7 +194,7 @@ class QuietFailures(logging.Filter):
     line; other failures are still logged."""
 
     _first = re.compile(r"^Trial (\d+) failed with parameters: .* because of the following error: "
-                        r"(KeyboardInterrupt\(\)|The value (nan|inf|-inf) is not acceptable)", re.S)
+                        r"(KeyboardInterrupt\(.*\)|The value (nan|inf|-inf) is not acceptable)", re.S)
     _second = re.compile(r"^Trial (\d+) failed with value ")
 
     def __init__(self) -> None:

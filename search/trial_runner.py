@@ -194,6 +194,7 @@ class TrialRunner:
 
 
 def _why(exc: BaseException) -> str:
-    """A failed trial's ``fail_reason``: ``interrupted`` or ``Type: message`` (one line)."""
-    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    """A failed trial's ``fail_reason``: ``interrupted`` (or the interrupter's reason) or
+    ``Type: message`` (one line)."""
+    why = (str(exc) or "interrupted") if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
     return " ".join(why.split())[:500]
