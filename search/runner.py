@@ -38,6 +38,7 @@ from .storage import (
 from .trial_runner import TrialRunner, attrs_with_final_state
 
 ATTR_KEY = "archlab"
+COUNTS = ("trials", "distinct")  # what n_trials counts (run_search's ``count``)
 
 
 class _QueueEmpty(Exception):
@@ -121,6 +122,7 @@ def run_search(
     grace_period: int | None = None,
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
     show_progress: bool | None = None,
+    count: str = "trials",
 ) -> Any:
     """Search ``space`` for the Pareto front of ``objectives``; returns the Optuna study.
 
@@ -134,7 +136,10 @@ def run_search(
     trials are kept and marked through ``trial.set_constraint(name, value - bound)``.
     ``workers`` processes share the study (RDB storages: heartbeats every
     ``heartbeat_interval`` s, a dead worker's trial is failed after ``grace_period`` s and
-    re-run). Worker ``i`` seeds its sampler with ``seed + i``.
+    re-run). Worker ``i`` seeds its sampler with ``seed + i``. ``count``: what ``n_trials``
+    counts, ``"trials"`` (every completed trial) or ``"distinct"`` (distinct evaluations: a
+    trial answered from an earlier evaluation of the same architecture, user attribute
+    ``reused_from``, does not count; see ``_extend_by_repeats``).
     """
     import optuna
 
@@ -146,6 +151,8 @@ def run_search(
         raise SearchError(f"workers must be an integer >= 1, got {workers!r}")
     if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 0):
         raise SearchError(f"n_trials must be an integer >= 0 or None, got {n_trials!r}")
+    if count not in COUNTS:
+        raise SearchError(f"count must be one of {', '.join(COUNTS)}, got {count!r}")
     if timeout is not None and not timeout > 0:
         raise SearchError(f"timeout must be a positive number of seconds, got {timeout!r}")
     extra = dict(metrics or {})
@@ -192,7 +199,7 @@ def run_search(
             _fail_stale(study)
         lock.close()
     run = _Run(url, study_name, space, objs, extra, bounds, ctx, sampler, dict(sampler_options or {}), seed,
-               n_trials, timeout, heartbeat_interval, grace_period, list(callbacks), show_progress)
+               n_trials, timeout, heartbeat_interval, grace_period, list(callbacks), show_progress, count)
     if workers == 1 or isinstance(url, optuna.storages.InMemoryStorage):
         run.work(0, st)  # one process: keep the storage (and its connection) opened above
         return optuna.load_study(study_name=study_name, storage=st)
@@ -235,7 +242,7 @@ def _fail_stale(study: Any) -> None:
         optuna.storages.fail_stale_trials(study)  # no-op without heartbeats
 
 
-def _guard_total(study: Any, n_trials: int, lock: Any) -> None:
+def _guard_total(study: Any, n_trials: int | Callable[[], int], lock: Any) -> None:
     """Make ``study.ask`` create a new trial only while completed + running + queued trials are
     fewer than ``n_trials``, counted in the storage under the study lock (exact across workers
     and machines sharing the lock); otherwise it raises ``_QueueEmpty``. Queued (``WAITING``)
@@ -251,11 +258,24 @@ def _guard_total(study: Any, n_trials: int, lock: Any) -> None:
         if template_trial is not None:
             return original(study_id, template_trial)
         with lock:
-            if count_trials(storage, study_id, live) >= n_trials:
+            if count_trials(storage, study_id, live) >= (n_trials() if callable(n_trials) else n_trials):
                 raise _QueueEmpty
             return original(study_id, None)
 
     storage.create_new_trial = guarded
+
+
+def _extend_by_repeats(study: Any, repeats: list[int]) -> bool:
+    """``count="distinct"``: set ``repeats[0]`` to the number of completed trials answered from an
+    earlier evaluation (``reused_from``), read from the storage; True when it grew (the total
+    has room for more distinct evaluations)."""
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    n = sum("reused_from" in t.user_attrs for t in done)
+    grew = n > repeats[0]
+    repeats[0] = max(repeats[0], n)
+    return grew
 
 
 class _Run:
@@ -265,7 +285,7 @@ class _Run:
                  extra: dict[str, Any], bounds: dict[str, float], ctx: SearchContext, sampler: str,
                  sampler_options: dict[str, Any], seed: int | None, n_trials: int | None,
                  timeout: float | None, heartbeat: int, grace: int | None,
-                 callbacks: list[Any], show_progress: bool | None) -> None:
+                 callbacks: list[Any], show_progress: bool | None, count: str = "trials") -> None:
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -282,8 +302,10 @@ class _Run:
                                    options=dict(self.sampler_options))
             study = optuna.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)
+            repeats = [0]  # count="distinct": trials answered from the study, added to the total
             if self.n_trials is not None:
-                _guard_total(study, self.n_trials, lock)
+                _guard_total(study, (lambda: self.n_trials + repeats[0]) if self.count == "distinct" else self.n_trials,
+                             lock)
             if isinstance(self.url, str) and self.url.startswith("sqlite"):
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
                 # trial, so popping is serialised with the study's file lock.
@@ -308,6 +330,8 @@ class _Run:
                         study.optimize(objective, timeout=left, callbacks=self.callbacks or None)
                         break
                     except _QueueEmpty:
+                        if self.count == "distinct" and _extend_by_repeats(study, repeats):
+                            continue
                         if not self._wait_for_more(study, deadline):
                             break
             finally:

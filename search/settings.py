@@ -6,7 +6,8 @@ the task's own metric with inherited weights in its direction plus predicted lat
 classification task, ``{"loss": ("min", "inherited"), ...}`` for a language model), ``metrics``,
 ``constraints`` ({metric: upper bound}), ``n_trials`` (alias ``trials``), ``timeout``
 (seconds or ``"8h"``/``"30m"``/``"1h30m"``), ``sampler``, ``sampler_options``, ``storage``,
-``study_name``, ``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``.
+``study_name``, ``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``, ``count``
+(``"trials"`` or ``"distinct"``: what ``n_trials`` counts).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ DEFAULT_OBJECTIVES = {"error": ("min", "inherited"), "latency_ms": ("min", "pred
 KEYS = (
     "objectives", "metrics", "constraints", "n_trials", "trials", "timeout", "sampler",
     "sampler_options", "storage", "study_name", "seed", "workers", "heartbeat_interval",
-    "grace_period",
+    "grace_period", "count",
 )  # fmt: skip
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
