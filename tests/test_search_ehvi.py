@@ -167,3 +167,21 @@ def test_ehvi_beats_random_on_a_real_nb201_subproblem():
     g_ehvi, g_rand = gap("ehvi", 0), gap("random", 0)
     assert g_ehvi < g_rand
     assert g_ehvi < 0.08  # about 0.02 measured; random search 0.1
+
+
+def test_expensive_objectives_default_to_ehvi_and_count_is_checked():
+    from types import SimpleNamespace
+
+    from archlab.search.errors import SearchError
+    from archlab.search.settings import search_settings
+
+    def exp(search):
+        return SimpleNamespace(search=search, task=None)
+
+    assert search_settings(exp({"objectives": {"acc": ("max", "inherited")}}))["sampler"] == "ehvi"
+    assert search_settings(exp({"objectives": {"acc": ("max", "inherited")}, "sampler": "tpe"}))["sampler"] == "tpe"
+    assert "sampler" not in search_settings(exp({"objectives": {"w": ("min", lambda a: 1.0)}}))
+    assert search_settings(exp({"count": "distinct"}))["count"] == "distinct"
+    space, acc, lat = _proxy()
+    with pytest.raises(SearchError, match="count must be one of trials, distinct"):
+        run_search(space, {"a": ("max", acc)}, n_trials=2, storage=optuna.storages.InMemoryStorage(), count="unique")
