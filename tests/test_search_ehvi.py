@@ -182,6 +182,6 @@ def test_expensive_objectives_default_to_ehvi_and_count_is_checked():
     assert search_settings(exp({"objectives": {"acc": ("max", "inherited")}, "sampler": "tpe"}))["sampler"] == "tpe"
     assert "sampler" not in search_settings(exp({"objectives": {"w": ("min", lambda a: 1.0)}}))
     assert search_settings(exp({"count": "distinct"}))["count"] == "distinct"
-    space, acc, lat = _proxy()
+    space, acc, _ = _proxy()
     with pytest.raises(SearchError, match="count must be one of trials, distinct"):
         run_search(space, {"a": ("max", acc)}, n_trials=2, storage=optuna.storages.InMemoryStorage(), count="unique")
