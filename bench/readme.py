@@ -154,14 +154,18 @@ def search(doc: dict[str, Any]) -> list[str]:
     lines += ["Wall time per trial (sampler and loop; the table lookup is free), median over problems:", "",
               *_table(["sampler", "s / trial"], rows), ""]
     sm = eff.get("summary", {})
-    lines += [f"Goal ({sm.get('goal')}): {_goal(sm.get('goal_met'))}. Largest ehvi median gap over the "
+    last = budgets[-1] if budgets else "?"
+    lines += [f"Goal ({sm.get('goal')}): {_goal(sm.get('goal_met'))}"
+              + (f" ({sm['goal_note']})" if sm.get("goal_note") else "") + f". Largest ehvi median gap over the "
               f"{sm.get('two_objective_pairs')} pairs: {_f(sm.get('ehvi_max_gap_at_100'), 4)} at 100, "
-              f"{_f(sm.get('ehvi_max_gap_at_300'), 4)} at 300; pairs where ehvi beats plain TPE (paired interval "
+              f"{_f(sm.get(f'ehvi_max_gap_at_{last}'), 4)} at {last}; pairs where ehvi beats plain TPE (paired interval "
               f"below zero): {sm.get('ehvi_pairs_better_than_tpe_at_100')} at 100, "
-              f"{sm.get('ehvi_pairs_better_than_tpe_at_300')} at 300.", ""]
+              f"{sm.get(f'ehvi_pairs_better_than_tpe_at_{last}')} at {last}.", ""]
     if oe:
         lines += [f"ehvi sampler cost with {oe.get('evaluated'):,} evaluated architectures: "
-                  f"{_f(oe.get('s_per_trial_median'), 2)} s per trial (median of {len(oe.get('s_per_trial', []))}; "
+                  f"{_f(oe.get('s_per_trial_amortised'), 2)} s per trial amortised ({_f(oe.get('s_per_trial_median'), 2)} s "
+                  f"median of {len(oe.get('s_per_trial', []))} proposals, {_f(oe.get('first_with_hyperparameter_fit_s'), 2)} s "
+                  f"with a hyperparameter fit; "
                   f"goal {oe.get('goal')}: {_goal(oe.get('goal_met'))}).", ""]
     if ov:
         lines += [f"Loop overhead, trivial objective, {ov.get('sampler')} on {ov.get('storage')}"

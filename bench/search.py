@@ -110,7 +110,7 @@ def _median_none(values: list[int | None]) -> float | None:
 
 
 def efficiency(table: Table, quick: bool, seeds: list[int], budgets: list[int], gp_budget: int,
-               gp_seeds: list[int], samplers: list[str], gp_problems: int) -> dict:
+               gp_seeds: list[int], samplers: list[str], gp_problems: int, save=lambda eff: None) -> dict:
     out: dict = {"data": "nb201_dev.csv (15,625 cells)", "budgets": budgets, "seeds": seeds,
                  "gp": {"budget": gp_budget, "seeds": gp_seeds, "problems": gp_problems},
                  "normalisation": "error = 1 - acc/100, latency / its maximum over the table; reference point 1 per axis",
@@ -143,6 +143,7 @@ def efficiency(table: Table, quick: bool, seeds: list[int], budgets: list[int], 
                   + f"  {entry['samplers'][name]['s_per_trial_median']:.3f} s/trial", file=sys.stderr, flush=True)
         entry["ehvi_minus_tpe"] = _paired(entry["samplers"], "ehvi", "tpe")
         out["problems"][prob.name] = entry
+        save(out)  # partial results survive an interrupted run
     out["summary"] = _summary(out["problems"])
     return out
 
@@ -165,7 +166,7 @@ def _paired(samplers: dict, a: str, b: str) -> dict:
 def _summary(probs: dict) -> dict:
     pairs = {k: v for k, v in probs.items() if len(v["objectives"]) == 2 and v["bound_ms"] is None}
     s: dict = {"two_objective_pairs": len(pairs)}
-    for b in ("100", "200", "300"):
+    for b in sorted({b for v in pairs.values() for b in v["samplers"].get("ehvi", {}).get("gap_median", {})}, key=int):
         gaps = [v["samplers"]["ehvi"]["gap_median"].get(b) for v in pairs.values() if "ehvi" in v["samplers"]]
         gaps = [g for g in gaps if g is not None]
         if gaps:
@@ -176,6 +177,8 @@ def _summary(probs: dict) -> dict:
                  "(paired interval) on every pair; <= 0.0005 at 300")
     s["goal_met"] = bool(s.get("ehvi_max_gap_at_100", 1) <= 0.002 and s.get("ehvi_pairs_better_than_tpe_at_100")
                          == len(pairs) and s.get("ehvi_max_gap_at_300", 1) <= 0.0005)
+    if "ehvi_max_gap_at_300" not in s:
+        s["goal_note"] = "300 evaluations not run: the goal at 300 is not assessed (counted as not met)"
     return s
 
 
@@ -194,21 +197,23 @@ def overhead_ehvi(table: Table, n: int = 1000, repeats: int = 5) -> dict:
         t0 = time.perf_counter()
         planner.propose(archs, prob.loss[rows], None)
         times.append(time.perf_counter() - t0)
-    return {"evaluated": n, "s_per_trial": times[1:], "s_per_trial_median": float(np.median(times[1:])),
-            "first_with_hyperparameter_fit_s": times[0],
-            "goal": "<= 1 s per trial at 1,000 trials", "goal_met": float(np.median(times[1:])) <= 1.0}
+    med = float(np.median(times[1:]))
+    amortised = med + max(times[0] - med, 0.0) / planner.model.refit_every  # hyperparameters: every k-th trial
+    return {"evaluated": n, "s_per_trial": times[1:], "s_per_trial_median": med,
+            "first_with_hyperparameter_fit_s": times[0], "s_per_trial_amortised": amortised,
+            "goal": "<= 1 s per trial at 1,000 trials", "goal_met": amortised <= 1.0}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 problems, 2 seeds, budgets 50/100")
     parser.add_argument("--data", default=None, help="path of nb201_dev.csv (default: ../shared/data beside the project)")
-    parser.add_argument("--budgets", default="50,100,200,300", help="distinct evaluations reported (last = run length)")
+    parser.add_argument("--budgets", default="50,100,150", help="distinct evaluations reported (last = run length)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--samplers", default="ehvi,tpe,nsga2,random,gp")
     parser.add_argument("--gp-budget", type=int, default=100, help="GPSampler's run length (it is slow)")
     parser.add_argument("--gp-seeds", type=int, default=2)
-    parser.add_argument("--gp-problems", type=int, default=2, help="GPSampler runs on the first N problems only")
+    parser.add_argument("--gp-problems", type=int, default=1, help="GPSampler runs on the first N problems only")
     parser.add_argument("--loop", action="store_true", help="also rerun the loop-overhead benchmark (SQLite)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.json"))
     args = parser.parse_args()
@@ -227,23 +232,27 @@ def main() -> None:
     doc: dict = {"benchmark": "search", "quick": args.quick,
                  "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
                              "note": "one process, one BLAS thread, on a 2-core machine shared with other work"}}
+    out = Path(args.out)
+    from archlab.spaces.io import atomic_write_json
+
+    def save(eff: dict) -> None:
+        atomic_write_json(out, json.loads(json.dumps({**doc, "complete": False, "efficiency": eff})))
+
+    old = json.loads(out.read_text()).get("overhead") if out.is_file() else None
     doc["efficiency"] = efficiency(table, args.quick, seeds, budgets, args.gp_budget,
-                                   list(range(min(args.gp_seeds, len(seeds)))), args.samplers.split(","), args.gp_problems)
+                                   list(range(min(args.gp_seeds, len(seeds)))), args.samplers.split(","), args.gp_problems,
+                                   save)
     doc["overhead_ehvi"] = overhead_ehvi(table, n=300 if args.quick else 1000, repeats=2 if args.quick else 5)
     print(f"  ehvi at {doc['overhead_ehvi']['evaluated']} evaluated: {doc['overhead_ehvi']['s_per_trial_median']:.2f} s/trial",
           file=sys.stderr)
-    out = Path(args.out)
     if args.loop:
         from search_loop import overhead
 
         doc["overhead"] = overhead(args.quick)
-    elif out.is_file():
-        old = json.loads(out.read_text()).get("overhead")
-        if old:
-            doc["overhead"] = {**old, "carried_over": "from the previous run (not rerun; pass --loop)"}
+    elif old:
+        doc["overhead"] = {**old, "carried_over": old.get("carried_over", "from the previous run (not rerun; pass --loop)")}
     doc["wall_s"] = round(time.perf_counter() - t0, 1)
-    from archlab.spaces.io import atomic_write_json
-
+    doc["complete"] = True
     atomic_write_json(out, json.loads(json.dumps(doc)))
     print(f"wrote {out} in {doc['wall_s']} s", file=sys.stderr)
 

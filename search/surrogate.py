@@ -94,7 +94,7 @@ class GPModel:
         for j, hyper in enumerate(self._hyper):
             y = Y[:, j]
             mu, sd = float(y.mean()), float(y.std() or 1.0)
-            L = np.linalg.cholesky(self._kernel(D, G, hyper) + (hyper[2] + 1e-8) * np.eye(n))
+            L = _cholesky(self._kernel(D, G, hyper), hyper[2] + 1e-8)
             alpha = np.linalg.solve(L.T, np.linalg.solve(L, (y - mu) / sd))
             self._state.append((L, alpha, mu, sd, hyper))
         self._X = X
@@ -114,6 +114,17 @@ class GPModel:
             mean.append(mu + sd * (Ks @ alpha))
             std.append(sd * np.sqrt(np.clip(var, 1e-12, None)))
         return np.stack(mean, axis=1), np.maximum(np.stack(std, axis=1), 1e-9)
+
+
+def _cholesky(K: np.ndarray, noise: float) -> np.ndarray:
+    """Cholesky factor of ``K + noise I``, the noise raised tenfold until it factorises."""
+    eye = np.eye(len(K))
+    for _ in range(8):
+        try:
+            return np.linalg.cholesky(K + noise * eye)
+        except np.linalg.LinAlgError:
+            noise *= 10.0
+    return np.linalg.cholesky(K + noise * eye)
 
 
 class Warp:

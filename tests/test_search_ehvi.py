@@ -185,3 +185,12 @@ def test_expensive_objectives_default_to_ehvi_and_count_is_checked():
     space, acc, _ = _proxy()
     with pytest.raises(SearchError, match="count must be one of trials, distinct"):
         run_search(space, {"a": ("max", acc)}, n_trials=2, storage=optuna.storages.InMemoryStorage(), count="unique")
+
+
+def test_gp_survives_duplicate_rows_and_constant_targets():
+    X = np.repeat(np.eye(4), 3, axis=0)  # every row three times
+    y = np.column_stack([np.arange(12) % 4 * 1.0, np.ones(12)])
+    model = GPModel().fit(X, y)
+    mean, std = model.predict(np.eye(4))
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
+    assert np.all(np.diff(mean[:, 0]) > 0) and np.allclose(mean[:, 1], 1.0)
