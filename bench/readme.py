@@ -120,15 +120,23 @@ def latency(doc: dict[str, Any]) -> list[str]:
 
 
 def search(doc: dict[str, Any]) -> list[str]:
-    eff, ov, oe = doc.get("efficiency", {}), doc.get("overhead", {}), doc.get("overhead_ehvi", {})
+    lines = _efficiency(doc, doc.get("efficiency", {}))
+    long = doc.get("efficiency_long")
+    if long:
+        lines += [f"Longer runs ({', '.join(long.get('problems', {}))}):", "", *_efficiency(doc, long, summary=False)]
+    return lines + _costs(doc)
+
+
+def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) -> list[str]:
     probs = eff.get("problems", {})
     samplers = list(dict.fromkeys(k for p in probs.values() for k in p.get("samplers", {})))
     budgets = [str(b) for b in eff.get("budgets", [])]
     lines = [f"Sample efficiency on NAS-Bench-201 ({eff.get('data')}): hypervolume gap 1 - HV/HV_exact of the "
              f"(feasible) front after N distinct evaluations ({eff.get('normalisation')}), median over "
-             f"{len(eff.get('seeds', []))} seeds [95 % bootstrap interval]; GP (Optuna's GPSampler) ran "
-             f"{eff.get('gp', {}).get('budget')} evaluations on {len(eff.get('gp', {}).get('seeds', []))} seeds"
-             f"{_quick(doc)}.", ""]
+             f"{len(eff.get('seeds', []))} seeds [95 % bootstrap interval]"
+             + (f"; GP (Optuna's GPSampler) ran {eff.get('gp', {}).get('budget')} evaluations on "
+                f"{len(eff.get('gp', {}).get('seeds', []))} seeds, first {eff.get('gp', {}).get('problems')} problem(s) only"
+                if "gp" in samplers else "") + f"{_quick(doc)}.", ""]
 
     def cell(p: dict[str, Any], name: str, b: str) -> str:
         s = p.get("samplers", {}).get(name, {})
@@ -153,6 +161,8 @@ def search(doc: dict[str, Any]) -> list[str]:
                                     if n in p.get("samplers", {})])), 3)] for n in samplers]
     lines += ["Wall time per trial (sampler and loop; the table lookup is free), median over problems:", "",
               *_table(["sampler", "s / trial"], rows), ""]
+    if not summary:
+        return lines
     sm = eff.get("summary", {})
     last = budgets[-1] if budgets else "?"
     lines += [f"Goal ({sm.get('goal')}): {_goal(sm.get('goal_met'))}"
@@ -161,6 +171,12 @@ def search(doc: dict[str, Any]) -> list[str]:
               f"{_f(sm.get(f'ehvi_max_gap_at_{last}'), 4)} at {last}; pairs where ehvi beats plain TPE (paired interval "
               f"below zero): {sm.get('ehvi_pairs_better_than_tpe_at_100')} at 100, "
               f"{sm.get(f'ehvi_pairs_better_than_tpe_at_{last}')} at {last}.", ""]
+    return lines
+
+
+def _costs(doc: dict[str, Any]) -> list[str]:
+    ov, oe = doc.get("overhead", {}), doc.get("overhead_ehvi", {})
+    lines: list[str] = []
     if oe:
         lines += [f"ehvi sampler cost with {oe.get('evaluated'):,} evaluated architectures: "
                   f"{_f(oe.get('s_per_trial_amortised'), 2)} s per trial amortised ({_f(oe.get('s_per_trial_median'), 2)} s "

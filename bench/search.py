@@ -55,10 +55,13 @@ SAMPLERS = {
 }
 
 
-def problems(table: Table, quick: bool) -> list[Problem]:
+def problems(table: Table, quick: bool, only: list[int] | None = None) -> list[Problem]:
+    """Pairs, triples, constrained pair (``only``: those indices into that list)."""
     out = [Problem(table, a, (d,)) for a, d in PAIRS]
     out += [Problem(table, a, ds) for a, ds in TRIPLES]
     out += [Problem(table, a, (d,), bound=float(np.median(table.columns[d]))) for a, d in CONSTRAINED]
+    if only is not None:
+        return [out[i] for i in only]
     return out[:2] + out[8:9] + out[-1:] if quick else out
 
 
@@ -110,13 +113,14 @@ def _median_none(values: list[int | None]) -> float | None:
 
 
 def efficiency(table: Table, quick: bool, seeds: list[int], budgets: list[int], gp_budget: int,
-               gp_seeds: list[int], samplers: list[str], gp_problems: int, save=lambda eff: None) -> dict:
+               gp_seeds: list[int], samplers: list[str], gp_problems: int, save=lambda eff: None,
+               only: list[int] | None = None) -> dict:
     out: dict = {"data": "nb201_dev.csv (15,625 cells)", "budgets": budgets, "seeds": seeds,
                  "gp": {"budget": gp_budget, "seeds": gp_seeds, "problems": gp_problems},
                  "normalisation": "error = 1 - acc/100, latency / its maximum over the table; reference point 1 per axis",
                  "counting": "distinct evaluations (run_search count='distinct'; repeats answered from the study)",
                  "problems": {}}
-    for i, prob in enumerate(problems(table, quick)):
+    for i, prob in enumerate(problems(table, quick, only)):
         entry: dict = {"objectives": [prob.accuracy, *prob.devices], "bound_ms": prob.bound,
                        "hv_exact": prob.hv_exact, "samplers": {}}
         for name in samplers:
@@ -216,6 +220,9 @@ def main() -> None:
     parser.add_argument("--gp-problems", type=int, default=1, help="GPSampler runs on the first N problems only")
     parser.add_argument("--loop", action="store_true", help="also rerun the loop-overhead benchmark (SQLite)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.json"))
+    parser.add_argument("--long", default=None, metavar="I,J",
+                        help="only a longer run on these problem indices (0-7 pairs, 8-9 triples, 10 constrained), "
+                             "kept as 'efficiency_long' in --out beside the main run's sections")
     args = parser.parse_args()
     os.environ.setdefault("ARCHLAB_PROGRESS", "0")
     path = find_table(args.data)
@@ -238,6 +245,19 @@ def main() -> None:
     def save(eff: dict) -> None:
         atomic_write_json(out, json.loads(json.dumps({**doc, "complete": False, "efficiency": eff})))
 
+    if args.long is not None:
+        only = [int(i) for i in args.long.split(",")]
+        prev = json.loads(out.read_text()) if out.is_file() else {}
+
+        def save_long(eff: dict) -> None:
+            atomic_write_json(out, json.loads(json.dumps({**prev, "efficiency_long": {**eff, "complete": False}})))
+
+        eff = efficiency(table, False, seeds, budgets, args.gp_budget, list(range(min(args.gp_seeds, len(seeds)))),
+                         args.samplers.split(","), args.gp_problems, save_long, only)
+        eff["wall_s"] = round(time.perf_counter() - t0, 1)
+        atomic_write_json(out, json.loads(json.dumps({**prev, "efficiency_long": eff})))
+        print(f"wrote efficiency_long into {out} in {eff['wall_s']} s", file=sys.stderr)
+        return
     old = json.loads(out.read_text()).get("overhead") if out.is_file() else None
     doc["efficiency"] = efficiency(table, args.quick, seeds, budgets, args.gp_budget,
                                    list(range(min(args.gp_seeds, len(seeds)))), args.samplers.split(","), args.gp_problems,
