@@ -5,7 +5,8 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
 1. the first ``n_startup`` are random draws;
 2. then one Gaussian process per objective (and per constraint) is conditioned on every
    distinct evaluated architecture (``space.encode(normalized=True)``; see
-   ``archlab.search.surrogate.GPModel``);
+   ``archlab.search.surrogate.GPModel``; beyond ``max_condition`` of them, on the best-ranked
+   half and a random rest, which bounds the cost per trial);
 3. a candidate pool is built around the current front (LINAS-style local search): every
    one-parameter move and some two-parameter moves and crossovers of the ``n_parents``
    best-ranked feasible architectures, plus ``n_random`` random draws;
@@ -44,7 +45,7 @@ class Planner:
     def __init__(self, space: SearchSpace, *, seed: int | None = None, n_startup: int = 10,
                  n_parents: int = 12, n_random: int = 200, local_rounds: int = 2, n_samples: int = 32,
                  refit_every: int = 8, max_fit: int = 300,
-                 warp: bool = True, ref_margin: float = 0.5) -> None:
+                 warp: bool = True, ref_margin: float = 0.5, max_condition: int = 400) -> None:
         self.space = space
         self.seed = 0 if seed is None else int(seed)
         self.rng = np.random.default_rng(seed)
@@ -53,7 +54,7 @@ class Planner:
         self.local_rounds, self.n_samples = int(local_rounds), int(n_samples)
         self.model = GPModel(seed=self.seed, refit_every=refit_every, max_fit=max_fit)
         self.cons_model = GPModel(seed=self.seed + 1, refit_every=refit_every, max_fit=max_fit)
-        self.warp, self.ref_margin = bool(warp), float(ref_margin)
+        self.warp, self.ref_margin, self.max_condition = bool(warp), float(ref_margin), int(max_condition)
         self._enc: dict[str, np.ndarray] = {}
 
     def encode(self, archs: Sequence[Arch]) -> np.ndarray:
@@ -85,12 +86,13 @@ class Planner:
 
     def _propose(self, archs: Sequence[Arch], Y: np.ndarray, C: np.ndarray | None, pending: Sequence[Arch],
                  taken: set[str]) -> Arch:
-        X = self.encode(archs)
-        warps = [Warp(Y[:, j]) for j in range(Y.shape[1])] if self.warp else []
-        self.model.fit(X, np.column_stack([w.z for w in warps]) if warps else Y)
+        rows = self._conditioning_rows(Y, C)
+        X = self.encode([archs[i] for i in rows])
+        warps = [Warp(Y[rows, j]) for j in range(Y.shape[1])] if self.warp else []
+        self.model.fit(X, np.column_stack([w.z for w in warps]) if warps else Y[rows], seen=len(Y))
         has_c = C is not None and C.size > 0
         if has_c:
-            self.cons_model.fit(X, C)
+            self.cons_model.fit(X, C[rows], seen=len(Y))
         feas = np.all(C <= 0, axis=1) if has_c else np.ones(len(archs), dtype=bool)
         lo, hi = Y.min(axis=0), Y.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
@@ -144,6 +146,19 @@ class Planner:
             cands += new
             acq = np.concatenate([acq, score(new)])
         return cands[int(np.argmax(acq))]
+
+    def _conditioning_rows(self, Y: np.ndarray, C: np.ndarray | None) -> np.ndarray:
+        """Every row, or beyond ``max_condition``: the best-ranked half and a seeded random rest
+        (the GP's cost grows with the square of its rows; the front's region matters most)."""
+        n = len(Y)
+        if n <= self.max_condition:
+            return np.arange(n)
+        bad = np.any(C > 0, axis=1) if C is not None and C.size else np.zeros(n, dtype=bool)
+        order = np.argsort(non_dominated_rank(np.where(bad[:, None], Y + 1e6, Y)), kind="stable")
+        best = order[: self.max_condition // 2]
+        rest = np.setdiff1d(np.arange(n), best)
+        pick = np.random.default_rng(self.seed + n).choice(rest, self.max_condition - len(best), replace=False)
+        return np.sort(np.concatenate([best, pick]))
 
     def _add(self, pool: dict[str, Arch], gmap: dict[str, dict[str, Any]], genomes: list[dict[str, Any]],
              taken: set[str]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 
 class GPModel:
@@ -67,19 +68,21 @@ class GPModel:
                         L = np.linalg.cholesky(K0 + noise * eye)
                     except np.linalg.LinAlgError:
                         continue
-                    a = np.linalg.solve(L, y)
+                    a = solve_triangular(L, y, lower=True)
                     ll = -0.5 * a @ a - np.log(np.diag(L)).sum()
                     if ll > best:
                         best, arg = ll, (length, w, noise)
         return arg
 
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> GPModel:
-        """Condition on ``X`` (n, d) and ``Y`` (n, k); hyperparameters refitted when due."""
+    def fit(self, X: np.ndarray, Y: np.ndarray, seen: int | None = None) -> GPModel:
+        """Condition on ``X`` (n, d) and ``Y`` (n, k); hyperparameters refitted when due, i.e.
+        every ``refit_every`` observations (``seen``: how many there are in all, default n)."""
         X = np.asarray(X, dtype=float)
         n = len(X)
         self._scale = max(float(np.max((X * X).sum(1))), 1e-12)
         D, G = self._pairs(X, X)
-        refit = len(self._hyper) != Y.shape[1] or n - self._fitted_at >= self.refit_every
+        seen = n if seen is None else int(seen)
+        refit = len(self._hyper) != Y.shape[1] or seen - self._fitted_at >= self.refit_every
         if refit:
             rows = np.arange(n)
             if n > self.max_fit:
@@ -89,13 +92,13 @@ class GPModel:
             for j in range(Y.shape[1]):
                 y = Y[rows, j]
                 self._hyper.append(self._select(D[sub], G[sub], (y - y.mean()) / (y.std() or 1.0)))
-            self._fitted_at = n
+            self._fitted_at = seen
         self._state = []
         for j, hyper in enumerate(self._hyper):
             y = Y[:, j]
             mu, sd = float(y.mean()), float(y.std() or 1.0)
             L = _cholesky(self._kernel(D, G, hyper), hyper[2] + 1e-8)
-            alpha = np.linalg.solve(L.T, np.linalg.solve(L, (y - mu) / sd))
+            alpha = solve_triangular(L.T, solve_triangular(L, (y - mu) / sd, lower=True), lower=False)
             self._state.append((L, alpha, mu, sd, hyper))
         self._X = X
         return self
@@ -108,7 +111,7 @@ class GPModel:
         mean, std = [], []
         for L, alpha, mu, sd, hyper in self._state:
             Ks = self._kernel(D, G, hyper)
-            v = np.linalg.solve(L, Ks.T)
+            v = solve_triangular(L, Ks.T, lower=True)
             w = hyper[1]
             var = (1.0 - w) + w * prior - (v * v).sum(0)
             mean.append(mu + sd * (Ks @ alpha))
