@@ -181,7 +181,7 @@ def _costs(doc: dict[str, Any]) -> list[str]:
         lines += [f"ehvi sampler cost with {oe.get('evaluated'):,} evaluated architectures: "
                   f"{_f(oe.get('s_per_trial_amortised'), 2)} s per trial amortised ({_f(oe.get('s_per_trial_median'), 2)} s "
                   f"median of {len(oe.get('s_per_trial', []))} proposals, {_f(oe.get('first_with_hyperparameter_fit_s'), 2)} s "
-                  f"with a hyperparameter fit; "
+                  f"with a hyperparameter fit, every {oe.get('refit_every', 8)} trials; "
                   f"goal {oe.get('goal')}: {_goal(oe.get('goal_met'))}).", ""]
     if ov:
         lines += [f"Loop overhead, trivial objective, {ov.get('sampler')} on {ov.get('storage')}"

@@ -202,9 +202,10 @@ def overhead_ehvi(table: Table, n: int = 1000, repeats: int = 5) -> dict:
         planner.propose(archs, prob.loss[rows], None)
         times.append(time.perf_counter() - t0)
     med = float(np.median(times[1:]))
-    amortised = med + max(times[0] - med, 0.0) / planner.model.refit_every  # hyperparameters: every k-th trial
+    every = planner.model.interval(n)  # hyperparameters are refitted every k-th trial
+    amortised = med + max(times[0] - med, 0.0) / every
     return {"evaluated": n, "s_per_trial": times[1:], "s_per_trial_median": med,
-            "first_with_hyperparameter_fit_s": times[0], "s_per_trial_amortised": amortised,
+            "first_with_hyperparameter_fit_s": times[0], "refit_every": every, "s_per_trial_amortised": amortised,
             "goal": "<= 1 s per trial at 1,000 trials", "goal_met": amortised <= 1.0}
 
 

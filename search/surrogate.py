@@ -74,15 +74,20 @@ class GPModel:
                         best, arg = ll, (length, w, noise)
         return arg
 
+    def interval(self, seen: int) -> int:
+        """Observations between hyperparameter fits: ``refit_every``, and 2 % of ``seen`` beyond
+        50 x ``refit_every`` (the grid search is the costly part; the choice settles with data)."""
+        return max(self.refit_every, seen // 50)
+
     def fit(self, X: np.ndarray, Y: np.ndarray, seen: int | None = None) -> GPModel:
-        """Condition on ``X`` (n, d) and ``Y`` (n, k); hyperparameters refitted when due, i.e.
-        every ``refit_every`` observations (``seen``: how many there are in all, default n)."""
+        """Condition on ``X`` (n, d) and ``Y`` (n, k); hyperparameters refitted when due (see
+        ``interval``; ``seen``: how many observations there are in all, default n)."""
         X = np.asarray(X, dtype=float)
         n = len(X)
         self._scale = max(float(np.max((X * X).sum(1))), 1e-12)
         D, G = self._pairs(X, X)
         seen = n if seen is None else int(seen)
-        refit = len(self._hyper) != Y.shape[1] or seen - self._fitted_at >= self.refit_every
+        refit = len(self._hyper) != Y.shape[1] or seen - self._fitted_at >= self.interval(seen)
         if refit:
             rows = np.arange(n)
             if n > self.max_fit:
