@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,24 +120,76 @@ def latency(doc: dict[str, Any]) -> list[str]:
 
 
 def search(doc: dict[str, Any]) -> list[str]:
-    eff, ov = doc.get("efficiency", {}), doc.get("overhead", {})
+    lines = _efficiency(doc, doc.get("efficiency", {}))
+    long = doc.get("efficiency_long")
+    if long:
+        lines += [f"Longer runs ({', '.join(long.get('problems', {}))}):", "", *_efficiency(doc, long, summary=False)]
+    return lines + _costs(doc)
+
+
+def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) -> list[str]:
+    probs = eff.get("problems", {})
+    samplers = list(dict.fromkeys(k for p in probs.values() for k in p.get("samplers", {})))
     budgets = [str(b) for b in eff.get("budgets", [])]
-    lines = [f"Hypervolume reached / exact front's, median over {len(eff.get('seeds', []))} seeds, on an enumerated "
-             f"space of {eff.get('space_size'):,} architectures (exact front of {eff.get('exact_front_size')}){_quick(doc)}:",
-             ""]
-    rows = []
-    for name, s in eff.get("samplers", {}).items():
-        hv = s.get("hv_ratio_median", {})
-        rows.append([name, *[_f(hv.get(b), 3) for b in budgets], _f(s.get("evals_to_target_median"), 0)])
-    lines += _table(["sampler", *[f"{b} evals" for b in budgets], f"evals to {eff.get('target')}"], rows)
-    lines += ["", f"Random search needs {_f(eff.get('random_exact_evals_to_target_median'), 0)} evaluations (median) to reach "
-              f"{eff.get('target')}; the best sampler's evaluations / random's: {_f(eff.get('best_vs_random_evals'), 3)} "
-              f"(goal <= 1/3: {_goal(eff.get('goal_met'))}).", "",
-              f"Loop overhead, trivial objective, {ov.get('sampler')} on {ov.get('storage')}:", ""]
-    rows = [[f"{int(n):,}", _f(r.get("archlab_trials_per_s"), 1), _f(r.get("optuna_trials_per_s"), 1),
-             _f(r.get("overhead_ratio"), 3)] for n, r in ov.get("runs", {}).items()]
-    lines += _table(["trials", "archlab trials/s", "plain Optuna trials/s", "time ratio"], rows)
-    lines += ["", f"Goal {ov.get('goal')}: {_goal(ov.get('goal_met'))}."]
+    lines = [f"Sample efficiency on NAS-Bench-201 ({eff.get('data')}): hypervolume gap 1 - HV/HV_exact of the "
+             f"(feasible) front after N distinct evaluations ({eff.get('normalisation')}), median over "
+             f"{len(eff.get('seeds', []))} seeds [95 % bootstrap interval]"
+             + (f"; GP (Optuna's GPSampler) ran {eff.get('gp', {}).get('budget')} evaluations on "
+                f"{len(eff.get('gp', {}).get('seeds', []))} seeds, first {eff.get('gp', {}).get('problems')} problem(s) only"
+                if "gp" in samplers else "") + f"{_quick(doc)}.", ""]
+
+    def cell(p: dict[str, Any], name: str, b: str) -> str:
+        s = p.get("samplers", {}).get(name, {})
+        if b not in s.get("gap_median", {}):
+            return "-"
+        lo, hi = s["gap_ci95"][b]
+        return f"{s['gap_median'][b]:.4f} [{lo:.4f}, {hi:.4f}]"
+
+    for b in [x for x in ("100", budgets[-1] if budgets else None) if x in budgets]:
+        rows = []
+        for name, p in probs.items():
+            d = p.get("ehvi_minus_tpe", {}).get(b)
+            diff = f"{d['median']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
+            rows.append([name, *[cell(p, n, b) for n in samplers], diff])
+        lines += [f"Gap after {b} distinct evaluations:", "",
+                  *_table(["problem", *samplers, "ehvi - tpe (paired)"], rows), ""]
+    rows = [[name, *[f"{_f(p['samplers'][n].get('evals_to_0.99_median'), 0)} / {_f(p['samplers'][n].get('evals_to_0.999_median'), 0)}"
+                     if n in p.get("samplers", {}) else "-" for n in samplers]] for name, p in probs.items()]
+    lines += [f"Distinct evaluations to reach 0.99 / 0.999 of the exact hypervolume (median; - = not within "
+              f"{budgets[-1] if budgets else '?'}):", "", *_table(["problem", *samplers], rows), ""]
+    rows = [[n, _f(float(median([p["samplers"][n]["s_per_trial_median"] for p in probs.values()
+                                    if n in p.get("samplers", {})])), 3)] for n in samplers]
+    lines += ["Wall time per trial (sampler and loop; the table lookup is free), median over problems:", "",
+              *_table(["sampler", "s / trial"], rows), ""]
+    if not summary:
+        return lines
+    sm = eff.get("summary", {})
+    last = budgets[-1] if budgets else "?"
+    lines += [f"Goal ({sm.get('goal')}): {_goal(sm.get('goal_met'))}"
+              + (f" ({sm['goal_note']})" if sm.get("goal_note") else "") + f". Largest ehvi median gap over the "
+              f"{sm.get('two_objective_pairs')} pairs: {_f(sm.get('ehvi_max_gap_at_100'), 4)} at 100, "
+              f"{_f(sm.get(f'ehvi_max_gap_at_{last}'), 4)} at {last}; pairs where ehvi beats plain TPE (paired interval "
+              f"below zero): {sm.get('ehvi_pairs_better_than_tpe_at_100')} at 100, "
+              f"{sm.get(f'ehvi_pairs_better_than_tpe_at_{last}')} at {last}.", ""]
+    return lines
+
+
+def _costs(doc: dict[str, Any]) -> list[str]:
+    ov, oe = doc.get("overhead", {}), doc.get("overhead_ehvi", {})
+    lines: list[str] = []
+    if oe:
+        lines += [f"ehvi sampler cost with {oe.get('evaluated'):,} evaluated architectures: "
+                  f"{_f(oe.get('s_per_trial_amortised'), 2)} s per trial amortised ({_f(oe.get('s_per_trial_median'), 2)} s "
+                  f"median of {len(oe.get('s_per_trial', []))} proposals, {_f(oe.get('first_with_hyperparameter_fit_s'), 2)} s "
+                  f"with a hyperparameter fit, every {oe.get('refit_every', 8)} trials; "
+                  f"goal {oe.get('goal')}: {_goal(oe.get('goal_met'))}).", ""]
+    if ov:
+        lines += [f"Loop overhead, trivial objective, {ov.get('sampler')} on {ov.get('storage')}"
+                  + (f" ({ov['carried_over']})" if ov.get("carried_over") else "") + ":", ""]
+        rows = [[f"{int(n):,}", _f(r.get("archlab_trials_per_s"), 1), _f(r.get("optuna_trials_per_s"), 1),
+                 _f(r.get("overhead_ratio"), 3)] for n, r in ov.get("runs", {}).items()]
+        lines += _table(["trials", "archlab trials/s", "plain Optuna trials/s", "time ratio"], rows)
+        lines += ["", f"Goal {ov.get('goal')}: {_goal(ov.get('goal_met'))}."]
     return lines
 
 

@@ -15,7 +15,7 @@ project's ``AccuracyPredictor`` (``model="accuracy_predictor"``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,38 +23,9 @@ import optuna
 
 from archlab.spaces import Arch, SearchSpace
 
+from .candidates import DrawTrial as _DrawTrial
 from .pareto import hypervolume_of, non_dominated_mask, non_dominated_rank
-
-
-class _DrawTrial:
-    """Duck-typed Optuna trial for ``space.suggest``: replays ``fixed`` values, draws the rest."""
-
-    def __init__(self, rng: np.random.Generator, fixed: Mapping[str, Any] | None = None) -> None:
-        self.rng = rng
-        self.fixed = fixed or {}
-        self.params: dict[str, Any] = {}
-
-    def _pick(self, name: str, ok: Any, draw: Any) -> Any:
-        v = self.fixed.get(name)
-        if v is None or not ok(v):
-            v = draw()
-        self.params[name] = v
-        return v
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._pick(name, lambda v: v in choices, lambda: choices[int(self.rng.integers(len(choices)))])
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        n = (high - low) // step
-        return self._pick(name, lambda v: low <= v <= high, lambda: int(low + step * self.rng.integers(n + 1)))
-
-    def suggest_float(self, name: str, low: float, high: float, log: bool = False, step: Any = None) -> float:
-        def draw() -> float:
-            if log:
-                return float(np.exp(self.rng.uniform(np.log(low), np.log(high))))
-            return float(self.rng.uniform(low, high))
-
-        return self._pick(name, lambda v: low <= v <= high, draw)
+from .plan_sampler import PlanSampler
 
 
 def crowding(Y: np.ndarray) -> np.ndarray:
@@ -72,7 +43,7 @@ def crowding(Y: np.ndarray) -> np.ndarray:
     return d
 
 
-class PredictorSampler(optuna.samplers.BaseSampler):
+class PredictorSampler(PlanSampler):
     """Optuna sampler proposing architectures chosen on fitted predictors (see module doc)."""
 
     def __init__(self, space: SearchSpace, *, seed: int | None = None, n_startup: int = 20,
@@ -82,7 +53,7 @@ class PredictorSampler(optuna.samplers.BaseSampler):
             from .errors import SearchError
 
             raise SearchError(f"predictor sampler: unknown model {model!r}; allowed: trees, accuracy_predictor")
-        self.space = space
+        super().__init__(space, seed)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.n_startup = int(n_startup)
@@ -94,32 +65,10 @@ class PredictorSampler(optuna.samplers.BaseSampler):
         self.model = model
         self.explore = float(explore)
         self._queue: list[Arch] = []
-        self._plans: dict[int, dict[str, Any]] = {}
-        self._fallback = optuna.samplers.RandomSampler(seed=seed)
         self._round = 0
 
-    # Optuna sampler interface ----------------------------------------------------------
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-        return {}
-
-    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-        return {}
-
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
-        plan = self._plans.get(trial.number)
-        if plan is not None and param_name in plan and param_distribution._contains(
-            param_distribution.to_internal_repr(plan[param_name])
-        ):
-            return plan[param_name]
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Any, trial: Any) -> None:
-        if trial.params:  # a retried or enqueued trial replays its own parameters
-            return
-        self._plans[trial.number] = self.space.to_params(self._next(study))
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        self._plans.pop(trial.number, None)
+    def plan(self, study: Any, trial: Any) -> Arch:
+        return self._next(study)
 
     def reseed_rng(self) -> None:
         self.rng = np.random.default_rng()

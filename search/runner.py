@@ -32,6 +32,7 @@ from .trial_guard import QuietFailures, TrialGuard, _QueueEmpty, default_max_fai
 from .trial_runner import TrialRunner, attrs_with_final_state
 
 ATTR_KEY = "archlab"
+COUNTS = ("trials", "distinct")  # what n_trials counts (run_search's ``count``)
 
 def _parse_constraints(constraints: Mapping[str, Any] | None, known: Sequence[str]) -> dict[str, float]:
     out: dict[str, float] = {}
@@ -112,6 +113,7 @@ def run_search(
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
     show_progress: bool | None = None,
     worker_recipe: Callable[[], Mapping[str, Any]] | None = None,
+    count: str = "trials",
 ) -> Any:
     """Search ``space`` for the Pareto front of ``objectives``; returns the Optuna study.
 
@@ -134,13 +136,17 @@ def run_search(
     with ``spawn`` and build everything themselves (safe whatever this process ran before);
     without it they are forked (closures work) and use one torch thread each. The parent
     enforces ``timeout`` and Ctrl-C on its workers, stuck or not (``archlab.search.workers``).
+    ``count``: what ``n_trials``
+    counts, ``"trials"`` (every completed trial) or ``"distinct"`` (distinct evaluations: a
+    trial answered from an earlier evaluation of the same architecture, user attribute
+    ``reused_from``, does not count; see ``_extend_by_repeats``).
     """
     run, st = _prepare(space, objectives, n_trials=n_trials, timeout=timeout, sampler=sampler, storage=storage,
                        study_name=study_name, constraints=constraints, seed=seed, workers=workers,
                        experiment=experiment, experiment_file=experiment_file, metrics=metrics,
                        sampler_options=sampler_options, heartbeat_interval=heartbeat_interval,
                        grace_period=grace_period, max_failures=max_failures, callbacks=callbacks,
-                       show_progress=show_progress)
+                       show_progress=show_progress, count=count)
     import optuna
 
     if workers == 1 or isinstance(run.url, optuna.storages.InMemoryStorage):
@@ -164,7 +170,7 @@ def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int
              sampler_options: Mapping[str, Any] | None = None, heartbeat_interval: int = 10,
              grace_period: int | None = None, max_failures: int | None = None,
              callbacks: Sequence[Callable[[Any, Any], None]] = (), show_progress: bool | None = None,
-             **_: Any) -> tuple[_Run, Any]:
+             count: str = "trials", **_: Any) -> tuple[_Run, Any]:
     """Check the arguments, create or check the study (under the study lock), fail its stale
     trials; returns the ``_Run`` every worker runs and the storage opened here."""
     import optuna
@@ -177,6 +183,8 @@ def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int
         raise SearchError(f"workers must be an integer >= 1, got {workers!r}")
     if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 0):
         raise SearchError(f"n_trials must be an integer >= 0 or None, got {n_trials!r}")
+    if count not in COUNTS:
+        raise SearchError(f"count must be one of {', '.join(COUNTS)}, got {count!r}")
     if timeout is not None and not timeout > 0:
         raise SearchError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if max_failures is not None and (isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 1):
@@ -229,7 +237,8 @@ def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int
     deadline = None if timeout is None else time.time() + float(timeout)
     limit = max_failures if max_failures is not None else default_max_failures(n_trials)
     run = _Run(url, study_name, space, objs, extra, bounds, ctx, sampler, dict(sampler_options or {}), seed,
-               n_trials, deadline, limit, heartbeat_interval, grace_period, list(callbacks), show_progress)
+               n_trials, deadline, limit, heartbeat_interval, grace_period, list(callbacks), show_progress,
+               count)
     return run, st
 
 
@@ -258,6 +267,19 @@ def _open(url: Any, heartbeat: int | None, grace: int | None, *, must_exist: boo
     raise last  # type: ignore[misc]  # pragma: no cover
 
 
+def _extend_by_repeats(study: Any, repeats: list[int]) -> bool:
+    """``count="distinct"``: set ``repeats[0]`` to the number of completed trials answered from an
+    earlier evaluation (``reused_from``), read from the storage; True when it grew (the total
+    has room for more distinct evaluations)."""
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    n = sum("reused_from" in t.user_attrs for t in done)
+    grew = n > repeats[0]
+    repeats[0] = max(repeats[0], n)
+    return grew
+
+
 class _Run:
     """Everything a worker needs; ``work(i)`` runs worker ``i`` in the current process.
     ``deadline``: wall-clock time (``time.time()``) after which no trial starts."""
@@ -266,7 +288,8 @@ class _Run:
                  extra: dict[str, Any], bounds: dict[str, float], ctx: SearchContext, sampler: str,
                  sampler_options: dict[str, Any], seed: int | None, n_trials: int | None,
                  deadline: float | None, max_failures: int | None, heartbeat: int, grace: int | None,
-                 callbacks: list[Any], show_progress: bool | None) -> None:
+                 callbacks: list[Any], show_progress: bool | None,
+                 count: str = "trials") -> None:
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -284,7 +307,11 @@ class _Run:
                                    options=dict(self.sampler_options))
             study = optuna.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)
-            guard = TrialGuard(self.n_trials, self.max_failures, lock, self.heartbeat, slot)
+            repeats = [0]  # count="distinct": trials answered from the study, added to the total
+            total: Any = self.n_trials
+            if self.n_trials is not None and self.count == "distinct":
+                total = lambda: self.n_trials + repeats[0]  # noqa: E731
+            guard = TrialGuard(total, self.max_failures, lock, self.heartbeat, slot)
             guard.install(study)
             if isinstance(self.url, str) and self.url.startswith("sqlite"):
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
@@ -312,6 +339,8 @@ class _Run:
                             study.optimize(objective, timeout=left, callbacks=self.callbacks or None)
                             break
                         except _QueueEmpty:
+                            if self.count == "distinct" and _extend_by_repeats(study, repeats):
+                                continue
                             if not self._wait_for_more(study, guard):
                                 break
             finally:

@@ -8,7 +8,10 @@
   parameters and parallel workers);
 - ``random``: ``RandomSampler``;
 - ``gp``: ``GPSampler`` (Gaussian process; imports torch);
-- ``predictor``: ``PredictorSampler``, predictor-in-the-loop search (LINAS-like).
+- ``predictor``: ``PredictorSampler``, predictor-in-the-loop search (LINAS-like);
+- ``ehvi``: ``EHVISampler``, for expensive objectives: Gaussian processes with uncertainty,
+  expected hypervolume improvement over candidates around the front, constraint feasibility
+  model, never proposes an architecture the study has (``archlab.search.ehvi_sampler``).
 
 Constraints reach every sampler through ``trial.set_constraint`` (stored with the trial), so no
 ``constraints_func`` is passed.
@@ -68,6 +71,12 @@ def _predictor(space: SearchSpace, *, seed: int | None, n_objectives: int, **opt
     return PredictorSampler(space, seed=seed, **options)
 
 
+def _ehvi(space: SearchSpace, *, seed: int | None, n_objectives: int, **options: Any) -> Any:
+    from .ehvi_sampler import EHVISampler
+
+    return EHVISampler(space, seed=seed, **options)
+
+
 SAMPLERS: dict[str, Callable[..., Any]] = {
     "nsga2": _nsga2,
     "nsga3": _nsga3,
@@ -75,6 +84,7 @@ SAMPLERS: dict[str, Callable[..., Any]] = {
     "random": _random,
     "gp": _gp,
     "predictor": _predictor,
+    "ehvi": _ehvi,
 }
 
 

@@ -5,9 +5,11 @@ the task's own metric with inherited weights in its direction plus predicted lat
 ``{"accuracy": ("max", "inherited"), "latency_ms": ("min", "predicted_latency")}`` for a
 classification task, ``{"loss": ("min", "inherited"), ...}`` for a language model), ``metrics``,
 ``constraints`` ({metric: upper bound}), ``n_trials`` (alias ``trials``), ``timeout``
-(seconds or ``"8h"``/``"30m"``/``"1h30m"``), ``sampler``, ``sampler_options``, ``storage``,
-``study_name``, ``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``,
-``max_failures`` (failed trials that stop a run; default ``max(10, n_trials)``).
+(seconds or ``"8h"``/``"30m"``/``"1h30m"``), ``sampler`` (default ``ehvi`` when an objective
+is ``inherited``, else run_search's ``nsga2``), ``sampler_options``, ``storage``, ``study_name``,
+``seed``, ``workers``, ``heartbeat_interval``, ``grace_period``, ``max_failures`` (failed trials
+that stop a run; default ``max(10, n_trials)``), ``count`` (``"trials"`` or ``"distinct"``: what
+``n_trials`` counts).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ DEFAULT_OBJECTIVES = {"error": ("min", "inherited"), "latency_ms": ("min", "pred
 KEYS = (
     "objectives", "metrics", "constraints", "n_trials", "trials", "timeout", "sampler",
     "sampler_options", "storage", "study_name", "seed", "workers", "heartbeat_interval",
-    "grace_period", "max_failures",
+    "grace_period", "max_failures", "count",
 )  # fmt: skip
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -71,6 +73,19 @@ def _check_inherited_direction(experiment: Any, objectives: Any) -> None:
                               f"{'higher' if want == 'max' else 'lower'}; direction must be {want!r}, got {spec[0]!r}")
 
 
+#: the sampler a search gets by default when an objective is expensive to evaluate (the
+#: supernet's metric with inherited weights): see ``archlab.search.ehvi_sampler``
+EXPENSIVE_SAMPLER = "ehvi"
+
+
+def _expensive(objectives: Any) -> bool:
+    """True when an objective is the ``inherited`` built-in (a forward pass over validation data)."""
+    if not isinstance(objectives, Mapping):
+        return False
+    specs = [spec[1] if isinstance(spec, (tuple, list)) and len(spec) == 2 else spec for spec in objectives.values()]
+    return any(isinstance(s, str) and s == "inherited" for s in specs)
+
+
 def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``run_search`` keyword arguments from ``experiment.search`` plus non-None ``overrides``."""
     raw = dict(getattr(experiment, "search", None) or {})
@@ -84,6 +99,8 @@ def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None)
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     raw.setdefault("objectives", default_objectives(experiment))
     _check_inherited_direction(experiment, raw["objectives"])
+    if "sampler" not in raw and _expensive(raw["objectives"]):
+        raw["sampler"] = EXPENSIVE_SAMPLER
     if "timeout" in raw:
         raw["timeout"] = parse_duration(raw["timeout"])
     for key in ("n_trials", "workers", "seed", "heartbeat_interval", "grace_period", "max_failures"):

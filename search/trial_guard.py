@@ -55,7 +55,7 @@ def default_max_failures(n_trials: int | None) -> int | None:
 class TrialGuard:
     """One worker's guard over trial creation (see the module docstring)."""
 
-    def __init__(self, n_trials: int | None, max_failures: int | None, lock: Any,
+    def __init__(self, n_trials: int | Callable[[], int] | None, max_failures: int | None, lock: Any,
                  heartbeat_interval: float | None = None, slot: Any = None) -> None:
         self.n_trials = n_trials
         self.max_failures = max_failures
@@ -116,7 +116,8 @@ class TrialGuard:
 
     def _check(self, counts: dict[str, int], study: Any) -> None:
         live = counts.get("COMPLETE", 0) + counts.get("RUNNING", 0) + counts.get("WAITING", 0)
-        if self.n_trials is not None and live >= self.n_trials:
+        total = self.n_trials() if callable(self.n_trials) else self.n_trials
+        if total is not None and live >= total:
             raise _QueueEmpty
         failed = counts.get("FAIL", 0) - self._start.get("FAIL", 0)
         done = counts.get("COMPLETE", 0) - self._start.get("COMPLETE", 0)

@@ -1,0 +1,127 @@
+"""Candidate architectures for acquisition-driven samplers: random draws and local moves.
+
+Genomes are fixed-width flat parameter dicts (``space.suggest(..., fixed_width=True)``: every
+per-layer slot up to the maximum depth), so a move on a slot beyond the active depth is
+harmless and depth moves keep the deeper slots' values. ``Domain`` records, per flat name, the
+allowed values (categorical and integer choices) or the float range, by running ``suggest``
+once on a recording trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from archlab.spaces import Arch, SearchSpace
+
+
+class DrawTrial:
+    """Duck-typed Optuna trial for ``space.suggest``: replays ``fixed`` values, draws the rest
+    uniformly; records each name's domain in ``domains`` (``list`` of values or ``(lo, hi, log)``)."""
+
+    def __init__(self, rng: np.random.Generator, fixed: Mapping[str, Any] | None = None) -> None:
+        self.rng = rng
+        self.fixed = fixed or {}
+        self.params: dict[str, Any] = {}
+        self.domains: dict[str, Any] = {}
+
+    def _pick(self, name: str, ok: Any, draw: Any) -> Any:
+        v = self.fixed.get(name)
+        if v is None or not ok(v):
+            v = draw()
+        self.params[name] = v
+        return v
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.domains[name] = list(choices)
+        return self._pick(name, lambda v: v in choices, lambda: choices[int(self.rng.integers(len(choices)))])
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        self.domains[name] = list(range(low, high + 1, step))
+        n = (high - low) // step
+        return self._pick(name, lambda v: low <= v <= high, lambda: int(low + step * self.rng.integers(n + 1)))
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False, step: Any = None) -> float:
+        self.domains[name] = (float(low), float(high), bool(log))
+
+        def draw() -> float:
+            if log:
+                return float(np.exp(self.rng.uniform(np.log(low), np.log(high))))
+            return float(self.rng.uniform(low, high))
+
+        return self._pick(name, lambda v: low <= v <= high, draw)
+
+
+class Moves:
+    """Random genomes and one- or two-parameter moves of a genome, as ``Arch`` objects."""
+
+    MEMO = 200_000  # genomes -> Arch kept at most (then the memo starts afresh)
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator) -> None:
+        self.space = space
+        self.rng = rng
+        t = DrawTrial(rng)
+        space.suggest(t, fixed_width=True)
+        self.domains: dict[str, Any] = t.domains
+        self.names = list(t.domains)
+        self._memo: dict[tuple[Any, ...], tuple[Arch, str]] = {}
+
+    def genome(self, arch: Arch | None) -> dict[str, Any]:
+        """The fixed-width genome of ``arch`` (inactive slots drawn at random), or a random one."""
+        known = self.space.to_params(arch) if arch is not None else {}
+        return {n: known[n] if n in known else self._draw(n) for n in self.names}
+
+    def _draw(self, name: str) -> Any:
+        dom = self.domains[name]
+        if isinstance(dom, tuple):
+            lo, hi, log = dom
+            return float(np.exp(self.rng.uniform(np.log(lo), np.log(hi)))) if log else float(self.rng.uniform(lo, hi))
+        return dom[int(self.rng.integers(len(dom)))]
+
+    def arch(self, genome: Mapping[str, Any]) -> Arch:
+        """The ``Arch`` of ``genome`` (memoised: building an ``Arch`` costs far more than a lookup)."""
+        return self.arch_and_key(genome)[0]
+
+    def arch_and_key(self, genome: Mapping[str, Any]) -> tuple[Arch, str]:
+        """``(Arch, Arch.key)`` of ``genome``, memoised."""
+        g = tuple(genome[n] for n in self.names)
+        hit = self._memo.get(g)
+        if hit is None:
+            if len(self._memo) >= self.MEMO:
+                self._memo.clear()
+            a = self.space.suggest(DrawTrial(self.rng, genome))
+            hit = self._memo[g] = (a, a.key)
+        return hit
+
+    def _other(self, name: str, value: Any) -> Any:
+        dom = self.domains[name]
+        if isinstance(dom, tuple):
+            lo, hi, log = dom
+            if log:
+                return float(np.exp(np.log(value) + self.rng.normal(0, 0.25 * (np.log(hi) - np.log(lo)))).clip(lo, hi))
+            return float(np.clip(value + self.rng.normal(0, 0.25 * (hi - lo)), lo, hi))
+        others = [v for v in dom if v != value]
+        return others[int(self.rng.integers(len(others)))] if others else value
+
+    def neighbours(self, genome: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every one-parameter move of ``genome`` (finite domains; floats: two draws each)."""
+        out = []
+        for name in self.names:
+            dom = self.domains[name]
+            values = [self._other(name, genome[name]) for _ in range(2)] if isinstance(dom, tuple) else \
+                [v for v in dom if v != genome[name]]
+            out.extend({**genome, name: v} for v in values)
+        return out
+
+    def mutate(self, genome: Mapping[str, Any], n_moves: int) -> dict[str, Any]:
+        """``genome`` with ``n_moves`` distinct parameters changed."""
+        child = dict(genome)
+        for name in self.rng.choice(self.names, size=min(n_moves, len(self.names)), replace=False):
+            child[str(name)] = self._other(str(name), child[str(name)])
+        return child
+
+    def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+        """Uniform crossover of two genomes."""
+        return {k: (a[k] if self.rng.random() < 0.5 else b[k]) for k in a}
