@@ -98,6 +98,25 @@ class MixtureBank(WeightBank):
         self._encoding: torch.Tensor | None = None
         self.reset_parameters()
 
+    slice_lead: ClassVar[int] = 1  # the expert axis: every expert is sliced to the active box
+
+    def slice_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.experts, self.bias_experts
+
+    def no_weight_decay(self) -> list[nn.Parameter]:
+        """The router and the stacked expert biases: no weight decay (as for any bias)."""
+        own = [self.bias_experts] if self.bias_experts is not None else []
+        return own + list(self.router.parameters())
+
+    def _sliced(self, idx: tuple[slice, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``experts[:, *idx]`` and ``bias_experts[:, idx[0]]`` (from SliceAdamW's tracker
+        while one trains this bank, so a step touches only that box)."""
+        served = self._served(idx)
+        if served is not None:
+            return served
+        b = self.bias_experts[:, idx[0]] if self.bias_experts is not None else None
+        return self.experts[(slice(None), *idx)], b
+
     def _router_outputs(self) -> int:
         raise NotImplementedError
 
@@ -154,13 +173,10 @@ class LayerMixtureBank(MixtureBank):
 
     def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = tuple(index)
-        sliced = self.experts[(slice(None), *idx)]  # (m, *active shape), a view
+        sliced, b = self._sliced(idx)  # (m, *active shape), (m, active out)
         alpha = self.mixing_weights().to(sliced.dtype)  # (m,)
         weight = torch.einsum("e,e...->...", alpha, sliced)
-        bias = None
-        if self.bias_experts is not None:
-            bias = alpha @ self.bias_experts[:, idx[0]]
-        return weight, bias
+        return weight, (alpha @ b if b is not None else None)
 
 
 @register_bank("mos-neuron")
@@ -177,11 +193,8 @@ class NeuronMixtureBank(MixtureBank):
 
     def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = tuple(index)
-        sliced = self.experts[(slice(None), *idx)]  # (m, out, *rest)
+        sliced, b = self._sliced(idx)  # (m, out, *rest), (m, out)
         alpha = self.mixing_weights(idx).to(sliced.dtype)  # (out, m)
         coef = alpha.t().reshape(alpha.shape[1], alpha.shape[0], *([1] * (sliced.dim() - 2)))
         weight = (coef * sliced).sum(0)
-        bias = None
-        if self.bias_experts is not None:
-            bias = (alpha.t() * self.bias_experts[:, idx[0]]).sum(0)
-        return weight, bias
+        return weight, ((alpha.t() * b).sum(0) if b is not None else None)
