@@ -103,6 +103,9 @@ class _Step:
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
         return self.task.loss(logits, self.y)
 
+    def per_example_loss(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.task.per_example_loss(logits, self.y)
+
     def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         return self.task.distill_loss(student, teacher, temperature)
 
@@ -262,6 +265,7 @@ class _Trainer:
         self.scheduler.load_state_dict(body["scheduler"])
         if self.scaler is not None and body.get("scaler"):
             self.scaler.load_state_dict(body["scaler"])
+        self.strategy.load_state_dict(body.get("strategy") or {})
         step = int(body["step"])
         if self.info.is_main:
             ckpt.set_rng_state(body["rng"])
@@ -281,6 +285,7 @@ class _Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "step": step,
             "rng": ckpt.rng_state(),
+            "strategy": self.strategy.state_dict(),
             "train_config": json.dumps(self.cfg.to_dict()),
         })
 
@@ -362,11 +367,12 @@ class _Trainer:
         return result
 
     def _one_step(self, step: int) -> tuple[dict[str, float], list[Arch]]:
-        cfg, info = self.cfg, self.info
-        archs = self.strategy.archs(np.random.default_rng(step_seed(cfg.seed, step, 1)))
-        dist_util.check_same(info, "|".join(a.key for a in archs), self.device)
+        cfg, info, strategy = self.cfg, self.info, self.strategy
+        strategy.on_step_start(step, cfg.steps)
         g = torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, info.rank))
-        x, y = self.task.batch("train", cfg.batch_size, g)
+        x, y = strategy.batch(self.task, cfg.batch_size, g)
+        archs = strategy.archs(np.random.default_rng(step_seed(cfg.seed, step, 1)))
+        dist_util.check_same(info, "|".join(a.key for a in archs), self.device)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.adapt is not None:
             x = self.adapt(x)
@@ -379,6 +385,7 @@ class _Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip, self.optimizer)
+        strategy.feedback(archs, logged)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
