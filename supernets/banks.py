@@ -187,8 +187,15 @@ class BankFactory:
             raise ArchlabError(f"role: unknown layer role {role!r}; allowed: {', '.join(ROLES)}")
         if role in self._roles and self.sharing != "entangled":
             cls = BANKS[self.sharing]
-            return cls(weight_shape, bias, role, encoding_size=self.encoding_size, **self.options, **init)
-        return EntangledBank(weight_shape, bias, role, **init)
+            bank = cls(weight_shape, bias, role, encoding_size=self.encoding_size, **self.options, **init)
+        else:
+            bank = EntangledBank(weight_shape, bias, role, **init)
+        # a bank may pair with the one made just before it (a mixture bank's FFN-wide router)
+        link = getattr(bank, "link_previous", None)
+        if link is not None:
+            link(getattr(self, "_previous", None))
+        self._previous = bank
+        return bank
 
 
 def _load_builtin_banks() -> None:

@@ -32,6 +32,7 @@ from archlab.spaces.io import atomic_write_bytes, atomic_write_json, atomic_writ
 from . import checkpoint as ckpt
 from . import distributed as dist_util
 from .evaluation import evaluate, evaluate_many
+from .mos import mixing_log
 from .optim import clip_gradients, make_optimizer, make_scheduler
 from .strategies import make_strategy
 from .tasks_base import Task, input_adapter
@@ -336,7 +337,7 @@ class _Trainer:
                     record = {"step": done, "loss": float(np.mean(window)), "lr": self.scheduler.get_last_lr()[0],
                               "steps_per_s": len(window) / max(now - t_window, 1e-9),
                               "archs": [a.digest for a in archs],
-                              **{k: v for k, v in logged.items() if k != "loss"}}
+                              **{k: v for k, v in logged.items() if k != "loss"}, **mixing_log(net)}
                     window, t_window = [], now
                     if self.writes and metrics_path is not None:
                         _log(metrics_path, record)
@@ -348,8 +349,10 @@ class _Trainer:
         if start < cfg.steps:
             self._save(cfg.steps)
         if self.writes and self.out is not None:
+            from archlab.core.provenance import code_version
+
             save_weights(net, self.out, {"steps": cfg.steps, "train": cfg.to_dict(), "task": self.task.config(),
-                                         "metrics": final})
+                                         "metrics": final, "code": code_version()})
         dist_util.barrier(info)
         return TrainResult(steps=max(start, cfg.steps), resumed_from=start, loss=last_loss, metrics=final,
                            seconds=time.perf_counter() - t0, out_dir=self.out)
