@@ -5,7 +5,8 @@
 
 Writes ``data/ranking_gt_<setup>.csv`` and ``.json`` (settings, code version, seed-to-seed
 tau); standalone runs are cached under ``--work`` (default ``runs/ranking_gt``), so a killed
-build resumes. The committed mlp_mnist table took the ``build_seconds`` its sidecar records.
+build resumes (``build_seconds`` in the sidecar counts only the last invocation;
+``standalone_seconds_total`` sums the training time of every run).
 """
 
 from __future__ import annotations

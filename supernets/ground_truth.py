@@ -164,6 +164,7 @@ def build_ground_truth(setup: str | GTSetup, out_csv: str | os.PathLike[str], wo
         "standalone_steps": steps, "train": cfg.replace(steps=steps).to_dict(), "task": task.config(),
         "metric": s.metric, "direction": s.direction, "seed_to_seed_tau": ceiling,
         "code_version": code_version(), "build_seconds": round(time.perf_counter() - t0, 1),
+        "standalone_seconds_total": round(float(df[[f"seconds_s{x}" for x in seeds]].to_numpy().sum()), 1),
         "torch": torch.__version__, "threads": cfg.num_threads,
     }
     out = Path(out_csv)
