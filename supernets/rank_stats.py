@@ -33,12 +33,13 @@ COMPARED_FIELDS = ("batch_size", "lr", "weight_decay", "optimizer", "momentum", 
                    "min_lr_ratio", "grad_clip", "amp", "moe_aux_coef")
 
 
-def training_record(cfg: Mapping[str, Any], budget: int, code: Mapping[str, Any] | None = None,
+def training_record(cfg: Mapping[str, Any], budget: int | None, code: Mapping[str, Any] | None = None,
                     **extra: Any) -> dict[str, Any]:
     """What ``check_settings`` compares for one supernet: its ``TrainConfig`` (as a dict), the
     training ``budget`` (subnet forward-backward passes, or steps where every method takes one
-    path per step) and the ``code`` version (``archlab.core.provenance.code_version``)."""
-    return {"train": dict(cfg), "budget": int(budget), "code": dict(code or {}), **extra}
+    path per step; None: unknown, listed but not refused) and the ``code`` version
+    (``archlab.core.provenance.code_version``)."""
+    return {"train": dict(cfg), "budget": None if budget is None else int(budget), "code": dict(code or {}), **extra}
 
 
 def check_settings(records: Mapping[str, Mapping[str, Any]], allow_mismatch: bool = False) -> list[str]:
@@ -56,7 +57,9 @@ def check_settings(records: Mapping[str, Mapping[str, Any]], allow_mismatch: boo
             a, b = ref.get("train", {}).get(f), rec.get("train", {}).get(f)
             if a != b:
                 problems.append(f"{name}: train.{f} = {b!r}, {ref_name} has {a!r}")
-        if ref.get("budget") != rec.get("budget"):
+        if ref.get("budget") is None or rec.get("budget") is None:
+            notes.append(f"{name}: training budget unknown for {ref_name if ref.get('budget') is None else name}")
+        elif ref.get("budget") != rec.get("budget"):
             problems.append(f"{name}: budget = {rec.get('budget')!r}, {ref_name} has {ref.get('budget')!r}")
         src_a, src_b = ref.get("code", {}).get("source"), rec.get("code", {}).get("source")
         if src_a != src_b:

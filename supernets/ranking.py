@@ -332,7 +332,7 @@ def run_ranking(
             info = dict((sources or {}).get(mode, {}))
             nets[mode], src[mode] = given[mode], info.get("source", "given")
             budget = info.get("supernet_steps")
-            records[mode] = training_record(info.get("train", cfg.to_dict()), budget or 0, info.get("code"))
+            records[mode] = training_record(info.get("train", cfg.to_dict()), budget, info.get("code"))
         else:
             budget = int(supernet_steps or cfg.steps)
             folder = out / SUPERNETS_DIR / mode

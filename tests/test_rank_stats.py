@@ -36,6 +36,8 @@ def test_check_settings_refuses_different_training_settings_unless_allowed():
     budget = {"a": _rec(), "b": {**_rec(), "budget": 50}}
     with pytest.raises(RankError, match="budget = 50"):
         check_settings(budget)
+    unknown = {"a": _rec(), "b": {**_rec(), "budget": None}}
+    assert check_settings(unknown) == ["b: training budget unknown for b"]
     # another code version is recorded and listed, not refused
     code = {"a": _rec(), "b": {**_rec(), "code": {"source": "def"}}}
     assert check_settings(code) == ["b: trained by code version 'def', a by 'abc'"]
