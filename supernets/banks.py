@@ -82,6 +82,38 @@ class WeightBank(nn.Module):
         self.weight_init = weight_init
         self.bias_init = bias_init or default_bias_init(self.weight_shape)
 
+    # SliceAdamW support (archlab.supernets.optim): ``slice_params()`` names the tensors a forward
+    # slices (weight, bias), ``slice_lead`` how many leading dimensions they have before the
+    # layer's own (the expert axis of a mixture bank: 1). While a SliceAdamW is attached
+    # (``_slice_tracker``, a weak reference) and grad mode is on, ``_served(index)`` gets the
+    # slices from its tracker, so a step updates only the used box of them and their moments.
+    slice_lead: ClassVar[int] = 0
+    _slice_tracker: Any = None
+    _slice_views: Any = None  # the tracker's cache of served views, per index
+
+    def slice_params(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The (weight, bias) tensors a forward slices, or None (trained as ordinary parameters)."""
+        return None
+
+    def no_weight_decay(self) -> list[nn.Parameter]:
+        """Parameters that get no weight decay although they are matrices (routers, stacked biases)."""
+        return []
+
+    def _served(self, index: tuple[slice, ...]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        ref = self._slice_tracker
+        if ref is not None and torch.is_grad_enabled():
+            tracker = ref()
+            if tracker is not None:
+                return tracker.take(self, index)
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copies and pickles of the bank are not trained by the original's optimizer
+        state = self.__dict__.copy()
+        state.pop("_slice_tracker", None)
+        state.pop("_slice_views", None)
+        return state
+
     def set_arch_encoding(self, encoding: torch.Tensor | None) -> None:
         """Tell the bank the active architecture (normalised ``space.encode``); default: ignore."""
 
@@ -105,11 +137,8 @@ class EntangledBank(WeightBank):
         if self.bias is not None:
             self.bias_init(self.bias.data)
 
-    # A weak reference to the ``SliceTracker`` of the ``SliceAdamW`` (archlab.supernets.optim)
-    # that trains this bank, if any: while one is attached and grad mode is on, the tracker
-    # serves the slices (as leaf views whose gradients it collects, or recorded plain slices).
-    _slice_tracker: Any = None
-    _slice_views: Any = None  # the tracker's cache of served views, per index
+    def slice_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, self.bias
 
     def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
         ref = self._slice_tracker
@@ -120,13 +149,6 @@ class EntangledBank(WeightBank):
         w = self.weight[tuple(index)]
         b = self.bias[index[0]] if self.bias is not None else None
         return w, b
-
-    def __getstate__(self) -> dict[str, Any]:
-        # copies and pickles of the bank are not trained by the original's optimizer
-        state = self.__dict__.copy()
-        state.pop("_slice_tracker", None)
-        state.pop("_slice_views", None)
-        return state
 
 
 @dataclass
@@ -165,8 +187,15 @@ class BankFactory:
             raise ArchlabError(f"role: unknown layer role {role!r}; allowed: {', '.join(ROLES)}")
         if role in self._roles and self.sharing != "entangled":
             cls = BANKS[self.sharing]
-            return cls(weight_shape, bias, role, encoding_size=self.encoding_size, **self.options, **init)
-        return EntangledBank(weight_shape, bias, role, **init)
+            bank = cls(weight_shape, bias, role, encoding_size=self.encoding_size, **self.options, **init)
+        else:
+            bank = EntangledBank(weight_shape, bias, role, **init)
+        # a bank may pair with the one made just before it (a mixture bank's FFN-wide router)
+        link = getattr(bank, "link_previous", None)
+        if link is not None:
+            link(getattr(self, "_previous", None))
+        self._previous = bank
+        return bank
 
 
 def _load_builtin_banks() -> None:

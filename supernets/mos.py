@@ -21,7 +21,17 @@ architecture, so extraction collapses the mixture without knowing about it.
 Options (``sharing_options``): ``experts`` (m, default 2), ``router_hidden`` (128),
 ``router_layers`` (number of linear layers of the router, default 2), ``init``
 (``"independent"``: each expert drawn with the layer's own initialiser; ``"same"``: one draw
-copied to every expert, so the mixture starts as the entangled layer).
+copied to every expert, so the mixture starts as the entangled layer), ``router_scope``
+(``"weight"``: one router per weight, the default; ``"ffn"``: one router per FFN, shared by
+its two linears, as in the official Mixture-of-Supernets code: the ``ffn_out`` bank made
+right after an ``ffn_in`` bank uses that bank's router. Layer-wise, both mix with the same
+expert weights; neuron-wise, the router's slots are the FFN's hidden neurons: ``ffn_in``
+mixes its output rows and ``ffn_out`` its input columns by them, and ``ffn_out``'s bias by
+their mean over the active neurons. Layers outside an FFN pair keep their own router).
+
+``mixing_log(net)`` gives, per mixture bank that owns a router, the active architecture's
+mean expert weights and their entropy (nats; neuron-wise: the mean entropy over the active
+neurons); the trainer adds it to every logged record.
 """
 
 from __future__ import annotations
@@ -55,7 +65,8 @@ EXPERT_INITS: dict[str, Callable[[torch.Tensor, Init], None]] = {
     "same": _init_same,
 }
 
-OPTIONS = ("experts", "router_hidden", "router_layers", "init")
+OPTIONS = ("experts", "router_hidden", "router_layers", "init", "router_scope")
+ROUTER_SCOPES = ("weight", "ffn")
 
 
 class MixtureBank(WeightBank):
@@ -76,6 +87,7 @@ class MixtureBank(WeightBank):
         router_hidden: int = 128,
         router_layers: int = 2,
         init: str = "independent",
+        router_scope: str = "weight",
         **kwargs: Any,
     ) -> None:
         init_kwargs = {k: kwargs.pop(k) for k in ("weight_init", "bias_init") if k in kwargs}
@@ -89,6 +101,10 @@ class MixtureBank(WeightBank):
             raise ArchlabError(f"sharing_options.experts: {experts!r}; allowed: an integer >= 1")
         if init not in EXPERT_INITS:
             raise ArchlabError(f"sharing_options.init: {init!r}; allowed: {', '.join(EXPERT_INITS)}")
+        if router_scope not in ROUTER_SCOPES:
+            raise ArchlabError(f"sharing_options.router_scope: {router_scope!r}; allowed: {', '.join(ROUTER_SCOPES)}")
+        self.router_scope = router_scope
+        self._last_index: tuple[slice, ...] | None = None
         self.num_experts = experts
         self.init = init
         self.encoding_size = int(encoding_size)
@@ -97,6 +113,47 @@ class MixtureBank(WeightBank):
         self.router = ArchRouter(self.encoding_size, self._router_outputs(), router_hidden, router_layers)
         self._encoding: torch.Tensor | None = None
         self.reset_parameters()
+
+    slice_lead: ClassVar[int] = 1  # the expert axis: every expert is sliced to the active box
+
+    @property
+    def owner(self) -> MixtureBank:
+        """The bank whose router this one uses (itself unless it shares an FFN's router)."""
+        return self.__dict__.get("_router_owner") or self
+
+    def link_previous(self, previous: Any) -> None:
+        """With ``router_scope="ffn"``, an ``ffn_out`` bank made right after an ``ffn_in``
+        mixture bank of the same kind drops its own router and uses that one."""
+        if (self.router_scope == "ffn" and self.role == "ffn_out" and type(previous) is type(self)
+                and previous.role == "ffn_in" and previous.num_experts == self.num_experts):
+            if self._router_outputs_shared(previous) != previous.router.out_features:
+                return
+            del self.router
+            self.__dict__["_router_owner"] = previous  # not a submodule: its parameters live there
+
+    def _router_outputs_shared(self, previous: MixtureBank) -> int:
+        return previous.router.out_features
+
+    def _logits(self) -> torch.Tensor:
+        o = self.owner
+        return o.router(o._router_input())
+
+    def slice_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.experts, self.bias_experts
+
+    def no_weight_decay(self) -> list[nn.Parameter]:
+        """The router and the stacked expert biases: no weight decay (as for any bias)."""
+        own = [self.bias_experts] if self.bias_experts is not None else []
+        return own + list(self.owner.router.parameters())
+
+    def _sliced(self, idx: tuple[slice, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``experts[:, *idx]`` and ``bias_experts[:, idx[0]]`` (from SliceAdamW's tracker
+        while one trains this bank, so a step touches only that box)."""
+        served = self._served(idx)
+        if served is not None:
+            return served
+        b = self.bias_experts[:, idx[0]] if self.bias_experts is not None else None
+        return self.experts[(slice(None), *idx)], b
 
     def _router_outputs(self) -> int:
         raise NotImplementedError
@@ -150,17 +207,14 @@ class LayerMixtureBank(MixtureBank):
         return self.num_experts
 
     def mixing_weights(self, index: Index | None = None) -> torch.Tensor:
-        return F.softmax(self.router(self._router_input()).float(), dim=-1)
+        return F.softmax(self._logits().float(), dim=-1)
 
     def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = tuple(index)
-        sliced = self.experts[(slice(None), *idx)]  # (m, *active shape), a view
+        sliced, b = self._sliced(idx)  # (m, *active shape), (m, active out)
         alpha = self.mixing_weights().to(sliced.dtype)  # (m,)
         weight = torch.einsum("e,e...->...", alpha, sliced)
-        bias = None
-        if self.bias_experts is not None:
-            bias = alpha @ self.bias_experts[:, idx[0]]
-        return weight, bias
+        return weight, (alpha @ b if b is not None else None)
 
 
 @register_bank("mos-neuron")
@@ -170,18 +224,45 @@ class NeuronMixtureBank(MixtureBank):
     def _router_outputs(self) -> int:
         return self.weight_shape[0] * self.num_experts
 
+    def _router_outputs_shared(self, previous: MixtureBank) -> int:
+        return self.weight_shape[1] * self.num_experts  # ffn_out's input columns = ffn_in's rows
+
+    @property
+    def _axis(self) -> int:
+        """The weight dimension the neurons run along: 0 (rows), 1 for a shared FFN router."""
+        return 1 if self.owner is not self else 0
+
     def mixing_weights(self, index: Index | None = None) -> torch.Tensor:
-        rows = index[0] if index is not None else slice(None)
-        logits = self.router(self._router_input()).view(self.weight_shape[0], self.num_experts)[rows]
-        return F.softmax(logits.float(), dim=-1)  # (active out, m)
+        axis = self._axis
+        sel = index[axis] if index is not None else slice(None)
+        logits = self._logits().view(self.weight_shape[axis], self.num_experts)[sel]
+        return F.softmax(logits.float(), dim=-1)  # (active neurons, m)
 
     def forward(self, index: Index) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = tuple(index)
-        sliced = self.experts[(slice(None), *idx)]  # (m, out, *rest)
-        alpha = self.mixing_weights(idx).to(sliced.dtype)  # (out, m)
-        coef = alpha.t().reshape(alpha.shape[1], alpha.shape[0], *([1] * (sliced.dim() - 2)))
-        weight = (coef * sliced).sum(0)
-        bias = None
-        if self.bias_experts is not None:
-            bias = (alpha.t() * self.bias_experts[:, idx[0]]).sum(0)
-        return weight, bias
+        self._last_index = idx
+        sliced, b = self._sliced(idx)  # (m, out, *rest), (m, out)
+        alpha = self.mixing_weights(idx).to(sliced.dtype)  # (neurons, m)
+        if self._axis == 0:
+            coef = alpha.t().reshape(alpha.shape[1], alpha.shape[0], *([1] * (sliced.dim() - 2)))
+            return (coef * sliced).sum(0), ((alpha.t() * b).sum(0) if b is not None else None)
+        coef = alpha.t().reshape(alpha.shape[1], 1, alpha.shape[0], *([1] * (sliced.dim() - 3)))
+        return (coef * sliced).sum(0), (alpha.mean(0) @ b if b is not None else None)
+
+
+def mixing_log(net: nn.Module) -> dict[str, float | list[float]]:
+    """``{"mix/<bank>/entropy": nats, "mix/<bank>/weights": [m floats]}`` for every mixture
+    bank under ``net`` that owns its router, for the active architecture (neuron-wise: the
+    mean over the neurons of the last index the bank served, else all of them)."""
+    out: dict[str, float | list[float]] = {}
+    with torch.no_grad():
+        for name, m in net.named_modules():
+            if not isinstance(m, MixtureBank) or m.owner is not m or m._encoding is None:
+                continue
+            alpha = m.mixing_weights(m._last_index).float()
+            alpha = alpha.reshape(-1, alpha.shape[-1])
+            ent = -(alpha * alpha.clamp_min(1e-12).log()).sum(-1).mean()
+            key = name.removesuffix(".bank")
+            out[f"mix/{key}/entropy"] = float(ent)
+            out[f"mix/{key}/weights"] = [round(float(v), 5) for v in alpha.mean(0)]
+    return out

@@ -15,7 +15,8 @@ correction follows the parameter's step count, which counts the steps it was use
 for a parameter plain AdamW skips because its ``.grad`` is ``None``).
 
 How: while a ``SliceAdamW`` is attached to a supernet (it attaches itself on construction;
-the last one made for a bank serves it), each ``EntangledBank`` forward under grad mode asks
+the last one made for a bank serves it), each weight bank's forward (``EntangledBank``, the
+mixture banks of ``archlab.supernets.mos``: any bank with ``slice_params``) under grad mode asks
 its ``SliceTracker`` for the slice:
 
 - ``leaf_views=True`` (default): the slice is a leaf tensor viewing ``W``'s storage (made
@@ -131,10 +132,14 @@ class SliceTracker:
         self.recorded: dict[int, tuple[torch.Tensor, Box]] = {}  # leaf_views=False: union of used boxes
 
     def take(self, bank: Any, index: tuple[slice, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(weight[index], bias[index[0]])`` of ``bank`` for a forward under grad mode."""
-        w, b = bank.weight, bank.bias
+        """``(weight[lead + index], bias[lead + index[0]])`` of ``bank`` (its ``slice_params``;
+        ``lead``: its ``slice_lead`` leading dimensions, taken whole) for a forward under grad mode."""
+        w, b = bank.slice_params()
+        lead = bank.slice_lead
+        if lead:
+            index = (slice(None),) * lead + index
         if not self.leaf_views:
-            return self._record(w, index), (self._record(b, index[:1]) if b is not None else None)
+            return self._record(w, index), (self._record(b, index[:lead + 1]) if b is not None else None)
         key = (w.data_ptr(), w.requires_grad, None if b is None else (b.data_ptr(), b.requires_grad))
         cache = bank._slice_views
         if cache is None or cache.token is not self.token or cache.key != key:
@@ -144,11 +149,11 @@ class SliceTracker:
             value = tuple((sl.start, sl.stop, sl.step) for sl in index)
             c = cache.by_value.get(value)
             if c is None:
-                c = cache.by_value[value] = self._build(w, b, index)
+                c = cache.by_value[value] = self._build(w, b, index, lead)
             c.index = index
             cache.last = c
         if c.dynamic:  # a parameter this optimizer does not train: ordinary slices
-            return w[index], (b[index[0]] if b is not None else None)
+            return w[index], (b[index[:lead + 1]] if b is not None else None)
         if c.slots:
             gen = self.generation
             for s in c.slots:
@@ -157,11 +162,11 @@ class SliceTracker:
                     self.pending.append(s)
         return c.w, c.b
 
-    def _build(self, w: torch.Tensor, b: torch.Tensor | None, index: tuple[slice, ...]) -> _Views:
+    def _build(self, w: torch.Tensor, b: torch.Tensor | None, index: tuple[slice, ...], lead: int = 0) -> _Views:
         c = _Views()
         c.index, c.slots, c.dynamic = index, [], False
         out: list[torch.Tensor | None] = []
-        for p, idx in ((w, index), (b, index[:1])):
+        for p, idx in ((w, index), (b, index[:lead + 1])):
             if p is None:
                 out.append(None)
             elif not p.requires_grad:
@@ -205,7 +210,8 @@ class SliceAdamW(torch.optim.AdamW):
 
     ``SliceAdamW(params, model, lr=..., ..., leaf_views=True)``: ``params`` (or parameter
     groups) and the AdamW options as for ``torch.optim.AdamW``; ``model`` the supernet (any
-    module: every ``EntangledBank`` in it whose parameters are in ``params`` is attached).
+    module: every weight bank in it with ``slice_params`` in ``params`` is attached: entangled and
+    mixture banks).
     Parameters outside entangled banks, and those a step uses whole, are updated exactly as
     by ``torch.optim.AdamW`` (same functional AdamW, same state). See the module docstring.
     """
@@ -223,11 +229,12 @@ class SliceAdamW(torch.optim.AdamW):
         self._plans: dict[tuple[int, Box | None], tuple[Any, ...]] = {}  # see _plan
         # per parameter whose box moments live in its dense buffer: (box, state views, dense views)
         self._resident: dict[int, tuple[Box, list[torch.Tensor], list[torch.Tensor]]] = {}
-        from .banks import EntangledBank
+        from .banks import WeightBank
 
         ref = weakref.ref(self.tracker)
         for m in model.modules():
-            if isinstance(m, EntangledBank) and id(m.weight) in self.tracker.ids:
+            sliced = m.slice_params() if isinstance(m, WeightBank) else None
+            if sliced is not None and id(sliced[0]) in self.tracker.ids:
                 m._slice_tracker = ref
                 m._slice_views = None
                 self._banks.append(weakref.ref(m))
@@ -513,9 +520,9 @@ def _scalar_dtype() -> torch.dtype:
 
 def _adamw(groups: list[dict[str, Any]], cfg: Any, model: nn.Module | None = None,
            leaf_views: bool = True) -> torch.optim.Optimizer:
-    from .banks import EntangledBank
+    from .banks import WeightBank
 
-    if model is not None and any(isinstance(m, EntangledBank) for m in model.modules()):
+    if model is not None and any(isinstance(m, WeightBank) and m.slice_params() is not None for m in model.modules()):
         return SliceAdamW(groups, model, lr=cfg.lr, betas=(0.9, 0.99), leaf_views=leaf_views)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))  # ordinary modules
 
@@ -531,14 +538,16 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {"adamw": _adamw, "sgd": _sgd}
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: matrices and kernels (dim >= 2) get ``weight_decay``; biases, norms and
-    other vectors get none. Parameters shared by several modules appear once."""
+    """Two groups: matrices and kernels (dim >= 2) get ``weight_decay``; biases, norms,
+    other vectors and what a module lists in ``no_weight_decay()`` (a mixture bank's router
+    and stacked expert biases) get none. Parameters shared by several modules appear once."""
+    exempt = {id(p) for m in model.modules() if hasattr(m, "no_weight_decay") for p in m.no_weight_decay()}
     decay, no_decay, seen = [], [], set()
     for p in model.parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (decay if p.dim() >= 2 else no_decay).append(p)
+        (decay if p.dim() >= 2 and id(p) not in exempt else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": float(weight_decay)}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})

@@ -18,7 +18,6 @@ a clear error instead.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -32,10 +31,10 @@ from torch import nn
 
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
-from archlab.spaces.io import atomic_write_json, atomic_write_text, progress
+from archlab.spaces.io import atomic_write_json, progress
 
-REPORT_NAME = "report.json"
-PLOT_NAME = "report.html"
+from .rank_report import scatter_html, write_report
+
 STANDALONE_DIR = "standalone"
 SUPERNETS_DIR = "supernets"
 # TrainConfig fields that make a standalone result (a cached one is reused only if they match)
@@ -48,23 +47,25 @@ class RankError(ArchlabError):
 
 
 # architectures ---------------------------------------------------------------------
-def sample_archs(space: SearchSpace, k: int, seed: int = 0, max_tries: int = 10_000) -> list[Arch]:
-    """``k`` distinct architectures: the largest, the smallest, then seeded samples."""
+def sample_archs(space: SearchSpace, k: int, seed: int = 0, extremes: bool = False,
+                 max_tries: int = 100_000) -> list[Arch]:
+    """``k`` distinct architectures drawn uniformly (``space.sample``, seeded). With
+    ``extremes`` the largest and the smallest come first and ``k - 2`` samples follow (forced
+    extremes inflate a rank correlation: ``run_ranking`` reports them apart)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 3:
         raise RankError(f"archs: {k!r}; allowed: an integer >= 3 (a rank correlation needs at least 3 points)")
     out: dict[str, Arch] = {}
-    for a in (space.largest(), space.smallest()):
-        out.setdefault(a.key, a)
+    if extremes:
+        for a in (space.largest(), space.smallest()):
+            out.setdefault(a.key, a)
     rng = np.random.default_rng(int(seed))
-    tries = 0
-    while len(out) < k:
+    for _ in range(max_tries):
+        if len(out) == k:
+            return list(out.values())
         a = space.sample(rng)
         out.setdefault(a.key, a)
-        tries += 1
-        if tries > max_tries:
-            raise RankError(f"archs: could not draw {k} distinct architectures from {space.name!r} "
-                            f"(found {len(out)}); ask for fewer")
-    return list(out.values())
+    raise RankError(f"archs: could not draw {k} distinct architectures from {space.name!r} "
+                    f"(found {len(out)}); ask for fewer")
 
 
 # statistics ------------------------------------------------------------------------
@@ -285,6 +286,10 @@ def run_ranking(
     supernets: Mapping[str, nn.Module] | None = None,
     train_missing: bool = True,
     sources: Mapping[str, Mapping[str, Any]] | None = None,
+    extremes: bool = False,
+    standalone_seeds: int = 1,
+    allow_mismatch: bool = False,
+    n_resamples: int = 2000,
 ) -> dict[str, Any]:
     """Rank ``n_archs`` architectures of ``space`` standalone and with every supernet; write
     ``out_dir/report.json`` and ``out_dir/report.html``; return the report.
@@ -292,98 +297,112 @@ def run_ranking(
     ``build(sharing)`` makes a fresh supernet; ``cfg`` is the ``TrainConfig`` of the run;
     ``steps`` the standalone budget (default ``cfg.steps``); ``supernet_steps`` the budget of
     supernets trained here (default ``cfg.steps``); ``supernets`` already trained ones by mode
-    (used as given; ``sources[mode]`` describes where each came from, e.g. ``{"source": path,
-    "supernet_steps": n}``). ``seed`` picks the architectures and the standalone init.
+    (used as given; ``sources[mode]`` describes each: ``{"source": path, "supernet_steps": n,
+    "train": its TrainConfig dict, "code": its code version}``). ``seed`` picks the
+    architectures (uniformly, extremes not forced) and the standalone init; ``extremes`` adds
+    the largest and smallest, reported apart (``with_extremes``); ``standalone_seeds`` >= 2
+    trains every architecture that often (seeds ``seed``, ``seed + 1``, ...) and reports the
+    seed-to-seed tau (the ceiling). The supernets' training records must agree
+    (``rank_stats.check_settings``) unless ``allow_mismatch``. ``report["stats"]`` holds tau
+    and Spearman with bootstrap intervals, paired differences against the first mode and the
+    proxies (parameters, MACs, width).
     """
+    from archlab.core.provenance import code_version
+
     from .evaluation import evaluate_many
+    from .rank_stats import check_settings, proxies, ranking_stats, training_record
 
     modes = check_sharing(sharing)
     out = Path(out_dir)
     archs = sample_archs(space, n_archs, seed)
+    extra = [a for a in (space.largest(), space.smallest()) if extremes and a not in archs]
+    everything = archs + list(dict.fromkeys(extra))
     steps = int(steps or cfg.steps)
     if steps < 1:
         raise RankError(f"steps: {steps}; allowed: an integer >= 1")
+    if isinstance(standalone_seeds, bool) or not isinstance(standalone_seeds, int) or standalone_seeds < 1:
+        raise RankError(f"standalone_seeds: {standalone_seeds!r}; allowed: an integer >= 1")
     given = dict(supernets or {})
     missing = [m for m in modes if m not in given]
     if missing and not train_missing:
         raise RankError(f"no trained {missing[0]!r} supernet; train one first or allow training here")
-    standalone = standalone_results(archs, lambda: build("entangled"), task, cfg, steps, out / STANDALONE_DIR,
-                                    eval_batches, init_seed=seed)
-    metric, direction = task.metric, task.metric_direction
-    s_values = [task.metric_value(standalone[a.key]) for a in archs]
-    report: dict[str, Any] = {
-        "archs": [a.key for a in archs],
-        "standalone": {a.key: v for a, v in zip(archs, s_values)},
-        "supernets": {},
-        "metric": metric,
-        "direction": direction,
-        "settings": {"n_archs": len(archs), "seed": int(seed), "standalone_steps": steps,
-                     "eval_batches": eval_batches, "train": cfg.to_dict()},
-    }
+    nets, records, src = {}, {}, {}
     for mode in modes:
         if mode in given:
             info = dict((sources or {}).get(mode, {}))
-            net, source, budget = given[mode], info.get("source", "given"), info.get("supernet_steps")
+            nets[mode], src[mode] = given[mode], info.get("source", "given")
+            budget = info.get("supernet_steps")
+            records[mode] = training_record(info.get("train", cfg.to_dict()), budget, info.get("code"))
         else:
             budget = int(supernet_steps or cfg.steps)
-            net = trained_supernet(mode, build, task, cfg, out / SUPERNETS_DIR / mode, budget)
-            source = f"trained here ({SUPERNETS_DIR}/{mode})"
-        results = evaluate_many(net, task, archs, max_batches=eval_batches)
+            folder = out / SUPERNETS_DIR / mode
+            nets[mode] = trained_supernet(mode, build, task, cfg, folder, budget)
+            src[mode] = f"trained here ({SUPERNETS_DIR}/{mode})"
+            saved = _saved_config(folder)
+            records[mode] = training_record(saved.get("train", cfg.to_dict()), saved.get("steps", budget),
+                                            saved.get("code", code_version()))
+    mismatches = check_settings(records, allow_mismatch)
+    per_seed = [standalone_results(everything, lambda: build("entangled"), task, cfg.replace(seed=seed + i), steps,
+                                   out / STANDALONE_DIR, eval_batches, init_seed=seed + i)
+                for i in range(standalone_seeds)]
+    metric, direction = task.metric, task.metric_direction
+    sign = 1.0 if direction == "max" else -1.0
+    table = np.array([[task.metric_value(r[a.key]) for r in per_seed] for a in everything])  # (archs, seeds)
+    s_values = table.mean(axis=1).tolist()
+    n = len(archs)
+    report: dict[str, Any] = {
+        "archs": [a.key for a in archs],
+        "extremes": [a.key for a in everything[n:]],
+        "standalone": {a.key: v for a, v in zip(everything, s_values)},
+        "standalone_per_seed": {a.key: row.tolist() for a, row in zip(everything, table)},
+        "supernets": {},
+        "metric": metric,
+        "direction": direction,
+        "settings": {"n_archs": n, "seed": int(seed), "standalone_steps": steps, "standalone_seeds": standalone_seeds,
+                     "eval_batches": eval_batches, "train": cfg.to_dict(), "extremes": bool(extremes),
+                     "code_version": code_version()},
+        "settings_mismatches": mismatches,
+    }
+    inherited = {}
+    for mode in modes:
+        results = evaluate_many(nets[mode], task, everything, max_batches=eval_batches)
         h_values = [task.metric_value(r) for r in results]
-        stats = rank_correlations(s_values, h_values, direction, top_k)
+        inherited[mode] = np.array(h_values)
         report["supernets"][mode] = {
-            "inherited": {a.key: v for a, v in zip(archs, h_values)},
-            **stats,
-            "source": source,
-            "supernet_steps": budget,
+            "inherited": {a.key: v for a, v in zip(everything, h_values)},
+            **rank_correlations(s_values[:n], h_values[:n], direction, top_k),
+            "source": src[mode],
+            "supernet_steps": records[mode]["budget"],
+            "record": records[mode],
         }
+    torch.manual_seed(seed)
+    fresh = build("entangled")
+    prox = [proxies(fresh, a) for a in everything]
+    prox_cols = {p: np.array([x[p] for x in prox]) for p in ("params", "macs", "width")}
+    truth = sign * np.array(s_values)
+
+    def stats(k: int) -> dict[str, Any]:
+        return ranking_stats(truth[:k], {m: sign * v[:k] for m, v in inherited.items()},
+                             proxies={p: v[:k] for p, v in prox_cols.items()},
+                             ceiling_scores=sign * table[:k] if standalone_seeds > 1 else None,
+                             reference=modes[0] if len(modes) > 1 else None, n_resamples=n_resamples, seed=seed)
+
+    report["stats"] = stats(n)
+    if len(everything) > n:
+        report["with_extremes"] = stats(len(everything))
     write_report(report, out, space)
     return report
 
 
-def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike[str], space: SearchSpace | None = None) -> None:
-    """``report.json`` and ``report.html`` (standalone vs inherited scatter, one trace per
-    supernet, the y = x line) under ``out_dir``, atomically."""
-    out = Path(out_dir)
-    atomic_write_json(out / REPORT_NAME, _json_safe(report))
-    atomic_write_text(out / PLOT_NAME, scatter_html(report, space))
+def _saved_config(folder: Path) -> dict[str, Any]:
+    import json
 
-
-def scatter_html(report: Mapping[str, Any], space: SearchSpace | None = None) -> str:
-    """Self-contained plotly HTML: standalone metric (x) vs inherited metric (y) per supernet."""
-    import plotly.graph_objects as go
-
-    keys = list(report["archs"])
-    labels = [space.summary(Arch.from_json(k)) if space is not None else k for k in keys]
-    xs = [report["standalone"][k] for k in keys]
-    fig = go.Figure()
-    finite = [v for v in xs if math.isfinite(v)]
-    for mode, entry in report["supernets"].items():
-        ys = [entry["inherited"][k] for k in keys]
-        finite += [v for v in ys if math.isfinite(v)]
-        name = f"{mode} (tau {entry['kendall_tau']:.2f}, gap {entry['mean_abs_gap']:.3f})"
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=name, text=labels,
-                                 hovertemplate="%{text}<br>standalone %{x:.4f}<br>inherited %{y:.4f}"))
-    if finite:
-        lo, hi = min(finite), max(finite)
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
-                                 line={"dash": "dash", "color": "gray"}))
-    metric = report.get("metric", "metric")
-    fig.update_layout(title=f"Ranking consistency: {metric}, {len(keys)} architectures",
-                      xaxis_title=f"standalone {metric}", yaxis_title=f"inherited {metric}",
-                      template="plotly_white")
-    return fig.to_html(include_plotlyjs=True, full_html=True)
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf -> None (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+    path = folder / "config.json"
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 __all__ = [

@@ -85,6 +85,16 @@ class Task:
         """Mean cross-entropy over every prediction (tokens or images)."""
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
 
+    def per_example_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy per example, shape ``(B,)`` (mean over an example's tokens)."""
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="none")
+        return ce.reshape(y.shape[0], -1).mean(1)
+
+    def examples(self, split: str, index: torch.Tensor) -> Batch:
+        """The examples ``index`` (a 1-D long tensor) of ``split``: what a data sampler that
+        picks its own examples (PA&DA) needs; tasks without addressable examples raise."""
+        raise TaskError(f"task {self.kind!r} does not serve examples by index (needed by data importance sampling)")
+
     def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """KL(teacher || student) of the softened distributions, times ``temperature**2``."""
         t = float(temperature)

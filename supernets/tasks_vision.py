@@ -79,6 +79,10 @@ class ImageTask(Task):
         idx = torch.randint(0, len(self._y[split]), (int(batch_size),), generator=generator)
         return self._x[split][idx], self._y[split][idx]
 
+    def examples(self, split: str, index: torch.Tensor) -> Batch:
+        split = check_split(split)
+        return self._x[split][index], self._y[split][index]
+
     def eval_batches(self, split: str = "val", max_batches: int | None = None,
                      batch_size: int | None = None) -> list[Batch]:
         split = check_split(split)

@@ -34,6 +34,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist_util
 from . import runguard
 from .evaluation import evaluate, evaluate_many
+from .mos import mixing_log
 from .optim import clip_gradients, make_optimizer, make_scheduler
 from .routers import clear_routing, set_progress, symmetric_kl, thor_alpha
 from .routing_metrics import current_metrics, flat_metrics
@@ -114,6 +115,9 @@ class _Step:
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
         return self.task.loss(logits, self.y)
+
+    def per_example_loss(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.task.per_example_loss(logits, self.y)
 
     def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         return self.task.distill_loss(student, teacher, temperature)
@@ -257,6 +261,7 @@ class _Trainer:
             self.scheduler.load_state_dict(body["scheduler"])
             if self.scaler is not None and body.get("scaler"):
                 self.scaler.load_state_dict(body["scaler"])
+            self.strategy.load_state_dict(body.get("strategy") or {})
             if self.info.is_main:
                 ckpt.set_rng_state(body["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
@@ -279,6 +284,7 @@ class _Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "step": step,
             "rng": ckpt.rng_state(),
+            "strategy": self.strategy.state_dict(),
             "train_config": json.dumps(self.cfg.to_dict()),
             "skipped_steps": self.skipped,
         })
@@ -330,7 +336,7 @@ class _Trainer:
                     record = {"step": done, "loss": float(np.mean(window)), "lr": self.scheduler.get_last_lr()[0],
                               "steps_per_s": len(window) / max(now - t_window, 1e-9),
                               "archs": [a.digest for a in archs],
-                              **{k: v for k, v in logged.items() if k != "loss"}}
+                              **{k: v for k, v in logged.items() if k != "loss"}, **mixing_log(net)}
                     window, t_window = [], now
                     if self.writes and metrics_path is not None:
                         _log(metrics_path, record)
@@ -342,8 +348,10 @@ class _Trainer:
         if start < cfg.steps:
             self._save(cfg.steps)
         if self.writes and self.out is not None:
+            from archlab.core.provenance import code_version
+
             save_weights(net, self.out, {"steps": cfg.steps, "train": cfg.to_dict(), "task": self.task.config(),
-                                         "metrics": final})
+                                         "metrics": final, "code": code_version()})
         dist_util.barrier(info)
         return TrainResult(steps=max(start, cfg.steps), resumed_from=start, loss=last_loss, metrics=final,
                            seconds=time.perf_counter() - t0, out_dir=self.out)
@@ -375,11 +383,12 @@ class _Trainer:
                 "checkpoint is kept; lower TrainConfig.lr or check the data")
 
     def _one_step(self, step: int) -> tuple[dict[str, float], list[Arch]]:
-        cfg, info = self.cfg, self.info
-        archs = self.strategy.archs(np.random.default_rng(step_seed(cfg.seed, step, 1)))
-        dist_util.check_same(info, "|".join(a.key for a in archs), self.device)
+        cfg, info, strategy = self.cfg, self.info, self.strategy
+        strategy.on_step_start(step, cfg.steps)
         g = torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, info.rank))
-        x, y = self.task.batch("train", cfg.batch_size, g)
+        x, y = strategy.batch(self.task, cfg.batch_size, g)
+        archs = strategy.archs(np.random.default_rng(step_seed(cfg.seed, step, 1)))
+        dist_util.check_same(info, "|".join(a.key for a in archs), self.device)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.adapt is not None:
             x = self.adapt(x)
@@ -395,6 +404,8 @@ class _Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip, self.optimizer)
+        if math.isfinite(logged["grad_norm"]):
+            strategy.feedback(archs, logged)  # (a step with NaN/inf gradients teaches no strategy)
         if self.scaler is None and not math.isfinite(logged["grad_norm"]):
             self._skip(step, logged)  # (a GradScaler skips such steps itself)
         elif self.scaler is not None:

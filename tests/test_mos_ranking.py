@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from archlab.spaces import Arch
 from archlab.supernets import MLPNet
 from archlab.supernets import ranking as rk
 from archlab.supernets.ranking import RankError, rank_correlations, sample_archs
@@ -40,10 +39,10 @@ def test_top_k_overlap_follows_the_metric_direction_and_gap_is_absolute():
         rank_correlations(s, h, top_k=5)
 
 
-def test_sample_archs_is_seeded_distinct_and_has_the_extremes():
-    a = sample_archs(SPACE, 7, seed=3)
-    assert a == sample_archs(SPACE, 7, seed=3)
-    assert a != sample_archs(SPACE, 7, seed=4)
+def test_sample_archs_is_seeded_distinct_and_has_the_extremes_when_asked():
+    a = sample_archs(SPACE, 7, seed=3, extremes=True)
+    assert a == sample_archs(SPACE, 7, seed=3, extremes=True)
+    assert a != sample_archs(SPACE, 7, seed=4, extremes=True)
     assert len({x.key for x in a}) == 7
     assert a[0] == SPACE.largest() and a[1] == SPACE.smallest()
     with pytest.raises(RankError, match=">= 3"):
@@ -129,7 +128,7 @@ def test_run_ranking_writes_the_report_for_several_supernets(tmp_path, digits):
     assert (tmp_path / "supernets" / "mos-layer" / "model.safetensors").is_file()
     html = (tmp_path / "report.html").read_text()
     assert "mos-layer (tau" in html and "standalone val_accuracy" in html
-    assert Arch.from_json(saved["archs"][0]) == SPACE.largest()
+    assert saved["archs"] == [a.key for a in rk.sample_archs(SPACE, 4, seed=0)]  # extremes not forced
     assert report["standalone"] == saved["standalone"]
 
 
@@ -199,3 +198,34 @@ def test_cli_rank_end_to_end_and_no_train(run_cli, tmp_path):
     assert (tmp_path / "runs" / "mini" / "supernet-mos-neuron" / "model.safetensors").is_file()
     assert report["supernets"]["mos-neuron"]["supernet_steps"] == 3
     assert "mos-neuron" in out and (rank_dir / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_cli_rank_refuses_supernets_trained_differently(run_cli, tmp_path):
+    pytest.importorskip("archlab.experiment")
+    exp = tmp_path / "exp.py"
+    exp.write_text(EXPERIMENT.replace("RUNS", repr(str(tmp_path / "runs"))))
+    args = ("rank", str(exp), "--archs", "3", "--seed", "1", "--steps", "2", "--eval-batches", "1",
+            "--standalone-seeds", "2", "--sharing", "entangled,mos-layer")
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    report = json.loads((tmp_path / "runs" / "mini" / "rank" / "report.json").read_text())
+    st = report["stats"]
+    assert set(st["methods"]) == {"entangled", "mos-layer"} and set(st["proxies"]) == {"params", "macs", "width"}
+    assert "minus_entangled" in st["methods"]["mos-layer"] and "ceiling" in st
+    assert report["extremes"] == [] and "kendall tau" in out and "ceiling" in out
+    # the mos-layer supernet is retrained with another learning rate: refused, then allowed
+    cfg_path = tmp_path / "runs" / "mini" / "supernet-mos-layer" / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    saved["train"]["lr"] = 0.01
+    cfg_path.write_text(json.dumps(saved))
+    code, _, err = run_cli(*args)
+    assert code == 2 and "train.lr" in err and "--allow-mismatch" in err and err.count("\n") == 1
+    code, out, err = run_cli(*args, "--allow-mismatch", "--with-extremes")
+    assert code == 0, err
+    assert "settings differ" in out and "largest and smallest" in out
+    report = json.loads((tmp_path / "runs" / "mini" / "rank" / "report.json").read_text())
+    assert report["settings_mismatches"] and "with_extremes" in report
+    # seed 1 draws neither extreme of this space: both are added and reported apart
+    assert report["extremes"] == ['{"layers":[{"width":32},{"width":32}],"n_layer":2}', '{"layers":[{"width":16}],"n_layer":1}']
+    assert len(report["archs"]) == 3 and report["with_extremes"]["n_archs"] == 5

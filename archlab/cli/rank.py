@@ -1,9 +1,14 @@
 """``archlab rank EXPERIMENT.py``: ranking consistency of supernets against standalone training.
 
-Samples ``--archs`` architectures (seeded; largest and smallest included), trains each alone
-for ``--steps`` (cached per architecture under ``runs/<name>/rank/standalone/``, so a killed
-run resumes), scores them with each supernet named by ``--sharing`` and writes
-``runs/<name>/rank/report.json`` and ``report.html``. The experiment's own trained supernet
+Samples ``--archs`` architectures uniformly (seeded; ``--with-extremes`` adds the largest and
+smallest, reported apart), trains each alone for ``--steps`` with ``--standalone-seeds`` seeds
+(cached per architecture under ``runs/<name>/rank/standalone/``, so a killed run resumes),
+scores them with each supernet named by ``--sharing`` and writes
+``runs/<name>/rank/report.json`` and ``report.html``: Kendall tau and Spearman with bootstrap
+95 % intervals, the paired difference of each mode against the first, the proxies
+(parameters, MACs, width) and, with two or more standalone seeds, the seed-to-seed tau (the
+ceiling). Supernets trained by different settings (or code versions) are refused unless
+``--allow-mismatch``. The experiment's own trained supernet
 of each mode (``exp.supernet_dir(mode)``: ``runs/<name>/supernet/`` or
 ``runs/<name>/supernet-<mode>/``) is used when its final weights exist; a missing one is
 trained there with the experiment's training settings (``--supernet-steps``, default the
@@ -33,6 +38,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     _positive("supernet-steps", args.supernet_steps, 1)
     _positive("eval-batches", args.eval_batches, 1)
     _positive("top-k", args.top_k, 1)
+    _positive("standalone-seeds", args.standalone_seeds, 1)
     if args.top_k is not None and args.top_k > args.archs:
         raise UsageError(f"--top-k: {args.top_k}; allowed: 1..{args.archs} (--archs)")
     if args.seed < 0:
@@ -49,16 +55,39 @@ def cmd_rank(args: argparse.Namespace) -> int:
         out, exp.space, exp.task, exp.train, lambda sharing: exp.build_supernet(sharing=sharing),
         sharing=modes, n_archs=args.archs, steps=args.steps, supernet_steps=args.supernet_steps,
         seed=args.seed, eval_batches=args.eval_batches, top_k=args.top_k, supernets=given,
-        train_missing=False, sources=sources,
+        train_missing=False, sources=sources, extremes=args.with_extremes,
+        standalone_seeds=args.standalone_seeds, allow_mismatch=args.allow_mismatch,
     )
-    print(f"ranking consistency of {len(report['archs'])} architectures ({report['metric']}, "
-          f"standalone {report['settings']['standalone_steps']} steps):")
-    print(f"  {'supernet':<12} {'kendall':>8} {'spearman':>9} {'top-k':>6} {'gap':>8}")
+    st = report["stats"]
+    print(f"ranking consistency of {len(report['archs'])} architectures ({report['metric']}, standalone "
+          f"{report['settings']['standalone_steps']} steps x {args.standalone_seeds} seed(s)), 95 % intervals:")
+    first = modes[0]
+    print(f"  {'':<12} {'kendall tau':<22} {'spearman':<22} {'tau - ' + first:<24} {'top-k':>6} {'gap':>8}")
     for mode, e in report["supernets"].items():
-        print(f"  {mode:<12} {_f(e['kendall_tau']):>8} {_f(e['spearman']):>9} "
+        m = st["methods"][mode]
+        d = m.get(f"minus_{first}")
+        print(f"  {mode:<12} {_ci(m['kendall']):<22} {_ci(m['spearman']):<22} {_ci(d, True) if d else '':<24} "
               f"{_f(e['top_k_overlap']):>6} {_f(e['mean_abs_gap'], 4):>8}")
+    for name, m in st["proxies"].items():
+        print(f"  {name + ' (proxy)':<12} {_ci(m['kendall']):<22} {_ci(m['spearman']):<22}")
+    if "ceiling" in st:
+        print(f"  seed-to-seed ceiling: tau {_ci(st['ceiling'])}")
+    if "with_extremes" in report:
+        w = report["with_extremes"]["methods"]
+        print("  with the largest and smallest added: " + ", ".join(f"{k} tau {_ci(v['kendall'])}" for k, v in w.items()))
+    for line in report["settings_mismatches"]:
+        print(f"  warning: settings differ (--allow-mismatch): {line}")
     print(f"report: {out / 'report.json'}  plot: {out / 'report.html'}")
     return 0
+
+
+def _ci(i: Any, signed: bool = False) -> str:
+    """``0.512 [0.401, 0.603]`` from an interval dict (``*`` when a difference excludes 0)."""
+    if not i or i.get("estimate") is None:
+        return "nan"
+    fmt = "+.3f" if signed else ".3f"
+    star = "*" if signed and i.get("excludes_zero") else ""
+    return f"{i['estimate']:{fmt}} [{_f(i.get('low'))}, {_f(i.get('high'))}]{star}"
 
 
 def _supernets(exp: Any, modes: list[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -77,14 +106,18 @@ def _supernets(exp: Any, modes: list[str], args: argparse.Namespace) -> tuple[di
         final = folder / "config.json"
         if (folder / "model.safetensors").is_file() and final.is_file():
             given[mode] = exp.load_supernet(mode)
-            steps = json.loads(final.read_text(encoding="utf-8")).get("steps")
+            saved = json.loads(final.read_text(encoding="utf-8"))
+            steps = saved.get("steps")
+            sources[mode] = {"train": saved.get("train", exp.train.to_dict()), "code": saved.get("code")}
         elif args.no_train:
             raise UsageError(f"--no-train: no trained {mode!r} supernet in {folder}; "
                              f"train it first (archlab train) or drop --no-train")
         else:
             steps = int(args.supernet_steps or exp.train.steps)
             given[mode] = trained_supernet(mode, exp.build_supernet, exp.task, exp.train, folder, steps)
-        sources[mode] = {"source": str(folder), "supernet_steps": steps}
+            saved = json.loads(final.read_text(encoding="utf-8")) if final.is_file() else {}
+            sources[mode] = {"train": saved.get("train", exp.train.to_dict()), "code": saved.get("code")}
+        sources[mode].update({"source": str(folder), "supernet_steps": steps})
     return given, sources
 
 
@@ -107,4 +140,10 @@ def register(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=None, help="k of the top-k overlap (default: archs // 4)")
     p.add_argument("--out", default=None, help="output folder (default: runs/<name>/rank)")
     p.add_argument("--no-train", action="store_true", help="error instead of training a missing supernet")
+    p.add_argument("--with-extremes", action="store_true",
+                   help="also rank the largest and smallest architectures (reported apart: they inflate tau)")
+    p.add_argument("--standalone-seeds", type=int, default=1,
+                   help="standalone trainings per architecture (>= 2 reports the seed-to-seed ceiling; default 1)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="compare supernets trained by different settings or code versions (listed as warnings)")
     p.set_defaults(func=cmd_rank)
