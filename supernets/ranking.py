@@ -8,7 +8,7 @@ as one JSON file per architecture (``rank/standalone/<digest>.json``, atomic), s
 run resumes where it stopped. Every supernet (one per sharing mode: ``entangled``,
 ``mos-layer``, ``mos-neuron``, ...) then scores the same architectures with inherited weights,
 and ``rank_correlations`` compares the two: Kendall tau-b, Spearman, top-k overlap and the
-mean absolute gap. ``write_report`` writes ``rank/report.json`` and a plotly HTML scatter.
+mean absolute gap. ``write_report`` writes ``rank/report.json`` (its plot: ``archlab.rank_plot``).
 
 A supernet for a sharing mode that is not given already trained is trained here with the run's
 ``TrainConfig`` (``supernet_steps`` steps, the same for every mode) under
@@ -33,7 +33,7 @@ from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.errors import ArchlabError
 from archlab.spaces.io import atomic_write_json, progress
 
-from .rank_report import scatter_html, write_report
+from .rank_report import write_report
 
 STANDALONE_DIR = "standalone"
 SUPERNETS_DIR = "supernets"
@@ -412,7 +412,6 @@ __all__ = [
     "rank_correlations",
     "run_ranking",
     "sample_archs",
-    "scatter_html",
     "standalone_results",
     "train_standalone",
     "trained_supernet",

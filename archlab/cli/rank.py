@@ -77,7 +77,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print("  with the largest and smallest added: " + ", ".join(f"{k} tau {_ci(v['kendall'])}" for k, v in w.items()))
     for line in report["settings_mismatches"]:
         print(f"  warning: settings differ (--allow-mismatch): {line}")
-    print(f"report: {out / 'report.json'}  plot: {out / 'report.html'}")
+    from archlab.rank_plot import write_plot
+
+    print(f"report: {out / 'report.json'}  plot: {write_plot(report, out, exp.space)}")
     return 0
 
 

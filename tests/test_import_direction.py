@@ -1,0 +1,123 @@
+"""The house's import direction, enforced on the source (every import, top-level or lazy).
+
+core <- spaces <- supernets <- predictors <- search <- app, with ``archlab/`` (experiment,
+command line) on top. ``app`` never imports torch, ``supernets`` or ``predictors``;
+``spaces`` and ``core`` never import torch or optuna; nothing below ``archlab/`` imports the
+command line or the experiment.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from conftest import ROOT
+
+# folder -> rank; a module may import archlab subpackages of lower or equal rank only
+RANK = {"core": 0, "spaces": 1, "supernets": 2, "predictors": 3, "search": 4, "app": 5, "archlab": 6}
+SUBPACKAGE_OF = {"core": "core", "spaces": "spaces", "supernets": "supernets",
+                 "predictors": "predictors", "search": "search", "app": "app"}
+# third-party modules a folder must never import, not even lazily
+FORBIDDEN_EXTERNAL = {
+    "core": {"torch", "optuna", "sklearn", "pandas", "streamlit", "plotly"},
+    "spaces": {"torch", "optuna", "sklearn", "pandas", "streamlit", "plotly"},
+    "supernets": {"optuna", "streamlit", "plotly"},
+    "predictors": {"optuna", "streamlit", "plotly"},
+    "app": {"torch", "sklearn"},
+}
+# archlab subpackages a folder must never import even though they rank below it
+FORBIDDEN_INTERNAL = {"app": {"supernets", "predictors"}}
+TOP_ONLY = ("archlab.cli", "archlab.experiment", "archlab.demo", "archlab.examples")
+
+
+def _imported_names(source: str, module: str) -> list[tuple[int, str]]:
+    """Absolute names a module's source imports (relative imports resolved against `module`)."""
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")[: -node.level]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            out.append((node.lineno, name))
+            out += [(node.lineno, f"{name}.{alias.name}") for alias in node.names]
+    return out
+
+
+def _target_folder(name: str) -> str | None:
+    """The folder an absolute import name lands in (None for third-party names)."""
+    parts = name.split(".")
+    if parts[0] != "archlab":
+        return None
+    if len(parts) > 1 and parts[1] in SUBPACKAGE_OF:
+        return SUBPACKAGE_OF[parts[1]]
+    return "archlab"
+
+
+def violations(folder: str, module: str, source: str) -> list[str]:
+    """Every import in `source` (module `module`, living in `folder`) that breaks the rules."""
+    found = []
+    for line, name in _imported_names(source, module):
+        top = name.split(".")[0]
+        where = f"{module}:{line} imports {name}"
+        if top in FORBIDDEN_EXTERNAL.get(folder, ()):
+            found.append(f"{where} ({folder} never imports {top})")
+        target = _target_folder(name)
+        if target is None or folder == "archlab":
+            continue
+        if name == "archlab" or name in ("archlab.__version__",):
+            continue
+        if RANK[target] > RANK[folder]:
+            found.append(f"{where} (upward: {folder} may not import {target})")
+        elif target in FORBIDDEN_INTERNAL.get(folder, ()):
+            found.append(f"{where} ({folder} never imports {target})")
+        if any(name == t or name.startswith(t + ".") for t in TOP_ONLY):
+            found.append(f"{where} (only archlab/ may use the command line or the experiment)")
+    return found
+
+
+def _modules():
+    for folder in RANK:
+        if folder == "archlab":
+            continue
+        base = ROOT / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*.py")):
+            rel = path.relative_to(base).with_suffix("").parts
+            # relative imports in an __init__ resolve against the package itself
+            yield folder, ".".join(["archlab", folder, *rel]), path
+
+
+@pytest.mark.parametrize("folder", [f for f in RANK if f != "archlab"])
+def test_no_upward_or_forbidden_imports(folder):
+    problems = []
+    for f, module, path in _modules():
+        if f == folder:
+            problems += violations(f, module, path.read_text(encoding="utf-8"))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("folder", "module", "source", "expected"),
+    [
+        ("supernets", "archlab.supernets.x", "from archlab.search import runner", "upward"),
+        ("supernets", "archlab.supernets.x", "def f():\n    from ..search import runner", "upward"),
+        ("spaces", "archlab.spaces.x", "def f():\n    import torch", "never imports torch"),
+        ("app", "archlab.app.x", "from archlab.supernets import export", "never imports supernets"),
+        ("search", "archlab.search.x", "from archlab.cli.search import main", "upward"),
+        ("search", "archlab.search.x", "import archlab.experiment", "upward"),
+        ("predictors", "archlab.predictors.x", "from ..app import main", "upward"),
+    ],
+)
+def test_checker_catches_an_added_upward_import(folder, module, source, expected):
+    found = violations(folder, module, source)
+    assert found and any(expected in v for v in found), found
+
+
+def test_checker_accepts_downward_imports():
+    source = "from archlab.spaces import Arch\nfrom ..supernets import base\nimport numpy\n"
+    assert violations("predictors", "archlab.predictors.x", source) == []
