@@ -3,7 +3,9 @@
 Keys (all optional): ``objectives`` ({name: (direction, callable or built-in)}, default
 the task's own metric with inherited weights in its direction plus predicted latency, e.g.
 ``{"accuracy": ("max", "inherited"), "latency_ms": ("min", "predicted_latency")}`` for a
-classification task, ``{"loss": ("min", "inherited"), ...}`` for a language model), ``metrics``,
+classification task, ``{"loss": ("min", "inherited"), ...}`` for a language model), ``metrics``
+(default: ``routing_metrics(space)`` when the space has token-routed layers and an objective is
+``inherited``, so every evaluated arch keeps its routing statistics),
 ``constraints`` ({metric: upper bound}), ``n_trials`` (alias ``trials``), ``timeout``
 (seconds or ``"8h"``/``"30m"``/``"1h30m"``), ``sampler`` (default ``ehvi`` when an objective
 is ``inherited``, else run_search's ``nsga2``), ``sampler_options``, ``storage``, ``study_name``,
@@ -86,6 +88,16 @@ def _expensive(objectives: Any) -> bool:
     return any(isinstance(s, str) and s == "inherited" for s in specs)
 
 
+def _routed(experiment: Any) -> bool:
+    """True when the experiment's space has token-routed (``moe_*``) layers."""
+    space = getattr(experiment, "space", None)
+    if space is None:
+        return False
+    from archlab.supernets.moe_space import find_moe_params
+
+    return bool(find_moe_params(space))
+
+
 def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``run_search`` keyword arguments from ``experiment.search`` plus non-None ``overrides``."""
     raw = dict(getattr(experiment, "search", None) or {})
@@ -101,6 +113,10 @@ def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None)
     _check_inherited_direction(experiment, raw["objectives"])
     if "sampler" not in raw and _expensive(raw["objectives"]):
         raw["sampler"] = EXPENSIVE_SAMPLER
+    if "metrics" not in raw and _expensive(raw["objectives"]) and _routed(experiment):
+        from .objectives import routing_metrics
+
+        raw["metrics"] = routing_metrics(experiment.space)  # recorded with every evaluated arch
     if "timeout" in raw:
         raw["timeout"] = parse_duration(raw["timeout"])
     for key in ("n_trials", "workers", "seed", "heartbeat_interval", "grace_period", "max_failures"):

@@ -40,3 +40,20 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(SearchError, match="timeout"):
         parse_duration(text)
+
+
+def test_routed_spaces_record_their_routing_metrics_by_default():
+    from archlab.spaces.library import mlp_space, moe_transformer_lm_space
+
+    routed = moe_transformer_lm_space()
+    exp = SimpleNamespace(task=SimpleNamespace(metric="val_loss", metric_direction="min"), search={}, space=routed)
+    metrics = search_settings(exp)["metrics"]
+    assert "routing.load_cv" in metrics and "routing.layers.0.experts_per_token" in metrics
+    # the user's own metrics win, and spaces without routed layers record none
+    exp.search = {"metrics": {"params": "params"}}
+    assert search_settings(exp)["metrics"] == {"params": "params"}
+    plain = SimpleNamespace(task=exp.task, search={}, space=mlp_space())
+    assert "metrics" not in search_settings(plain)
+    # no inherited objective, no supernet to measure routing with
+    cheap = SimpleNamespace(task=exp.task, search={"objectives": {"p": ("min", "params")}}, space=routed)
+    assert "metrics" not in search_settings(cheap)
