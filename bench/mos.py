@@ -45,9 +45,9 @@ RESULT = Path(__file__).resolve().parent / "results" / "mos.json"
 MODES = ("entangled", "mos-layer", "mos-neuron")
 GOALS = {"mos-layer": 1.15, "mos-neuron": 1.30}
 
-FULL = {"archs": 12, "steps": 600, "supernet_steps": 600, "batch_size": 32, "context": 64, "eval_batches": 16,
-        "time_archs": 8, "time_rounds": 15}
-QUICK = {"archs": 4, "steps": 10, "supernet_steps": 6, "batch_size": 8, "context": 32, "eval_batches": 2,
+FULL = {"archs": 30, "standalone_seeds": 3, "steps": 600, "supernet_steps": 600, "batch_size": 32, "context": 64,
+        "eval_batches": 16, "time_archs": 8, "time_rounds": 15}
+QUICK = {"archs": 4, "standalone_seeds": 2, "steps": 10, "supernet_steps": 6, "batch_size": 8, "context": 32, "eval_batches": 2,
          "time_archs": 2, "time_rounds": 5}
 
 
@@ -133,7 +133,7 @@ def main() -> None:
         report = run_ranking(
             work, space, task, cfg, lambda sharing: TransformerLM(space, **task.model_kwargs(), sharing=sharing),
             sharing=MODES, n_archs=s["archs"], steps=s["steps"], supernet_steps=s["supernet_steps"],
-            seed=args.seed, eval_batches=s["eval_batches"],
+            seed=args.seed, eval_batches=s["eval_batches"], standalone_seeds=s["standalone_seeds"],
         )
     ranking = {m: {k: e[k] for k in ("mean_abs_gap", "kendall_tau", "spearman", "top_k_overlap", "top_k")}
                for m, e in report["supernets"].items()}
@@ -149,6 +149,8 @@ def main() -> None:
         "train": cfg.to_dict(),
         "step_time": timing,
         "ranking": {"metric": report["metric"], "n_archs": len(report["archs"]), "standalone_steps": s["steps"],
+                    "standalone_seeds": s["standalone_seeds"], "extremes_forced": False,
+                    "ceiling": report["stats"].get("ceiling"),
                     "supernet_steps": s["supernet_steps"], "per_mode": ranking,
                     "standalone_mean": float(np.mean(list(report["standalone"].values()))),
                     "archs": report["archs"], "standalone": report["standalone"],

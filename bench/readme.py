@@ -82,10 +82,16 @@ def mos(doc: dict[str, Any]) -> list[str]:
             for m, v in rk.get("per_mode", {}).items()]
     lines += _table(["sharing", "mean abs gap", "Kendall tau", "tau 95% interval", "tau - entangled (paired)",
                      "Spearman", "top-k overlap"], rows)
+    seeds = rk.get("standalone_seeds")
+    how = (f"{seeds} standalone seeds (their mean is the truth), architectures sampled without forcing the extremes"
+           if seeds else "one standalone seed, largest and smallest forced in")
+    ceiling = rk.get("ceiling") or {}
+    ceil = (f" Seed-to-seed tau of the standalone runs (the ceiling): {_f(ceiling.get('estimate'), 3)} "
+            f"[{_f(ceiling.get('low'), 3)}, {_f(ceiling.get('high'), 3)}]." if ceiling.get("estimate") is not None else "")
     return [*lines, "", f"Intervals: bootstrap over these {rk.get('n_archs')} architectures (computed here from the "
-                        "JSON's per-architecture scores), one standalone seed, largest and smallest forced in: "
-                        "no sharing mode ranks better than another unless its paired interval excludes 0. "
-                        "The ranking benchmark below measures this on 100 architectures x 3 seeds."]
+                        f"JSON's per-architecture scores), {how}: no sharing mode ranks better than another unless its "
+                        f"paired interval excludes 0.{ceil} The ranking benchmark below measures this on 100 "
+                        "architectures x 3 seeds."]
 
 
 def _mos_intervals(rk: dict[str, Any]) -> dict[str, tuple[str, str]]:
