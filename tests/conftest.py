@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
+
+# A shell that starts the suite in the background (`cmd &`, no job control) hands it SIGINT
+# ignored, and every process it starts inherits that: the Ctrl-C tests' interrupts would be
+# lost. Handle SIGINT here, so children start with the default action (and Python's handler).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ARCHLAB_PROGRESS", "0")
