@@ -304,7 +304,10 @@ def routing(doc: dict[str, Any]) -> list[str]:
     lines += ["", f"Speed: one MoE layer at k = 1 (forward + backward) / a dense FFN of the same active width, median "
               f"over {len(sp.get('shapes', []))} shapes: {_f(sp.get('median_ratio'), 2)} (goal <= {sp.get('goal')}: "
               f"{_goal(sp.get('met'))}); the router's own share of the layer's time: "
-              f"{_f(sp.get('median_router_share'), 1, pct=True)} (median)."]
+              f"{_f(sp.get('median_router_share'), 1, pct=True)} (median)."
+              + ("" if len(doc.get("speed_runs") or []) < 2 else " Every speed measurement of this JSON, in order: "
+                 + ", ".join(f"{_f(r.get('median_ratio'), 3)} ({r.get('when')})" for r in doc["speed_runs"])
+                 + " (the full run's timing shared the CPU with other jobs; the last is on a quiet machine).")]
     return lines
 
 

@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--routers", default=",".join(["dense", *sorted(ROUTERS)]))
     ap.add_argument("--speed-repeats", type=int, default=10)
     ap.add_argument("--device", default=None, help="cpu or cuda (default: CUDA where present)")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="re-measure only the speed part into --out's existing JSON (earlier speed runs are kept "
+                         "under 'speed_runs'); for a quiet machine when the full run's timing shared the CPU")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.steps, args.eval_batches, args.speed_repeats = 1, 20, 3, 3
@@ -227,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else pick_device()
     task = CharLMTask(args.data, context=args.context)
+    shapes = [(2048, 128, 512, 4), (4096, 256, 1024, 8)] if args.quick else \
+        [(2048, 128, 512, 4), (4096, 128, 512, 8), (4096, 256, 1024, 4), (4096, 256, 1024, 8), (8192, 256, 1024, 8)]
+    if args.speed_only:
+        return _speed_only(args, shapes, device)
     names = [n for n in args.routers.split(",") if n]
     t0 = time.perf_counter()
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
@@ -235,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(train_one(name, seed, args, task, device))
             print(f"{name} seed {seed}: val loss {runs[name][-1]['val_loss']:.4f} "
                   f"({runs[name][-1]['train_seconds']:.0f} s)", flush=True)
-    shapes = [(2048, 128, 512, 4), (4096, 256, 1024, 8)] if args.quick else \
-        [(2048, 128, 512, 4), (4096, 128, 512, 8), (4096, 256, 1024, 4), (4096, 256, 1024, 8), (8192, 256, 1024, 8)]
     sp = speed(shapes, args.speed_repeats, device)
     doc = {
         "benchmark": "routing", "quick": bool(args.quick), "device": str(device), "threads": args.threads,
@@ -249,6 +254,24 @@ def main(argv: list[str] | None = None) -> int:
     }
     atomic_write_json(args.out, doc)
     print(f"wrote {args.out} ({doc['seconds']:.0f} s); speed median ratio {sp['median_ratio']:.2f}")
+    return 0
+
+
+def _speed_only(args: argparse.Namespace, shapes: list[tuple[int, int, int, int]], device: torch.device) -> int:
+    """Re-measure the speed part into the existing JSON; every earlier speed run stays listed."""
+    import json
+
+    if not args.out.is_file():
+        print(f"archlab: error: --out {args.out} has no full run to add a speed measurement to", file=sys.stderr)
+        return 2
+    doc = json.loads(args.out.read_text())
+    runs = doc.get("speed_runs") or [{**doc["speed"], "when": "with the full run"}]
+    sp = speed(shapes, args.speed_repeats, device)
+    runs.append({**sp, "when": "--speed-only"})
+    doc["speed"], doc["speed_runs"] = sp, runs
+    atomic_write_json(args.out, doc)
+    earlier = ", ".join(f"{r['median_ratio']:.3f}" for r in runs[:-1])
+    print(f"speed median ratio {sp['median_ratio']:.3f} (earlier: {earlier})")
     return 0
 
 
