@@ -159,7 +159,7 @@ def run_search(
     from .workers import run_workers
 
     run_workers(run, workers, worker_recipe)
-    return optuna.load_study(study_name=run.study_name, storage=_open(run.url, None, None, must_exist=True))
+    return run.open_study()
 
 
 def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int | None = None,
@@ -292,6 +292,13 @@ class _Run:
                  count: str = "trials") -> None:
         self.__dict__.update(locals())
         del self.__dict__["self"]
+
+    def open_study(self) -> Any:
+        """The study on a storage connection of its own (no heartbeat): for the parent or a
+        watchdog that fails a worker's trial while the worker's own connection is busy."""
+        import optuna
+
+        return optuna.load_study(study_name=self.study_name, storage=_open(self.url, None, None, must_exist=True))
 
     def work(self, index: int, storage: Any = None, slot: Any = None) -> None:
         """Run worker ``index`` here, on ``storage`` (opened from the URL when ``None``);

@@ -60,21 +60,13 @@ def run_alone(run: Any, storage: Any) -> None:
         done.set()
 
 
-def _study(run: Any) -> Any:
-    import optuna
-
-    from .runner import _open
-
-    return optuna.load_study(study_name=run.study_name, storage=_open(run.url, None, None, must_exist=True))
-
-
 def _watch(run: Any, slot: _Slot, grace_end: float, done: threading.Event, fired: threading.Event) -> None:
     if done.wait(max(0.0, grace_end - time.time())):
         return
     late = time.time() - run.deadline
     tid = int(slot.value)
     reason = f"stopped: still running {late:.0f} s past the search's deadline"
-    study = _study(run)
+    study = run.open_study()
     if tid >= 0:
         try:
             study._storage.set_trial_user_attr(tid, REASON_KEY, reason)

@@ -185,12 +185,9 @@ def _reap(run: Any, procs: list[_Worker]) -> None:
             todo[tid] = (w, w.stopped or f"its worker died (exit code {w.proc.exitcode}) during the trial")
     if not todo:
         return
-    import optuna
-
-    from .runner import _open
     from .stale import fail_trials
 
-    study = optuna.load_study(study_name=run.study_name, storage=_open(run.url, None, None, must_exist=True))
+    study = run.open_study()
     for tid, (w, why) in todo.items():
         if fail_trials(study, [tid], why, run.space):
             w.failed_trial = study._storage.get_trial(tid).number
