@@ -150,7 +150,7 @@ def main() -> None:
         "step_time": timing,
         "ranking": {"metric": report["metric"], "n_archs": len(report["archs"]), "standalone_steps": s["steps"],
                     "standalone_seeds": s["standalone_seeds"], "extremes_forced": False,
-                    "ceiling": report["stats"].get("ceiling"),
+                    "ceiling": report["stats"].get("ceiling"), "stats": report["stats"],
                     "supernet_steps": s["supernet_steps"], "per_mode": ranking,
                     "standalone_mean": float(np.mean(list(report["standalone"].values()))),
                     "archs": report["archs"], "standalone": report["standalone"],
