@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 from . import cache
 

@@ -19,7 +19,7 @@ _LAZY = {
     "Experiment": "archlab.experiment",
     "load_experiment": "archlab.experiment",
     "load_subnet": "archlab.supernets.export",
-    "ArchlabError": "archlab.spaces.errors",
+    "ArchlabError": "archlab.core.errors",
 }
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import SearchSpace
-from archlab.spaces.errors import ArchlabError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

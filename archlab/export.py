@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from archlab.core.errors import ArchlabError
 from archlab.experiment import Experiment, experiment_source, file_sha256, load_experiment
 from archlab.spaces import SearchSpace
-from archlab.spaces.errors import ArchlabError
 
 
 class ExperimentMismatch(ArchlabError):

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from archlab.core.io import atomic_write_text
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.io import atomic_write_text
 
 PLOT_NAME = "report.html"
 

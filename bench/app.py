@@ -270,7 +270,7 @@ def main() -> None:
         first, moved, fig = render(db, slider=1.5 + 0.25 * (i % 4))
         warm.append(first)
         slides.append(moved)
-    from archlab.spaces.io import atomic_write_json
+    from archlab.core.io import atomic_write_json
 
     med = statistics.median(warm)
     result = {

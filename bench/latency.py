@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=("all", "onmachine", "hat", "accuracy"), default="all")
     ap.add_argument("--run-dir", default=None, help="keep the on-machine latency table here (resumable)")
     args = ap.parse_args(argv)
-    from archlab.spaces.io import atomic_write_json
+    from archlab.core.io import atomic_write_json
 
     old = json.loads(RESULT.read_text()) if RESULT.is_file() else {}
     out = {"benchmark": "latency", **{k: v for k, v in old.items() if k in ("onmachine", "hat", "accuracy")}}

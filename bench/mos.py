@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from archlab.spaces.io import atomic_write_json, progress
+from archlab.core.io import atomic_write_json
+from archlab.core.progress import progress
 from archlab.supernets import TransformerLM
 from archlab.supernets.optim import clip_gradients, make_optimizer
 from archlab.supernets.ranking import run_ranking

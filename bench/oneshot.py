@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from archlab.core.io import atomic_write_json
 from archlab.search.oneshot import OneShotConfig, _Bilevel, oneshot_search
-from archlab.spaces.io import atomic_write_json
 from archlab.supernets.arch_methods import METHODS
 from archlab.supernets.evaluation import Evaluator
 from archlab.supernets.families import CellNet

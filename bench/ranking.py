@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from archlab.core.io import atomic_write_json
+from archlab.core.progress import progress
 from archlab.core.provenance import code_version
-from archlab.spaces.io import atomic_write_json, progress
 from archlab.supernets.evaluation import evaluate_many
 from archlab.supernets.ground_truth import load_ground_truth, uniform_archs
 from archlab.supernets.rank_stats import check_settings, ranking_stats, training_record

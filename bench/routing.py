@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
+from archlab.core.io import atomic_write_json
 from archlab.spaces import SearchSpace
-from archlab.spaces.io import atomic_write_json
 from archlab.spaces.library import moe_transformer_lm_space, transformer_lm_space
 from archlab.supernets import TransformerLM, pick_device
 from archlab.supernets.base import extreme_arch

@@ -242,7 +242,7 @@ def main() -> None:
                  "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
                              "note": "one process, one BLAS thread, on a 2-core machine shared with other work"}}
     out = Path(args.out)
-    from archlab.spaces.io import atomic_write_json
+    from archlab.core.io import atomic_write_json
 
     def save(eff: dict) -> None:
         atomic_write_json(out, json.loads(json.dumps({**doc, "complete": False, "efficiency": eff})))

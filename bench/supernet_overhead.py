@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.spaces.io import atomic_write_json, progress
+from archlab.core.io import atomic_write_json
+from archlab.core.progress import progress
 from archlab.supernets import ConvNet, TransformerLM, pick_device
 from archlab.supernets.optim import SliceAdamW
 

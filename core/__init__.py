@@ -1,4 +1,6 @@
-"""archlab.core: the bottom package. Small utilities every floor may use (statistics for
-claims with intervals, and later errors, atomic writes and progress). Imports numpy and scipy
-only: never torch, optuna or anything above it.
+"""archlab.core: the bottom package. Small utilities every floor may use: the base error
+type (``errors``), atomic writes and bounded reads (``io``), the progress bar (``progress``),
+statistics for claims with intervals (``stats``), number parsing (``numbers``) and code
+provenance (``provenance``). Imports numpy and scipy only (tqdm lazily): never torch, optuna
+or anything above it.
 """

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from archlab.spaces.io import atomic_write_bytes, atomic_write_text
+from archlab.core.io import atomic_write_bytes, atomic_write_text
 
 from .errors import PredictorError
 

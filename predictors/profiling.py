@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from archlab.core.progress import progress
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.io import progress
 
 from .errors import ProfilingError
 from .measure import count_costs, time_layers, timing_stats

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from archlab.core.io import atomic_open
 from archlab.spaces import SearchSpace
-from archlab.spaces.io import atomic_open
 
 from .data import SPACE_META_KEY
 from .errors import ProfilingError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 
 class SearchError(ArchlabError):

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from archlab.core.io import atomic_write_json
 from archlab.spaces import Arch
-from archlab.spaces.io import atomic_write_json
 from archlab.spaces.soft import SoftArch, SoftLayout
 from archlab.supernets.arch_methods import ArchParameters, Method, get_method
 from archlab.supernets.base import pick_device

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from archlab.spaces.io import progress
+from archlab.core.progress import progress
 
 from .pareto import hypervolume_of, non_dominated_mask
 

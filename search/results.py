@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 from .pareto import hypervolume_of, non_dominated_mask
 from .rdb_read import (
@@ -454,7 +454,7 @@ def export_trials(trials: pd.DataFrame, path: str | Path) -> Path:
 
     Parquet keeps ``attrs`` (objectives, constraints, space) in its metadata.
     """
-    from archlab.spaces.io import atomic_open
+    from archlab.core.io import atomic_open
 
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):

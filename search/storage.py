@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")

@@ -1,14 +1,10 @@
-"""Exception types shared by every layer of archlab.
-
-Library code raises these with a message that says what was wrong and what is allowed;
-only the command line turns them into an exit status and a one-line message.
-"""
+"""The search space's own error type (the base lives in ``archlab.core.errors``)."""
 
 from __future__ import annotations
 
+from archlab.core.errors import ArchlabError
 
-class ArchlabError(Exception):
-    """Base of every error archlab raises on bad input (a user's file, argument or data)."""
+__all__ = ["ArchlabError", "SpaceError"]
 
 
 class SpaceError(ArchlabError, ValueError):

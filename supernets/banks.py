@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 Index = Sequence[slice]
 Init = Callable[[torch.Tensor], Any]

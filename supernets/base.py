@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, PerLayer, SearchSpace
-from archlab.spaces.errors import ArchlabError, SpaceError
+from archlab.spaces.errors import SpaceError
 
 from . import banks
 from .banks import BankFactory

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from archlab.spaces.errors import ArchlabError
-from archlab.spaces.io import atomic_write_bytes
+from archlab.core.errors import ArchlabError
+from archlab.core.io import atomic_write_bytes
 
 FORMAT = "archlab-checkpoint"
 VERSION = 1

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 from .banks import BankFactory
 from .layers import ElasticModule, _check, _factory

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 
 @dataclass(frozen=True)

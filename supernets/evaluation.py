@@ -104,7 +104,7 @@ def evaluate_many(net: nn.Module, task: Task, archs: Iterable[Mapping[str, Any] 
                   max_batches: int | None = None, recalibrate: bool | None = None,
                   show_progress: bool = False) -> list[dict[str, float]]:
     """``evaluate`` for every arch, in order, sharing the prepared batches (no gradients)."""
-    from archlab.spaces.io import progress
+    from archlab.core.progress import progress
 
     archs = list(archs)
     ev = Evaluator(net, task, split, max_batches, recalibrate)

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
-from archlab.spaces.io import atomic_open, atomic_write_bytes, atomic_write_json
+from archlab.core.errors import ArchlabError
+from archlab.core.io import atomic_open, atomic_write_bytes, atomic_write_json
 
 from .plain import PlainSubnet, build_plain
 from .preprocess import WithPreprocessing, check_preprocessing, make_preprocessor

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from archlab.core.io import atomic_write_json, atomic_write_text
 from archlab.core.provenance import code_version
 from archlab.core.stats import seed_to_seed_tau
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.io import atomic_write_json, atomic_write_text
 
 from .rank_stats import proxies
 from .ranking import RankError, sample_archs, standalone_results

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 from .banks import BankFactory
 from .layers import ElasticLinear, _check, make_activation

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import PerLayer, SearchSpace
-from archlab.spaces.errors import ArchlabError, SpaceError
+from archlab.spaces.errors import SpaceError
 
 from .routers import DEFAULT_ROUTER, ROUTERS, RouteSettings, router_class
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 
 def _number(spec: Mapping[str, Any], key: str, positive: bool = False) -> float:

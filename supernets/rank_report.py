@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from archlab.core.io import atomic_write_json
 from archlab.spaces import SearchSpace
-from archlab.spaces.io import atomic_write_json
 
 REPORT_NAME = "report.json"
 

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from archlab.core.errors import ArchlabError
+from archlab.core.io import atomic_write_json
+from archlab.core.progress import progress
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.errors import ArchlabError
-from archlab.spaces.io import atomic_write_json, progress
 
 from .rank_report import write_report
 

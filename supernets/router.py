@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 
 class ArchRouter(nn.Module):

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 try:  # POSIX; on other systems the lock is a no-op
     import fcntl

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 from .families.convnet import expanded, scale_channels
 from .soft import (

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 SPLITS = ("train", "val")

@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from archlab.core.errors import ArchlabError
 from archlab.core.numbers import show_int
-from archlab.spaces.errors import ArchlabError
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_BATCH_SIZE = 2**20  # examples per step and process; more is a typo, not a batch

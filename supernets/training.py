@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from archlab.core.errors import ArchlabError
+from archlab.core.io import atomic_write_text
+from archlab.core.progress import progress
 from archlab.spaces import Arch
-from archlab.spaces.errors import ArchlabError
-from archlab.spaces.io import atomic_write_text, progress
 
 from . import checkpoint as ckpt
 from . import distributed as dist_util

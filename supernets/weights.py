@@ -10,8 +10,8 @@ from typing import Any
 
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
-from archlab.spaces.io import atomic_write_bytes, atomic_write_json
+from archlab.core.errors import ArchlabError
+from archlab.core.io import atomic_write_bytes, atomic_write_json
 
 from . import checkpoint as ckpt
 from . import runguard

@@ -126,7 +126,7 @@ def test_busy_port_is_one_error_line_before_any_url(tmp_path):
 
 def test_check_port_passes_a_free_port_and_names_a_foreign_address():
     from archlab.cli.app import check_port
-    from archlab.spaces.errors import ArchlabError
+    from archlab.core.errors import ArchlabError
 
     port = _free_port()
     check_port("127.0.0.1", port)

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from archlab.core.errors import ArchlabError
 from archlab.search.oneshot import oneshot_search
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import NB201_OPS
 from archlab.supernets.families import FAMILIES, CellNet
 from archlab.supernets.families.cell import channel_shuffle

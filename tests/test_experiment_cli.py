@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from archlab import Experiment, load_experiment
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 EXPERIMENT = textwrap.dedent(
     """

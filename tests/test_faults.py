@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from archlab.cli import main
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 from archlab.spaces.library import mlp_space
 from archlab.supernets import MLPNet
 from archlab.supernets import checkpoint as ckpt
@@ -324,7 +324,7 @@ def test_nan_gradients_through_the_cli_give_one_line_and_exit_2(tmp_path, capsys
 def _disk_full(monkeypatch, after_bytes: int = 0, only: str = "") -> None:
     """Make file writes of archlab's atomic writer (to temporaries whose name contains
     ``only``) fail with ENOSPC past ``after_bytes``, as a full disk does."""
-    import archlab.spaces.io as io_mod
+    import archlab.core.io as io_mod
 
     real_fdopen = os.fdopen
 

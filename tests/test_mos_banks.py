@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Choice, IntRange, PerLayer, SearchSpace
-from archlab.spaces.errors import ArchlabError
 from archlab.supernets.banks import BankFactory, EntangledBank, set_arch_encoding
 from archlab.supernets.mos import LayerMixtureBank, NeuronMixtureBank
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 from archlab.supernets import ConvNet, MLPNet, Supernet, TransformerLM
 from archlab.supernets.mos import MixtureBank
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from archlab.core.errors import ArchlabError
 from archlab.search.errors import SearchError
 from archlab.search.oneshot import OneShotConfig, _Bilevel, oneshot_search
 from archlab.search.oneshot_cost import ChoiceCosts
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import cell_space, mlp_space
 from archlab.spaces.soft import SoftLayout
 from archlab.supernets.arch_methods import METHODS, get_method

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Choice, IntRange, PerLayer, SearchSpace
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import moe_transformer_lm_space
 from archlab.supernets import TransformerLM
 from archlab.supernets.moe import ElasticMoEFFN, PlainMoEFFN, run_dispatch

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archlab.spaces.errors import ArchlabError, SpaceError
+from archlab.core.errors import ArchlabError
+from archlab.spaces.errors import SpaceError
 from archlab.spaces.library import (
     cell_space,
     mlp_space,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import archlab
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 from archlab.spaces.library import mobilenet_v3_space
 from archlab.supernets import ConvNet, MLPNet, TransformerLM
 from archlab.supernets.export import export_onnx, load_subnet, save_subnet

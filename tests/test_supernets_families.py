@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Choice, IntRange, PerLayer, SearchSpace
-from archlab.spaces.errors import ArchlabError, SpaceError
+from archlab.spaces.errors import SpaceError
 from archlab.spaces.library import mlp_space, mobilenet_v3_space, transformer_lm_space
 from archlab.supernets import (
     FAMILIES,

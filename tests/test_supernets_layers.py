@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 from archlab.supernets import (
     BankFactory,
     ElasticBatchNorm2d,

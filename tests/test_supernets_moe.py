@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.predictors.costs import cost_features
 from archlab.spaces import Choice, FloatRange, IntRange, PerLayer, SearchSpace
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import moe_transformer_lm_space, transformer_lm_space
 from archlab.supernets import MLPNet, TransformerLM
 from archlab.supernets.base import extreme_arch

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 from archlab.spaces.library import mlp_space
 from archlab.supernets import ConvNet, MLPNet
 from archlab.supernets.checkpoint import CheckpointError, read_checkpoint

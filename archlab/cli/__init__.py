@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from archlab import __version__
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 # subcommand modules, in the order --help lists them
 COMMANDS = ("demo", "space", "train", "extract", "rank", "profile", "predictor", "search", "export", "app")

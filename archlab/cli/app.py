@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 ENV_TARGET = "ARCHLAB_APP_TARGET"  # same name as archlab.app.sources.ENV_TARGET
 

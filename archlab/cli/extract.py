@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from archlab.spaces.io import read_text
+from archlab.core.io import read_text
 
 
 def cmd_extract(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 
 def _data_path(data: str) -> Path:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 
 def _is_experiment(v: Any) -> bool:

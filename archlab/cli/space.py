@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from archlab.core.io import read_text
 from archlab.spaces import SearchSpace, SpaceError
-from archlab.spaces.io import read_text
 
 
 def load_space(spec: str) -> SearchSpace:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import SearchSpace
-from archlab.spaces.errors import ArchlabError
 
 from ..base import Supernet
 from .cell import CellNet

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import mobilenet_v3_space
 from archlab.spaces.params import count_values
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.library import transformer_lm_space
 
 from ..attention import ElasticSelfAttention

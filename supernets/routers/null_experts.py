@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 from .base import (
     Dispatch,

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.spaces.errors import ArchlabError
+from archlab.core.errors import ArchlabError
 
 from .base import (
     Dispatch,

@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.errors import ArchlabError
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 

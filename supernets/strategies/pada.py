@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.params import PerLayer
 from archlab.spaces.space import _count, _order
 

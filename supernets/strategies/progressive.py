@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.errors import ArchlabError
 from archlab.spaces.params import PerLayer
 from archlab.spaces.space import _count, _order
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, SearchSpace
-from archlab.spaces.errors import ArchlabError
 
 from .base import Strategy, register_strategy
 

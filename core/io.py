@@ -1,7 +1,7 @@
-"""Small helpers every stage uses: atomic file writes and the progress bar.
+"""Atomic file writes and bounded text reads, shared by every floor of archlab.
 
-They live in the bottom layer (``archlab.spaces``) so that supernets, predictors and search
-can share them without importing upwards. Nothing here imports torch.
+A write goes to a temporary file in the target's folder, is flushed and fsynced, then
+renamed over the target: a reader sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,35 +79,3 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def progress(
-    iterable: Any = None,
-    *,
-    total: float | None = None,
-    desc: str = "",
-    unit: str = "it",
-    initial: float = 0,
-    disable: bool | None = None,
-) -> Any:
-    """The one progress bar of archlab (tqdm): rate, ETA and postfix metrics.
-
-    Disabled when ``ARCHLAB_PROGRESS=0`` or when standard error is not a terminal and
-    ``ARCHLAB_PROGRESS`` is unset, so logs and CI stay clean. Use ``bar.set_postfix(...)``
-    for live metrics such as the loss.
-    """
-    from tqdm.auto import tqdm
-
-    if disable is None:
-        env = os.environ.get("ARCHLAB_PROGRESS")
-        disable = (env == "0") if env is not None else not sys.stderr.isatty()
-    return tqdm(
-        iterable,
-        total=total,
-        desc=desc,
-        unit=unit,
-        initial=initial,
-        disable=disable,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )

@@ -1,0 +1,39 @@
+"""The one progress bar of archlab (tqdm), quiet in logs and CI."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+
+def progress(
+    iterable: Any = None,
+    *,
+    total: float | None = None,
+    desc: str = "",
+    unit: str = "it",
+    initial: float = 0,
+    disable: bool | None = None,
+) -> Any:
+    """The one progress bar of archlab (tqdm): rate, ETA and postfix metrics.
+
+    Disabled when ``ARCHLAB_PROGRESS=0`` or when standard error is not a terminal and
+    ``ARCHLAB_PROGRESS`` is unset, so logs and CI stay clean. Use ``bar.set_postfix(...)``
+    for live metrics such as the loss.
+    """
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        env = os.environ.get("ARCHLAB_PROGRESS")
+        disable = (env == "0") if env is not None else not sys.stderr.isatty()
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        initial=initial,
+        disable=disable,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
