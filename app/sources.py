@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archlab.core.layout import STUDY_DB, RunLayout
 from archlab.search.storage import open_storage, redact, storage_url
 
 ENV_TARGET = "ARCHLAB_APP_TARGET"
@@ -40,9 +41,9 @@ def find_sources(target: str | None) -> list[Source]:
         return [Source(target, redact(target), run_dir)]
     path = Path(target).expanduser()
     if path.is_dir():
-        if (path / "study.db").is_file():
-            return [Source(storage_url(path / "study.db"), path.resolve().name, str(path.resolve()))]
-        found = sorted(p for p in path.glob("*/study.db") if p.is_file())
+        if RunLayout(path).study_db.is_file():
+            return [Source(storage_url(RunLayout(path).study_db), path.resolve().name, str(path.resolve()))]
+        found = sorted(p for p in path.glob(f"*/{STUDY_DB}") if p.is_file())
         return [Source(storage_url(p.resolve()), p.parent.name, str(p.parent.resolve())) for p in found]
     if path.exists():
         url = storage_url(path.resolve())
@@ -55,7 +56,7 @@ def _run_dir_of(url: str) -> str | None:
     if not url.startswith("sqlite:///"):
         return None
     path = Path(url[len("sqlite:///") :].split("?", 1)[0])
-    return str(path.parent) if path.name == "study.db" else None
+    return str(path.parent) if path.name == STUDY_DB else None
 
 
 def open_readonly(url: str) -> Any:
@@ -112,13 +113,13 @@ def run_files(run_dir: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"predictors": {}, "rank": None, "errors": []}
     if not run_dir:
         return out
-    root = Path(run_dir)
-    for p in sorted((root / "predictors").glob("*.json")):
+    root = RunLayout(Path(run_dir))
+    for p in sorted(root.predictors.glob("*.json")):
         try:
             out["predictors"][p.stem] = json.loads(p.read_text())
         except (OSError, ValueError) as exc:
             out["errors"].append(f"{p}: {exc}")
-    rank = root / "rank" / "report.json"
+    rank = root.rank_report
     if rank.is_file():
         try:
             out["rank"] = json.loads(rank.read_text())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.io import atomic_open
+from archlab.core.layout import RunLayout
 from archlab.spaces import SearchSpace
 
 from .data import SPACE_META_KEY
@@ -28,7 +29,7 @@ class LatencyTable:
 
     def __init__(self, path: str | Path, space: SearchSpace | None = None) -> None:
         p = Path(path)
-        self.path = p / "latency.parquet" if p.suffix != ".parquet" else p
+        self.path = RunLayout(p).latency_table if p.suffix != ".parquet" else p
         self.space = space
 
     def exists(self) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.errors import ArchlabError
+from archlab.core.layout import RunLayout
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
@@ -46,7 +47,7 @@ def storage_url(spec: str | Path) -> str:
         return text
     path = Path(text)
     if path.is_dir():
-        path = path / "study.db"
+        path = RunLayout(path).study_db
     if path.suffix in JOURNAL_SUFFIXES:
         return JOURNAL_SCHEME + str(path)
     if path.suffix in SQLITE_SUFFIXES:

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.io import atomic_write_json
+from archlab.core.layout import RANK_REPORT as REPORT_NAME  # the run layout names it
 from archlab.spaces import SearchSpace
-
-REPORT_NAME = "report.json"
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike[str], space: SearchSpace | None = None) -> None:

@@ -12,12 +12,12 @@ from torch import nn
 
 from archlab.core.errors import ArchlabError
 from archlab.core.io import atomic_write_bytes, atomic_write_json
+from archlab.core.layout import CHECKPOINT_NAME as CKPT_NAME
+from archlab.core.layout import WEIGHTS_NAME
 
 from . import checkpoint as ckpt
 from . import runguard
 
-CKPT_NAME = "ckpt.pt"
-WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.errors import ArchlabError
+from archlab.core.layout import STUDY_DB, RunLayout
 
 ENV_TARGET = "ARCHLAB_APP_TARGET"  # same name as archlab.app.sources.ENV_TARGET
 
@@ -56,7 +57,7 @@ def resolve_target(storage: str | None, runs_dir: str | None) -> str:
     if not path.exists():
         raise ArchlabError(f"{text}: no such runs directory, run directory or study file "
                            "(pass --storage URL for a database server)")
-    if path.is_dir() and not (path / "study.db").is_file() and not any(path.glob("*/study.db")):
+    if path.is_dir() and not RunLayout(path).study_db.is_file() and not any(path.glob(f"*/{STUDY_DB}")):
         raise ArchlabError(f"{text}: no study.db in it or in any of its subdirectories (runs/<name>/study.db)")
     return str(path.resolve())
 

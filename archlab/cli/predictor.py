@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.errors import ArchlabError
+from archlab.core.layout import RunLayout
 
 
 def _data_path(data: str) -> Path:
     p = Path(data)
-    return p / "latency.parquet" if p.is_dir() else p
+    return RunLayout(p).latency_table if p.is_dir() else p
 
 
 def _load(args: argparse.Namespace, kind: str, space: Any = None) -> Any:
@@ -71,7 +72,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if m.frame is not None and "target" in m.frame.columns:
         p.info["profile_target"] = str(m.frame["target"].iloc[0])
     out = Path(args.out) if args.out else (
-        Path(args.data) / "predictors" / f"{args.kind}.json" if Path(args.data).is_dir() else Path(f"{args.kind}.json"))
+        RunLayout(Path(args.data)).predictor(args.kind) if Path(args.data).is_dir() else Path(f"{args.kind}.json"))
     p.save(out)
     print(f"fitted {args.kind} predictor ({args.model}) on {p.n_train} rows -> {out}")
     print(_fmt_scores(p.scores))

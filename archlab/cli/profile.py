@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.errors import ArchlabError
+from archlab.core.layout import RunLayout
 
 
 def _is_experiment(v: Any) -> bool:
@@ -60,7 +61,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     frame = profile(model, run_dir, settings=settings)
     rep = noise_report(frame)
     rows = frame[(frame["kind"] == "arch") & (frame["target"] == frame["target"].iloc[-1])]
-    print(f"profiled {rep['n_archs']} architectures on {settings.target} -> {run_dir / 'latency.parquet'}")
+    print(f"profiled {rep['n_archs']} architectures on {settings.target} -> {RunLayout(run_dir).latency_table}")
     print(f"latency: median {rows['latency_ms'].median():.3f} ms (min {rows['latency_ms'].min():.3f}, "
           f"max {rows['latency_ms'].max():.3f}); noise floor {rep['noise_floor_pct']:.2f}% "
           f"(anchor CV {rep['anchor_cv_pct']:.2f}%, drift {rep['drift_pct']:.2f}%)")

@@ -22,6 +22,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from archlab.core.layout import RANK_REPORT
+
 
 def _positive(name: str, value: int | None, low: int) -> None:
     from archlab.cli import UsageError
@@ -49,7 +51,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from archlab import load_experiment
 
     exp = load_experiment(args.experiment)
-    out = Path(args.out) if args.out else Path(exp.run_dir) / "rank"
+    out = Path(args.out) if args.out else exp.layout.rank_dir
     given, sources = _supernets(exp, modes, args)
     report = run_ranking(
         out, exp.space, exp.task, exp.train, lambda sharing: exp.build_supernet(sharing=sharing),
@@ -79,7 +81,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print(f"  warning: settings differ (--allow-mismatch): {line}")
     from archlab.rank_plot import write_plot
 
-    print(f"report: {out / 'report.json'}  plot: {write_plot(report, out, exp.space)}")
+    print(f"report: {out / RANK_REPORT}  plot: {write_plot(report, out, exp.space)}")
     return 0
 
 
