@@ -92,6 +92,7 @@ def _choose(front: Any) -> Any:
 
 def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Run every stage into ``out/digits_cnn``; ``log`` receives one line per step."""
+    from archlab.core.layout import RunLayout
     from archlab.experiment import load_experiment
     from archlab.export import export_trial
     from archlab.predictors import LatencyPredictor, load_measurements
@@ -116,7 +117,7 @@ def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str],
     if busy:
         log(busy)
     exp = dataclasses.replace(load_experiment(EXPERIMENT), runs_dir=Path(out))
-    run_dir = Path(exp.run_dir)
+    run_dir, layout = exp.run_dir, exp.layout
     space = exp.space
 
     log(f"[1/6] space {space.name}: {space.size:,} architectures, {space.encoding_size} encoding features")
@@ -135,7 +136,7 @@ def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str],
     lap("train")
 
     settings = ProfileSettings(n=b["profile_n"], repeats=b["repeats"], warmup=b["warmup"], anchor_every=20)
-    log(f"[3/6] profiling {settings.n} architectures on {settings.target} -> {run_dir / 'latency.parquet'}")
+    log(f"[3/6] profiling {settings.n} architectures on {settings.target} -> {layout.latency_table}")
     frame = profile(exp.build_supernet(), run_dir, settings=settings)
     noise = noise_report(frame)
     rows = frame[frame["kind"] == "arch"]
@@ -143,23 +144,23 @@ def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str],
         f"noise floor {noise['noise_floor_pct']:.2f}%")
     lap("profile")
 
-    m = load_measurements(run_dir / "latency.parquet", where={"kind": "arch", "target": settings.target})
+    m = load_measurements(layout.latency_table, where={"kind": "arch", "target": settings.target})
     predictor = LatencyPredictor(m.space, model="gbm", seed=0).fit(m.X, m.y, holdout=0.25, layer_ms=m.layer_ms)
-    predictor.save(run_dir / "predictors" / "latency.json")
+    predictor.save(layout.predictor("latency"))
     scores = predictor.scores or {}
-    log(f"[4/6] latency predictor (gbm) -> {run_dir / 'predictors' / 'latency.json'}: held-out MAPE "
+    log(f"[4/6] latency predictor (gbm) -> {layout.predictor('latency')}: held-out MAPE "
         f"{scores.get('mape', float('nan')):.2f}%, Kendall tau {scores.get('kendall_tau', float('nan')):.3f}")
     warned = trust_warnings(float(noise["noise_floor_pct"]), float(scores.get("mape", float("nan"))))
     for line in warned:
         log(line)
     lap("predictor")
 
-    storage = f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    storage = RunLayout(run_dir.resolve()).storage_url
     log(f"[5/6] search: accuracy (max, inherited weights) vs predicted latency (min), nsga2, "
-        f"{b['trials']} trials -> {run_dir / 'study.db'}")
+        f"{b['trials']} trials -> {layout.study_db}")
     study = run_search(space, {"accuracy": ("max", "inherited"), "latency_ms": ("min", "predicted_latency")},
                        n_trials=b["trials"], sampler="nsga2", seed=0, storage=storage, study_name=exp.name,
-                       experiment=exp, experiment_file=EXPERIMENT, show_progress=False)
+                       sources=exp.metric_sources(experiment_file=EXPERIMENT), run_dir=run_dir, show_progress=False)
     trials = load_trials(storage, study.study_name)
     front = pareto_front(trials).sort_values("latency_ms")
     hv = hypervolume(trials)
@@ -171,7 +172,7 @@ def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str],
 
     pick = _choose(front)
     number = int(pick["number"])
-    export_dir = run_dir / "export" / f"trial-{number}"
+    export_dir = layout.exported_trial(number)
     export_trial(storage, study.study_name, number, export_dir, exp)
     sub = load_subnet(export_dir, preprocess=False)  # the task's batches are standardised already
     exported_acc = exp.task.metric_value(exp.task.evaluate(sub))

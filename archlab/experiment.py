@@ -7,6 +7,10 @@ training settings, plus the plain-dict settings of the later stages (``profile``
 >>> exp = load_experiment("digits_cnn")          # a bundled example, or "my_exp.py[:NAME]"
 >>> net = exp.build_supernet()                   # untrained
 >>> net = exp.load_supernet()                    # trained, from runs/<name>/supernet/
+
+The search package never sees an experiment: ``exp.metric_sources()`` and
+``exp.search_settings()`` turn it into what ``archlab.search.run_search`` takes
+(``archlab.searching`` runs an experiment's search with them).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.errors import ArchlabError
+from archlab.core.layout import RunLayout
 from archlab.spaces import SearchSpace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -84,7 +89,12 @@ class Experiment:
     @property
     def run_dir(self) -> Path:
         """``runs_dir / name``: where every stage of this experiment keeps its files."""
-        return Path(self.runs_dir) / self.name
+        return self.layout.root
+
+    @property
+    def layout(self) -> RunLayout:
+        """The run folder's paths (``archlab.core.layout.RunLayout`` of ``runs_dir / name``)."""
+        return RunLayout.named(self.name, self.runs_dir)
 
     @property
     def sharing(self) -> str:
@@ -94,9 +104,7 @@ class Experiment:
     def supernet_dir(self, sharing: str | None = None) -> Path:
         """``run_dir/supernet`` for the experiment's own sharing mode, ``run_dir/supernet-<sharing>``
         for another one (so several sharing modes of one experiment can be compared)."""
-        if sharing is None or sharing == self.sharing:
-            return self.run_dir / "supernet"
-        return self.run_dir / f"supernet-{sharing}"
+        return self.layout.supernet_for(None if sharing == self.sharing else sharing)
 
     # supernets --------------------------------------------------------------------
     def supernet_kwargs(self, sharing: str | None = None) -> dict[str, Any]:
@@ -149,6 +157,29 @@ class Experiment:
         folder = self.supernet_dir(sharing) if run_dir is None else Path(run_dir) / self.supernet_dir(sharing).name
         net = self.build_supernet(sharing)
         return train(net, self.task, cfg, folder, force_config=force_config)
+
+    # search -------------------------------------------------------------------------
+    def metric_sources(self, experiment_file: str | None = None) -> Any:
+        """``archlab.search.MetricSources`` of this experiment: the trained supernet
+        (``load_supernet``), a fresh one (``build_supernet``), the task, the family's dimensions
+        (``task.model_kwargs()`` then ``supernet_args``) for the analytic cost models, the
+        study name and what the study records (name, ``experiment_file``, the file's SHA-256)."""
+        from archlab.search.metric_sources import MetricSources
+
+        return MetricSources(
+            supernet=self.load_supernet, untrained=self.build_supernet, task=self.task,
+            model_kwargs={**self.task.model_kwargs(), **self.supernet_args}, name=self.name,
+            provenance={"experiment": self.name, "experiment_file": experiment_file,
+                        "experiment_sha256": self.source_sha256})
+
+    def search_settings(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``run_search`` keyword arguments from ``self.search`` plus non-None ``overrides``
+        (``archlab.search.settings.search_settings`` with this task's metric and space)."""
+        from archlab.search.settings import search_settings
+
+        metric = (getattr(self.task, "metric", None), getattr(self.task, "metric_direction", None))
+        return search_settings(self.search, overrides, task_metric=metric, space=self.space,  # type: ignore[arg-type]
+                               where="experiment.search")
 
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"

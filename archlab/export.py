@@ -19,12 +19,38 @@ from pathlib import Path
 from typing import Any
 
 from archlab.core.errors import ArchlabError
+from archlab.core.layout import RunLayout
 from archlab.experiment import Experiment, experiment_source, file_sha256, load_experiment
-from archlab.spaces import SearchSpace
+from archlab.spaces import Arch, SearchSpace
 
 
 class ExperimentMismatch(ArchlabError):
     """The experiment given to export is not the one the study was searched with."""
+
+
+def trial_arch(storage: Any, study_name: str, number: int) -> tuple[Arch, dict[str, Any], Any]:
+    """``(arch, the study's archlab attributes, frozen trial)`` of trial ``number`` of
+    ``study_name`` in ``storage`` (URL, path or Optuna storage); ``SearchError`` unless the study
+    was made by archlab and the trial is complete."""
+    import optuna
+
+    from archlab.search.errors import SearchError
+    from archlab.search.results import ATTR_KEY, _load_study
+
+    study = _load_study(storage, study_name)
+    info = dict(study.user_attrs.get(ATTR_KEY) or {})
+    if not info.get("space"):
+        raise SearchError(f"study {study_name!r} was not created by archlab (no space recorded)")
+    trials = study.get_trials(deepcopy=False)
+    found = [t for t in trials if t.number == number]
+    if not found:
+        raise SearchError(f"study {study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
+    t = found[0]
+    if t.state != optuna.trial.TrialState.COMPLETE:
+        raise SearchError(f"trial {number} is {t.state.name}, not COMPLETE")
+    space = SearchSpace.from_json(info["space"])
+    arch = space.validate(t.user_attrs["arch"], check_constraints=False) if t.user_attrs.get("arch") else space.from_params(t.params)
+    return arch, info, t
 
 
 def recorded_fingerprint(info: dict[str, Any], study_name: str) -> str:
@@ -77,7 +103,6 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     ``out_dir`` (``save_subnet``: safetensors + ``config.json`` with the task's input
     preprocessing and, in ``meta``, the study, trial, arch and metrics). ``experiment`` is
     checked as ``checked_experiment`` says; lines about skipped checks go to ``notes``."""
-    from archlab.search.export import trial_arch
     from archlab.supernets.evaluation import extract_calibrated
     from archlab.supernets.export import save_subnet
 
@@ -88,7 +113,7 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     # the study records where its supernet was trained (the experiment's runs_dir may have
     # been overridden, e.g. ``archlab demo --out``); weights are read with safe loaders only
     recorded = info.get("run_dir")
-    run_dir = recorded if recorded and (Path(recorded) / exp.supernet_dir().name).is_dir() else None
+    run_dir = recorded if recorded and RunLayout(Path(recorded)).supernet.is_dir() else None
     net = exp.load_supernet(run_dir=run_dir)
     sub = extract_calibrated(net, exp.task, arch)  # BatchNorm statistics as the search scored it
     meta = {"study": study_name, "trial": number, "arch": arch.key, "metrics": dict(t.user_attrs.get("metrics") or {}),
@@ -96,4 +121,4 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     return save_subnet(sub, out_dir, meta, preprocessing=exp.task.preprocessing())
 
 
-__all__ = ["ExperimentMismatch", "checked_experiment", "export_trial", "recorded_fingerprint"]
+__all__ = ["ExperimentMismatch", "checked_experiment", "export_trial", "recorded_fingerprint", "trial_arch"]

@@ -2,7 +2,8 @@
 
 Results API (no torch, used by the dashboard): ``list_studies``, ``load_trials``,
 ``pareto_front``, ``hypervolume``, ``hypervolume_history``, ``export_trials``.
-Search: ``run_search`` and the sampler and objective registries (``SAMPLERS``,
+Search: ``run_search`` (over a space, objectives, ``MetricSources``, a storage and a run
+folder; never an experiment) and the sampler and objective registries (``SAMPLERS``,
 ``OBJECTIVES``). Names are imported lazily, so ``import archlab.search`` stays light.
 """
 
@@ -22,6 +23,7 @@ _LAZY = {
     "StorageError": "archlab.search.storage",
     "open_storage": "archlab.search.storage",
     "run_search": "archlab.search.runner",
+    "MetricSources": "archlab.search.metric_sources",
     "SearchError": "archlab.search.errors",
     "TooManyFailures": "archlab.search.trial_guard",
     "SAMPLERS": "archlab.search.samplers",

@@ -5,20 +5,22 @@ An objective is ``(direction, source)``: ``direction`` is ``"min"``/``"minimize"
 metric from ``OBJECTIVES``:
 
 - ``inherited``: the supernet's metric with inherited weights (``task.metric``; BatchNorm
-  recalibrated), cached by ``arch.key``. Needs an experiment with a trained supernet.
+  recalibrated), cached by ``arch.key``. Needs ``MetricSources.supernet`` and ``.task``.
 - ``predicted_latency`` (ms): the fitted ``LatencyPredictor`` at
   ``<run_dir>/predictors/latency.json``.
 - ``measured_latency`` (ms): the extracted subnet timed on this machine (median of repeats
   after warm-up, batch 1); for small budgets.
 - ``params``: parameter count; ``macs``: multiply-accumulates per example (per token for
   sequence models), from the analytic cost model of the space's family, or counted on the
-  extracted subnet (params) when an experiment is given.
+  extracted subnet (params) when ``MetricSources.untrained`` is given.
 - ``routing.<stat>`` and ``routing.layers.<i>.<stat>``: token-routing metrics of the arch
   with inherited weights (``archlab.supernets.routing_metrics``), recorded whenever
   ``inherited`` evaluates an MoE net; ``routing_metrics(space)`` lists them for ``metrics=``.
 
-Built-ins are made lazily by factories taking a ``SearchContext``; torch is imported only by
-the ones that need it.
+Built-ins are made lazily by factories taking a ``SearchContext`` (the space, the
+``MetricSources`` and the run folder's layout: ``archlab.search.metric_sources``); torch is
+imported only by the ones that need it. No experiment is involved: whoever calls
+``run_search`` turns theirs into metric sources.
 """
 
 from __future__ import annotations
@@ -28,55 +30,26 @@ import inspect
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from archlab.spaces import Arch, SearchSpace
 
 from .errors import SearchError
+from .metric_sources import SearchContext
 
 DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
 
 MetricFn = Callable[[Arch], float]
 
 
-@dataclass
-class SearchContext:
-    """What built-in objectives may need: the space and, optionally, an experiment."""
-
-    space: SearchSpace
-    experiment: Any = None
-    run_dir: Path | None = None
-    _cache: dict[str, Any] = field(default_factory=dict)
-
-    def require_experiment(self, what: str) -> Any:
-        if self.experiment is None:
-            raise SearchError(f"objective {what!r} needs an experiment (pass experiment=... or use `archlab search EXPERIMENT.py`)")
-        return self.experiment
-
-    def supernet(self, trained: bool = True) -> Any:
-        key = "supernet" if trained else "supernet_untrained"
-        if key not in self._cache:
-            exp = self.require_experiment("inherited" if trained else "params")
-            net = exp.load_supernet() if trained else exp.build_supernet()
-            net.eval()
-            self._cache[key] = net
-        return self._cache[key]
-
-    def predictor_path(self) -> Path:
-        if self.run_dir is None:
-            raise SearchError("objective 'predicted_latency' needs a run directory (an experiment) holding predictors/latency.json")
-        return Path(self.run_dir) / "predictors" / "latency.json"
-
-
 def _inherited(ctx: SearchContext) -> MetricFn:
-    exp = ctx.require_experiment("inherited")
-    try:
-        from archlab.supernets.training import evaluate
-    except ImportError:
-        from archlab.supernets.evaluation import evaluate
-    task = exp.task
+    from archlab.supernets.evaluation import evaluate
+
+    task = ctx.require_task("inherited")
+    if not ctx.has_supernet(True):
+        ctx.supernet(True)  # raises now, naming the missing source, rather than in every trial
     metric = str(task.metric)
     cache: dict[str, float] = {}
 
@@ -116,11 +89,11 @@ def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
             )
             from archlab.supernets.tasks_base import model_device
 
-            exp = ctx.require_experiment("routing")
+            task = ctx.require_task("routing")
             previous = getattr(net, "_arch", None)
             net.set_arch(arch)
             device = model_device(net)
-            batches = [x.to(device) for x, _ in exp.task.eval_batches("val", ROUTING_BATCHES)]
+            batches = [x.to(device) for x, _ in task.eval_batches("val", ROUTING_BATCHES)]
             flat = flat_metrics(measure_routing(net, batches))
             costs = active_costs(net.extract(arch), batches[0])
             flat.update({"routing.active_macs": costs["macs_per_token"], "routing.active_params": costs["active_params"]})
@@ -220,13 +193,8 @@ def _cost(ctx: SearchContext, which: str) -> MetricFn | None:
     model = find_cost_model(names)
     if model is None:
         return None
-    options: dict[str, Any] = {}
-    if ctx.experiment is not None:
-        task = getattr(ctx.experiment, "task", None)
-        kwargs = dict(task.model_kwargs()) if task is not None else {}
-        kwargs.update(getattr(ctx.experiment, "supernet_args", None) or {})
-        accepted = set(inspect.signature(COST_MODELS[model].fn).parameters)
-        options = {k: v for k, v in kwargs.items() if k in accepted}
+    accepted = set(inspect.signature(COST_MODELS[model].fn).parameters)
+    options = {k: v for k, v in ctx.sources.model_kwargs.items() if k in accepted}
     space = ctx.space
 
     def fn(arch: Arch) -> float:
@@ -237,14 +205,15 @@ def _cost(ctx: SearchContext, which: str) -> MetricFn | None:
 
 
 def _params(ctx: SearchContext) -> MetricFn:
-    if ctx.experiment is not None:
+    if ctx.has_supernet(trained=False):
         def count(arch: Arch) -> float:
             return float(sum(p.numel() for p in ctx.supernet(trained=False).extract(arch).parameters()))
 
         return count
     fn = _cost(ctx, "params")
     if fn is None:
-        raise SearchError("objective 'params' needs an experiment (to extract subnets) or a space of a known family")
+        raise SearchError("objective 'params' needs MetricSources.untrained (to extract subnets) or a space of a "
+                          "family with an analytic cost model")
     return fn
 
 

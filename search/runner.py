@@ -20,10 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from archlab.core.layout import RunLayout, default_storage_url
 from archlab.spaces import SearchSpace
 
 from .errors import SearchError
-from .objectives import OBJECTIVES, Objective, SearchContext, file_sha256, parse_objectives
+from .metric_sources import MetricSources, SearchContext
+from .objectives import OBJECTIVES, Objective, file_sha256, parse_objectives
 from .progress import SearchProgress
 from .samplers import check_sampler, make_sampler
 from .stale import fail_stale
@@ -49,13 +51,11 @@ def _parse_constraints(constraints: Mapping[str, Any] | None, known: Sequence[st
     return out
 
 
-def _files(run_dir: Path | None) -> dict[str, str | None]:
-    if run_dir is None:
+def _files(layout: RunLayout | None) -> dict[str, str | None]:
+    if layout is None:
         return {"supernet": None, "predictor": None}
-    sup = Path(run_dir) / "supernet"
-    weights = sorted(sup.glob("*.safetensors")) if sup.is_dir() else []
-    ckpt = weights[0] if weights else sup / "ckpt.pt"
-    return {"supernet": file_sha256(ckpt), "predictor": file_sha256(Path(run_dir) / "predictors" / "latency.json")}
+    return {"supernet": file_sha256(layout.trained_weights()), "predictor": file_sha256(layout.predictor("latency"))}
+
 
 
 def _check_existing(study: Any, info: Mapping[str, Any], attrs: Mapping[str, Any], name: str) -> None:
@@ -103,8 +103,8 @@ def run_search(
     constraints: Mapping[str, float] | None = None,
     seed: int | None = None,
     workers: int = 1,
-    experiment: Any = None,
-    experiment_file: str | None = None,
+    sources: MetricSources | None = None,
+    run_dir: str | Path | None = None,
     metrics: Mapping[str, Any] | None = None,
     sampler_options: Mapping[str, Any] | None = None,
     heartbeat_interval: int = 10,
@@ -121,8 +121,12 @@ def run_search(
     ``archlab.search.objectives.OBJECTIVES``). ``n_trials``: the study's total of completed
     trials (a re-run continues up to it; ``None`` runs until ``timeout`` seconds or Ctrl-C).
     ``sampler``: a name in ``SAMPLERS`` (``sampler_options`` go to it). ``storage``: Optuna URL,
-    path or storage object; default ``sqlite:///runs/<study_name>/study.db`` (the experiment's
-    run directory when ``experiment`` is given). ``constraints``: ``{metric: upper bound}`` on
+    path or storage object; default ``RunLayout(run_dir).storage_url`` (``run_dir/study.db``,
+    ``runs/<study_name>/study.db`` without ``run_dir``). ``sources``: ``MetricSources`` the
+    built-in metrics are computed from (a trained supernet, a task, ...; an experiment makes
+    them with ``Experiment.metric_sources()``); ``run_dir``: the run folder (its
+    ``predictors/latency.json`` serves ``predicted_latency``; its files' hashes are recorded).
+    ``study_name`` defaults to ``sources.name``, else the space's name. ``constraints``: ``{metric: upper bound}`` on
     objectives, ``metrics`` (extra ``{name: callable or built-in}``) or built-ins; infeasible
     trials are kept and marked through ``trial.set_constraint(name, value - bound)``.
     ``max_failures``: the run stops with ``TooManyFailures`` (a ``SearchError``) once this many
@@ -143,7 +147,7 @@ def run_search(
     """
     run, st = _prepare(space, objectives, n_trials=n_trials, timeout=timeout, sampler=sampler, storage=storage,
                        study_name=study_name, constraints=constraints, seed=seed, workers=workers,
-                       experiment=experiment, experiment_file=experiment_file, metrics=metrics,
+                       sources=sources, run_dir=run_dir, metrics=metrics,
                        sampler_options=sampler_options, heartbeat_interval=heartbeat_interval,
                        grace_period=grace_period, max_failures=max_failures, callbacks=callbacks,
                        show_progress=show_progress, count=count)
@@ -165,8 +169,8 @@ def run_search(
 def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int | None = None,
              timeout: float | None = None, sampler: str = "nsga2", storage: Any = None,
              study_name: str | None = None, constraints: Mapping[str, float] | None = None,
-             seed: int | None = None, workers: int = 1, experiment: Any = None,
-             experiment_file: str | None = None, metrics: Mapping[str, Any] | None = None,
+             seed: int | None = None, workers: int = 1, sources: MetricSources | None = None,
+             run_dir: str | Path | None = None, metrics: Mapping[str, Any] | None = None,
              sampler_options: Mapping[str, Any] | None = None, heartbeat_interval: int = 10,
              grace_period: int | None = None, max_failures: int | None = None,
              callbacks: Sequence[Callable[[Any, Any], None]] = (), show_progress: bool | None = None,
@@ -199,22 +203,23 @@ def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int
     for k in bounds:
         if k not in names and k not in extra:
             extra[k] = k  # a constrained built-in becomes an extra metric
-    study_name = study_name or (getattr(experiment, "name", None) or space.name)
-    run_dir = Path(experiment.run_dir) if experiment is not None else None
+    sources = MetricSources() if sources is None else sources
+    if not isinstance(sources, MetricSources):
+        raise SearchError(f"sources: expected archlab.search.MetricSources, got {type(sources).__name__}")
+    study_name = study_name or sources.name or space.name
+    layout = RunLayout(Path(run_dir)) if run_dir is not None else None
     if storage is None:
-        storage = f"sqlite:///{(run_dir or Path('runs') / study_name) / 'study.db'}"
-    ctx = SearchContext(space, experiment, run_dir)
+        storage = default_storage_url(run_dir, study_name)
+    ctx = SearchContext(space, sources, layout)
     attrs = {
         "version": _version(),
         "space": space.to_json(),
         "objectives": [o.to_json() for o in objs],
         "constraints": bounds,
-        "experiment": getattr(experiment, "name", None),
-        "experiment_file": experiment_file,  # informational only: export never imports it
-        "experiment_sha256": getattr(experiment, "source_sha256", None),
+        **sources.recorded(),  # informational only: export never imports what it names
         "space_fingerprint": space.fingerprint,
-        "run_dir": str(run_dir.resolve()) if run_dir is not None else None,
-        "files": _files(run_dir),
+        "run_dir": str(layout.root.resolve()) if layout is not None else None,
+        "files": _files(layout),
         "sampler": sampler,
     }
     url = storage if isinstance(storage, optuna.storages.BaseStorage) else storage_url(storage)

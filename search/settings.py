@@ -1,6 +1,8 @@
-"""``experiment.search`` settings: the keys ``archlab search`` understands, checked.
+"""Search settings (an experiment's ``search`` dict): the keys ``archlab search`` understands, checked.
 
-Keys (all optional): ``objectives`` ({name: (direction, callable or built-in)}, default
+``search_settings(raw, overrides, task_metric=..., space=...)`` takes plain values: the raw
+settings, the task's metric and direction and the space; no experiment (``Experiment.search_settings()``
+passes its own). Keys (all optional): ``objectives`` ({name: (direction, callable or built-in)}, default
 the task's own metric with inherited weights in its direction plus predicted latency, e.g.
 ``{"accuracy": ("max", "inherited"), "latency_ms": ("min", "predicted_latency")}`` for a
 classification task, ``{"loss": ("min", "inherited"), ...}`` for a language model), ``metrics``
@@ -19,6 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from archlab.spaces import SearchSpace
 
 from .errors import SearchError
 
@@ -48,22 +52,33 @@ def parse_duration(value: Any) -> float | None:
     return parse_duration(sum(float(a) * _UNITS[b] for a, b in parts))
 
 
-def default_objectives(experiment: Any) -> dict[str, tuple[str, str]]:
+TaskMetric = tuple[str, str]  # (the task's metric name, "min" or "max")
+
+
+def _known(task_metric: TaskMetric | None) -> TaskMetric | None:
+    """``task_metric`` when it is a usable ``(name, "min"|"max")`` pair, else None."""
+    if task_metric is None:
+        return None
+    metric, direction = task_metric
+    return (metric, direction) if isinstance(metric, str) and direction in ("min", "max") else None
+
+
+def default_objectives(task_metric: TaskMetric | None = None) -> dict[str, tuple[str, str]]:
     """The task's metric with inherited weights (named without ``val_``, in the task's
-    direction) and predicted latency; ``DEFAULT_OBJECTIVES`` when there is no task."""
-    task = getattr(experiment, "task", None)
-    metric, direction = getattr(task, "metric", None), getattr(task, "metric_direction", None)
-    if not isinstance(metric, str) or direction not in ("min", "max"):
+    direction) and predicted latency; ``DEFAULT_OBJECTIVES`` when there is no task metric."""
+    known = _known(task_metric)
+    if known is None:
         return dict(DEFAULT_OBJECTIVES)
+    metric, direction = known
     return {metric.removeprefix("val_"): (direction, "inherited"), "latency_ms": ("min", "predicted_latency")}
 
 
-def _check_inherited_direction(experiment: Any, objectives: Any) -> None:
+def _check_inherited_direction(task_metric: TaskMetric | None, objectives: Any) -> None:
     """An ``inherited`` objective against the task's direction (minimising accuracy) is a mistake."""
-    task = getattr(experiment, "task", None)
-    want = getattr(task, "metric_direction", None)
-    if want not in ("min", "max") or not isinstance(objectives, Mapping):
+    known = _known(task_metric)
+    if known is None or not isinstance(objectives, Mapping):
         return
+    metric, want = known
     for name, spec in objectives.items():
         if spec == "inherited":
             spec = ("min", spec)
@@ -71,7 +86,7 @@ def _check_inherited_direction(experiment: Any, objectives: Any) -> None:
             continue
         got = {"minimize": "min", "maximize": "max"}.get(str(spec[0]).lower(), str(spec[0]).lower())
         if got in ("min", "max") and got != want:
-            raise SearchError(f"objectives.{name}: 'inherited' is the task's {task.metric}, which is better "
+            raise SearchError(f"objectives.{name}: 'inherited' is the task's {metric}, which is better "
                               f"{'higher' if want == 'max' else 'lower'}; direction must be {want!r}, got {spec[0]!r}")
 
 
@@ -88,9 +103,8 @@ def _expensive(objectives: Any) -> bool:
     return any(isinstance(s, str) and s == "inherited" for s in specs)
 
 
-def _routed(experiment: Any) -> bool:
-    """True when the experiment's space has token-routed (``moe_*``) layers."""
-    space = getattr(experiment, "space", None)
+def _routed(space: SearchSpace | None) -> bool:
+    """True when ``space`` has token-routed (``moe_*``) layers."""
     if space is None:
         return False
     from archlab.supernets.moe_space import find_moe_params
@@ -98,28 +112,37 @@ def _routed(experiment: Any) -> bool:
     return bool(find_moe_params(space))
 
 
-def search_settings(experiment: Any, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``run_search`` keyword arguments from ``experiment.search`` plus non-None ``overrides``."""
-    raw = dict(getattr(experiment, "search", None) or {})
+def search_settings(settings: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None, *,
+                    task_metric: TaskMetric | None = None, space: SearchSpace | None = None,
+                    where: str = "search settings") -> dict[str, Any]:
+    """``run_search`` keyword arguments from the raw ``settings`` plus non-None ``overrides``.
+
+    ``task_metric``: ``(metric, "min"|"max")`` of the task the ``inherited`` built-in scores
+    (sets the default objectives and checks their direction); ``space``: the searched space
+    (a routed space records its routing metrics by default); ``where`` names the settings in
+    errors (``experiment.search``)."""
+    if settings is not None and not isinstance(settings, Mapping):
+        raise SearchError(f"{where}: expected a dict of settings, got {type(settings).__name__}")
+    raw = dict(settings or {})
     unknown = sorted(k for k in raw if k not in KEYS)
     if unknown:
-        raise SearchError(f"experiment.search: unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
+        raise SearchError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
     if "trials" in raw:
         if "n_trials" in raw:
-            raise SearchError("experiment.search: give either 'trials' or 'n_trials', not both")
+            raise SearchError(f"{where}: give either 'trials' or 'n_trials', not both")
         raw["n_trials"] = raw.pop("trials")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    raw.setdefault("objectives", default_objectives(experiment))
-    _check_inherited_direction(experiment, raw["objectives"])
+    raw.setdefault("objectives", default_objectives(task_metric))
+    _check_inherited_direction(task_metric, raw["objectives"])
     if "sampler" not in raw and _expensive(raw["objectives"]):
         raw["sampler"] = EXPENSIVE_SAMPLER
-    if "metrics" not in raw and _expensive(raw["objectives"]) and _routed(experiment):
+    if "metrics" not in raw and _expensive(raw["objectives"]) and _routed(space):
         from .objectives import routing_metrics
 
-        raw["metrics"] = routing_metrics(experiment.space)  # recorded with every evaluated arch
+        raw["metrics"] = routing_metrics(space)  # recorded with every evaluated arch
     if "timeout" in raw:
         raw["timeout"] = parse_duration(raw["timeout"])
     for key in ("n_trials", "workers", "seed", "heartbeat_interval", "grace_period", "max_failures"):
         if key in raw and raw[key] is not None and (isinstance(raw[key], bool) or not isinstance(raw[key], int)):
-            raise SearchError(f"experiment.search: {key} must be an integer, got {raw[key]!r}")
+            raise SearchError(f"{where}: {key} must be an integer, got {raw[key]!r}")
     return raw

@@ -24,10 +24,11 @@ SUFFIX_UNITS = {"_ms": "ms", "_s": "s", "_mb": "MB", "_kb": "KB", "_macs": "MACs
 MAX_ROWS = 20
 
 
-def objective_units(objectives: Mapping[str, Any], experiment: Any = None) -> dict[str, str]:
-    """``{objective name: unit}`` ("" when unknown) for ``{name: (direction, source)}``."""
+def objective_units(objectives: Mapping[str, Any], task_metric: str | None = None) -> dict[str, str]:
+    """``{objective name: unit}`` ("" when unknown) for ``{name: (direction, source)}``;
+    ``task_metric`` (e.g. ``val_accuracy``) is what ``inherited`` measures."""
     out: dict[str, str] = {}
-    metric = str(getattr(getattr(experiment, "task", None), "metric", "") or "")
+    metric = str(task_metric or "")
     for name, spec in objectives.items():
         source = spec if isinstance(spec, str) else (spec[1] if isinstance(spec, (tuple, list)) and len(spec) == 2 else None)
         unit = BUILTIN_UNITS.get(source, "") if isinstance(source, str) else ""

@@ -3,7 +3,8 @@
 core <- spaces <- supernets <- predictors <- search <- app, with ``archlab/`` (experiment,
 command line) on top. ``app`` never imports torch, ``supernets`` or ``predictors``;
 ``spaces`` and ``core`` never import torch or optuna; nothing below ``archlab/`` imports the
-command line or the experiment.
+command line or the experiment, nor uses one handed to it as a parameter named ``experiment``
+(the experiment turns itself into metric sources and settings one floor up).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ FORBIDDEN_EXTERNAL = {
 # archlab subpackages a folder must never import even though they rank below it
 FORBIDDEN_INTERNAL = {"app": {"supernets", "predictors"}}
 TOP_ONLY = ("archlab.cli", "archlab.experiment", "archlab.demo", "archlab.examples")
+# a parameter by this name is an experiment: code below archlab/ must not reach into it
+EXPERIMENT_PARAMS = ("experiment",)
 
 
 def _imported_names(source: str, module: str) -> list[tuple[int, str]]:
@@ -57,9 +60,33 @@ def _target_folder(name: str) -> str | None:
     return "archlab"
 
 
-def violations(folder: str, module: str, source: str) -> list[str]:
-    """Every import in `source` (module `module`, living in `folder`) that breaks the rules."""
+def experiment_uses(module: str, source: str) -> list[str]:
+    """Every attribute of a parameter named ``experiment`` that `source` reads or calls
+    (``experiment.load_supernet()``, ``experiment.task``, ``getattr(experiment, "search")``)."""
     found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        a = fn.args
+        params = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p is not None}
+        names = params.intersection(EXPERIMENT_PARAMS)
+        if not names:
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
+                found.append(f"{module}:{node.lineno} uses {node.value.id}.{node.attr} (only archlab/ may use an "
+                             "experiment; take metric sources or settings instead)")
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+                  and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in names):
+                found.append(f"{module}:{node.lineno} uses {node.func.id}({node.args[0].id}, ...) (only archlab/ may "
+                             "use an experiment; take metric sources or settings instead)")
+    return found
+
+
+def violations(folder: str, module: str, source: str) -> list[str]:
+    """Every import in `source` (module `module`, living in `folder`) that breaks the rules,
+    and (below ``archlab/``) every use of an experiment parameter."""
+    found = [] if folder == "archlab" else experiment_uses(module, source)
     for line, name in _imported_names(source, module):
         top = name.split(".")[0]
         where = f"{module}:{line} imports {name}"
@@ -111,6 +138,12 @@ def test_no_upward_or_forbidden_imports(folder):
         ("search", "archlab.search.x", "from archlab.cli.search import main", "upward"),
         ("search", "archlab.search.x", "import archlab.experiment", "upward"),
         ("predictors", "archlab.predictors.x", "from ..app import main", "upward"),
+        ("search", "archlab.search.x", "from archlab.experiment import Experiment", "only archlab/ may use"),
+        ("search", "archlab.search.x", "def f(space, experiment=None):\n    return experiment.load_supernet()",
+         "uses experiment.load_supernet"),
+        ("search", "archlab.search.x", "def f(*, experiment):\n    net = experiment.task", "uses experiment.task"),
+        ("app", "archlab.app.x", "g = lambda experiment: getattr(experiment, 'search', {})",
+         "uses getattr(experiment, ...)"),
     ],
 )
 def test_checker_catches_an_added_upward_import(folder, module, source, expected):
@@ -121,3 +154,11 @@ def test_checker_catches_an_added_upward_import(folder, module, source, expected
 def test_checker_accepts_downward_imports():
     source = "from archlab.spaces import Arch\nfrom ..supernets import base\nimport numpy\n"
     assert violations("predictors", "archlab.predictors.x", source) == []
+
+
+def test_experiment_parameters_are_fine_on_the_top_floor_and_as_plain_text():
+    uses = "def f(experiment):\n    return experiment.load_supernet()\n"
+    assert violations("archlab", "archlab.searching", uses) == []
+    # a parameter that only passes text along (a command to print) reaches into nothing
+    text = "def report(rows, experiment: str | None = None):\n    return ['--experiment', experiment]\n"
+    assert violations("search", "archlab.search.summary", text) == []

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from archlab.search.objectives import OBJECTIVES, SearchContext, resolve, routing_metrics
+from archlab.search.metric_sources import MetricSources, SearchContext
+from archlab.search.objectives import OBJECTIVES, resolve, routing_metrics
 from archlab.spaces.library import moe_transformer_lm_space
 from archlab.supernets import TransformerLM
 from archlab.supernets.moe import PlainMoEFFN, RoutingRecord
@@ -113,8 +113,7 @@ def test_inherited_objective_records_routing_metrics_of_each_arch(char_task):
     torch.manual_seed(3)
     space = _space()
     net = TransformerLM(space, **char_task.model_kwargs())
-    exp = SimpleNamespace(task=char_task, load_supernet=lambda: net, name="t")
-    ctx = SearchContext(space, exp)
+    ctx = SearchContext(space, MetricSources(supernet=lambda: net, task=char_task, name="t"))
     names = routing_metrics(space)
     assert "routing.layers.1.load.3" in names and "routing.layers.1.experts_hist.4" in names
     assert all(n in OBJECTIVES for n in names) and "routing" not in OBJECTIVES

@@ -170,13 +170,11 @@ def test_ehvi_beats_random_on_a_real_nb201_subproblem():
 
 
 def test_expensive_objectives_default_to_ehvi_and_count_is_checked():
-    from types import SimpleNamespace
-
     from archlab.search.errors import SearchError
     from archlab.search.settings import search_settings
 
     def exp(search):
-        return SimpleNamespace(search=search, task=None)
+        return search
 
     assert search_settings(exp({"objectives": {"acc": ("max", "inherited")}}))["sampler"] == "ehvi"
     assert search_settings(exp({"objectives": {"acc": ("max", "inherited")}, "sampler": "tpe"}))["sampler"] == "tpe"

@@ -211,7 +211,7 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         run_search(SPACE, OBJ, n_trials=1, storage=mem(), constraints={"latency": 3})
     with pytest.raises(StorageError, match="cannot open storage postgresql"):
         run_search(SPACE, OBJ, n_trials=1, storage="postgresql+psycopg2://u:secret@127.0.0.1:1/db", study_name="x")
-    with pytest.raises(SearchError, match="needs an experiment"):
+    with pytest.raises(SearchError, match=r"objective .inherited. needs a task in its metric sources \(pass run_search\(sources="):
         run_search(SPACE, {"e": ("min", "inherited")}, n_trials=1, storage=mem())
     url = f"sqlite:///{tmp_path / 'study.db'}"
     run_search(SPACE, OBJ, n_trials=2, storage=url, study_name="s")

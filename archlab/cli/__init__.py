@@ -65,13 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"archlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"archlab.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"archlab.cli.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"archlab.cli.{name}").register(sub)
     return parser
 
 

@@ -1,6 +1,7 @@
 """``archlab search EXPERIMENT --method darts|darts2|gdas|drnas|tanglenas``: one-shot search.
 
-The logic lives in ``archlab.search.oneshot_study``; this module parses the options and prints
+The logic lives in ``archlab.search.oneshot_study`` (given the experiment's sources and
+settings by ``archlab.searching.oneshot_experiment``); this module parses the options and prints
 the outcome (the final architecture, where the result JSON went, the study's trial count).
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from archlab.search.errors import SearchError
@@ -29,14 +29,14 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
 
 
 def cmd_oneshot(args: argparse.Namespace, experiment: Any) -> int:
-    from archlab.search.oneshot_study import check_method, run_oneshot
+    from archlab.search.oneshot_study import check_method
+    from archlab.searching import experiment_file_of, oneshot_experiment
 
     check_method(args.method)
-    path, sep, name = args.experiment.partition(":")
-    experiment_file = (str(Path(path).resolve()) + sep + name) if Path(path).is_file() else args.experiment
-    study, result = run_oneshot(experiment, args.method, parse_options(args.method_option), storage=args.storage,
-                                seed=args.seed, experiment_file=experiment_file)
-    out = Path(experiment.run_dir) / "oneshot" / f"{result.method}-seed{result.config['seed']}.json"
+    study, result = oneshot_experiment(experiment, args.method, parse_options(args.method_option),
+                                       storage=args.storage, seed=args.seed,
+                                       experiment_file=experiment_file_of(args.experiment))
+    out = experiment.layout.oneshot_result(result.method, result.config["seed"])
     print(f"{result.method}: {experiment.space.summary(result.arch)} after {result.config['steps']} steps "
           f"({result.wall_s:.1f} s); history {out}; study {study.study_name}: {len(study.trials)} trials")
     return 0

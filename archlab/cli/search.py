@@ -6,43 +6,13 @@ import argparse
 from typing import Any
 
 
-def load_experiment_object(spec: str) -> Any:
-    """The experiment in ``FILE.py[:NAME]`` (``archlab.experiment`` when installed, else any
-    object with ``name``, ``space`` and ``search`` attributes)."""
-    try:
-        from archlab.experiment import load_experiment
-    except ImportError:
-        load_experiment = None
-    if load_experiment is not None:
-        return load_experiment(spec)
-    from archlab.loading import load_module
-    from archlab.search.errors import SearchError
-
-    path, _, name = spec.partition(":")
-    module = load_module(path)
-    found = {k: v for k, v in vars(module).items()
-             if not k.startswith("_") and hasattr(v, "space") and hasattr(v, "search") and hasattr(v, "name")}
-    if name:
-        if name not in found:
-            raise SearchError(f"{path} has no experiment {name!r}; experiments in it: {', '.join(sorted(found)) or 'none'}")
-        return found[name]
-    if len(found) != 1:
-        raise SearchError(f"{path} defines {len(found)} experiments ({', '.join(sorted(found)) or 'none'}); name one as {path}:NAME")
-    return next(iter(found.values()))
-
-
 def worker_settings(spec: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """``run_search`` keyword arguments for the experiment ``spec`` (``FILE.py[:NAME]``) with
     command-line ``overrides``; also the recipe each spawned worker runs to build its own copy."""
-    from pathlib import Path
+    from archlab.experiment import load_experiment
+    from archlab.searching import experiment_file_of, search_kwargs
 
-    from archlab.search.settings import search_settings
-
-    exp = load_experiment_object(spec)
-    settings = search_settings(exp, overrides)
-    path, sep, name = spec.partition(":")
-    exp_file = (str(Path(path).resolve()) + sep + name) if Path(path).is_file() else spec
-    return {"space": exp.space, "experiment": exp, "experiment_file": exp_file, **settings}
+    return search_kwargs(load_experiment(spec), overrides, experiment_file_of(spec))
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -52,6 +22,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
+    from archlab.experiment import load_experiment
     from archlab.search import load_trials, run_search
     from archlab.search.samplers import check_sampler
     from archlab.search.storage import storage_url
@@ -62,11 +33,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if getattr(args, "method", None) is not None:  # one-shot search (archlab.cli.oneshot)
         from archlab.cli.oneshot import cmd_oneshot
 
-        return cmd_oneshot(args, load_experiment_object(args.experiment))
+        return cmd_oneshot(args, load_experiment(args.experiment))
     overrides = {"n_trials": args.trials, "timeout": args.timeout, "workers": args.workers, "storage": args.storage,
                  "sampler": args.sampler, "seed": args.seed, "max_failures": args.max_failures}
+    exp = load_experiment(args.experiment)
     kwargs = worker_settings(args.experiment, overrides)
-    exp = kwargs["experiment"]
     with warnings.catch_warnings(record=True) as caught:  # a worker killed or stopped: one line each
         warnings.simplefilter("always", RuntimeWarning)
         try:
@@ -77,13 +48,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                     print(f"archlab: warning: {w.message}", file=sys.stderr)
                 else:
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    storage = kwargs.get("storage") or str(Path(exp.run_dir) / "study.db")
+    storage = kwargs.get("storage") or str(exp.layout.study_db)
     df = load_trials(storage_url(storage) if isinstance(storage, (str, Path)) else storage, study.study_name)
     shown = storage if isinstance(storage, str) else None
     if shown and "://" not in shown and not os.path.relpath(shown).startswith(".."):
         shown = os.path.relpath(shown)
-    export_root = os.path.relpath(Path(exp.run_dir) / "export") if getattr(exp, "run_dir", None) else "export"
-    for line in search_report(df, units=objective_units(kwargs["objectives"], exp), storage=shown,
+    export_root = os.path.relpath(exp.layout.export_dir)
+    for line in search_report(df, units=objective_units(kwargs["objectives"], exp.task.metric), storage=shown,
                               experiment=args.experiment, export_root=export_root):
         print(line)
     return 0

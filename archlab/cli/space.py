@@ -12,19 +12,12 @@ from archlab.spaces import SearchSpace, SpaceError
 
 
 def load_space(spec: str) -> SearchSpace:
-    """A ``SearchSpace`` from ``FILE.py[:NAME]``; an object with a ``.space`` (an experiment) works too."""
+    """A ``SearchSpace`` from ``FILE.py[:NAME]``; an ``Experiment`` there gives its space."""
+    from archlab.experiment import Experiment
     from archlab.loading import load_object
 
-    obj = load_object(spec, (SearchSpace, *_experiment_types()), "search space")
+    obj = load_object(spec, (SearchSpace, Experiment), "search space")
     return obj if isinstance(obj, SearchSpace) else obj.space
-
-
-def _experiment_types() -> tuple[type, ...]:
-    try:
-        from archlab.experiment import Experiment
-    except ImportError:
-        return ()
-    return (Experiment,)
 
 
 def _size_text(space: SearchSpace) -> str:
