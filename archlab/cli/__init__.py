@@ -75,10 +75,8 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*(experimental|is experimental).*")
-    try:
-        import optuna
-    except ImportError:  # pragma: no cover - optuna is a dependency
-        return
+    import optuna
+
     optuna.logging.set_verbosity(logging.WARNING)
 
 

@@ -16,7 +16,9 @@ from archlab.core.layout import RunLayout
 
 
 def _is_experiment(v: Any) -> bool:
-    return all(hasattr(v, a) for a in ("space", "build_supernet", "run_dir"))
+    from archlab.experiment import Experiment
+
+    return isinstance(v, Experiment)
 
 
 def _is_supernet(v: Any) -> bool:
@@ -50,7 +52,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                  "repeats": args.repeats, "anchors": args.anchors, "anchor_every": args.anchor_every,
                  "reference": args.reference}
     if _is_experiment(source):
-        settings = ProfileSettings.from_mapping(getattr(source, "profile", None) or {}, **overrides)
+        settings = ProfileSettings.from_mapping(source.profile, **overrides)
         run_dir = Path(args.out) if args.out else Path(source.run_dir)
         model = source.build_supernet()
     else:
