@@ -178,7 +178,7 @@ class Experiment:
         from archlab.search.settings import search_settings
 
         metric = (getattr(self.task, "metric", None), getattr(self.task, "metric_direction", None))
-        return search_settings(self.search, overrides, task_metric=metric, space=self.space,  # type: ignore[arg-type]
+        return search_settings(self.search, overrides, task_metric=metric, space=self.space,
                                where="experiment.search")
 
 
