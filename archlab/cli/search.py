@@ -27,6 +27,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from archlab.search.samplers import check_sampler
     from archlab.search.storage import storage_url
     from archlab.search.summary import objective_units, search_report
+    from archlab.searching import experiment_file_of, search_kwargs
 
     if args.sampler is not None:
         check_sampler(args.sampler)
@@ -37,7 +38,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     overrides = {"n_trials": args.trials, "timeout": args.timeout, "workers": args.workers, "storage": args.storage,
                  "sampler": args.sampler, "seed": args.seed, "max_failures": args.max_failures}
     exp = load_experiment(args.experiment)
-    kwargs = worker_settings(args.experiment, overrides)
+    kwargs = search_kwargs(exp, overrides, experiment_file_of(args.experiment))
     with warnings.catch_warnings(record=True) as caught:  # a worker killed or stopped: one line each
         warnings.simplefilter("always", RuntimeWarning)
         try:
