@@ -90,3 +90,27 @@ def test_default_storage_is_the_run_folders_study_db(tmp_path):
                        sampler="random", run_dir=tmp_path, show_progress=False)
     assert (tmp_path / "study.db").is_file() and study.study_name == space.name
     assert study.user_attrs[ATTR_KEY]["run_dir"] == str(tmp_path.resolve())
+
+
+def test_an_experiment_turns_itself_into_sources_and_settings(tmp_path):
+    from archlab.experiment import Experiment
+    from archlab.searching import search_experiment
+    from archlab.supernets.tasks import DigitsTask
+
+    exp = Experiment("dec", mlp_space(n_layer=(1, 2), width=(8, 16)), family="mlp", task=DigitsTask(), runs_dir=tmp_path,
+                     search={"objectives": {"p": ("min", "params")}, "trials": 3, "sampler": "random", "seed": 0})
+    src = exp.metric_sources(experiment_file="dec.py")
+    assert src.task is exp.task and src.name == "dec" and src.model_kwargs["num_classes"] == 10
+    assert src.recorded() == {"experiment": "dec", "experiment_file": "dec.py", "experiment_sha256": None}
+    assert exp.search_settings({"seed": 5, "workers": None})["seed"] == 5
+    with pytest.raises(SearchError, match=r"experiment\.search: unknown key 'trails'"):
+        Experiment("bad", exp.space, family="mlp", task=exp.task, search={"trails": 3}).search_settings()
+    study = search_experiment(exp, experiment_file="dec.py", show_progress=False)
+    assert exp.layout.study_db.is_file() and study.study_name == "dec"
+    net = exp.build_supernet()
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3
+    for t in done:
+        assert t.values[0] == sum(p.numel() for p in net.extract(exp.space.validate(t.user_attrs["arch"])).parameters())
+    info = study.user_attrs[ATTR_KEY]
+    assert (info["experiment"], info["experiment_file"], info["run_dir"]) == ("dec", "dec.py", str(exp.run_dir.resolve()))
