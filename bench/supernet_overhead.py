@@ -37,7 +37,7 @@ from torch import nn
 from archlab.core.io import atomic_write_json
 from archlab.core.progress import progress
 from archlab.supernets import ConvNet, TransformerLM, pick_device
-from archlab.supernets.optim import SliceAdamW
+from archlab.supernets.training.optim import SliceAdamW
 
 RESULT = Path(__file__).resolve().parent / "results" / "supernet_overhead.json"
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": repeats,
         "warmup": warmup,
         "optimizer": (f"AdamW(lr=1e-4, {args.optimizer}), zero_grad(set_to_none=True); supernet: "
-                      f"archlab.supernets.optim.SliceAdamW, extracted: torch.optim.AdamW"),
+                      f"archlab.supernets.training.optim.SliceAdamW, extracted: torch.optim.AdamW"),
         "batches": {"TransformerLM": "8 x 64 tokens, vocab 65", "ConvNet": "32 x 1 x 28 x 28"},
         "memory_method": (
             "torch.cuda.max_memory_allocated above the bytes allocated before the step" if device.type == "cuda"

@@ -14,7 +14,7 @@ metric from ``OBJECTIVES``:
   sequence models), from the analytic cost model of the space's family, or counted on the
   extracted subnet (params) when an experiment is given.
 - ``routing.<stat>`` and ``routing.layers.<i>.<stat>``: token-routing metrics of the arch
-  with inherited weights (``archlab.supernets.routing_metrics``), recorded whenever
+  with inherited weights (``archlab.supernets.layers.routing_metrics``), recorded whenever
   ``inherited`` evaluates an MoE net; ``routing_metrics(space)`` lists them for ``metrics=``.
 
 Built-ins are made lazily by factories taking a ``SearchContext``; torch is imported only by
@@ -73,9 +73,9 @@ class SearchContext:
 def _inherited(ctx: SearchContext) -> MetricFn:
     exp = ctx.require_experiment("inherited")
     try:
-        from archlab.supernets.training import evaluate
+        from archlab.supernets.training.trainer import evaluate
     except ImportError:
-        from archlab.supernets.evaluation import evaluate
+        from archlab.supernets.training.evaluation import evaluate
     task = exp.task
     metric = str(task.metric)
     cache: dict[str, float] = {}
@@ -99,7 +99,7 @@ ROUTING_BATCHES = 2
 
 
 def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
-    """Routing metrics of ``arch`` (``archlab.supernets.routing_metrics.flat_metrics``, on the
+    """Routing metrics of ``arch`` (``archlab.supernets.layers.routing_metrics.flat_metrics``, on the
     first ``ROUTING_BATCHES`` validation batches) plus ``routing.active_macs`` /
     ``routing.active_params`` (per token, counting only the experts tokens used, measured on
     the first batch: ``active_costs``), cached by ``arch.key``; empty for nets without
@@ -109,12 +109,12 @@ def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
         net = ctx.supernet(True)
         flat: dict[str, float] = {}
         if getattr(net, "has_moe", False):
-            from archlab.supernets.routing_metrics import (
+            from archlab.supernets.layers.routing_metrics import (
                 active_costs,
                 flat_metrics,
                 measure_routing,
             )
-            from archlab.supernets.tasks_base import model_device
+            from archlab.supernets.tasks.base import model_device
 
             exp = ctx.require_experiment("routing")
             previous = getattr(net, "_arch", None)
@@ -148,7 +148,7 @@ def routing_metrics(space: SearchSpace, experts: int | None = None, layers: int 
     the means over routed layers and, per layer slot, load CV, experts per token (mean and
     histogram), dropped fraction, entropy, null share and per-expert load. ``experts`` /
     ``layers`` default to the space's largest ``moe_experts`` / depth."""
-    from archlab.supernets.moe_space import moe_space_limits
+    from archlab.supernets.layers.moe_space import moe_space_limits
 
     lim = moe_space_limits(space, "routing")
     e = int(experts or lim.experts)

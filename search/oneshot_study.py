@@ -99,7 +99,7 @@ def run_oneshot(experiment: Any, method: str, options: Mapping[str, Any] | None 
 
 def check_method(method: str) -> str:
     """``method`` if it names a one-shot method, else ``SearchError`` listing them."""
-    from archlab.supernets.arch_methods import METHODS
+    from archlab.supernets.soft.methods import METHODS
 
     if method not in METHODS:
         raise SearchError(f"--method: unknown {method!r}; allowed: {', '.join(METHODS)}")

@@ -93,7 +93,7 @@ def _routed(experiment: Any) -> bool:
     space = getattr(experiment, "space", None)
     if space is None:
         return False
-    from archlab.supernets.moe_space import find_moe_params
+    from archlab.supernets.layers.moe_space import find_moe_params
 
     return bool(find_moe_params(space))
 

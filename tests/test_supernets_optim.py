@@ -1,4 +1,4 @@
-"""SliceAdamW: AdamW on the used slices of entangled weights (archlab.supernets.optim)."""
+"""SliceAdamW: AdamW on the used slices of entangled weights (archlab.supernets.training.optim)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from archlab.spaces.library import transformer_lm_space
 from archlab.supernets import ConvNet, TransformerLM
-from archlab.supernets.optim import SliceAdamW, clip_gradients
+from archlab.supernets.training.optim import SliceAdamW, clip_gradients
 
 SPACE = transformer_lm_space("tiny_lm", n_layer=(1, 2), d_model=(16, 24, 32), n_head=(1, 2), ffn=(32, 64))
 ARCH = {"n_layer": 2, "d_model": 24, "layers": [{"n_head": 1, "ffn": 64}, {"n_head": 2, "ffn": 32}]}
@@ -343,7 +343,7 @@ def test_fused_moments_kept_dense_between_steps_equal_moments_written_back_every
 
 
 def test_fused_resident_moments_are_kept_across_steps_of_one_box(monkeypatch):
-    import archlab.supernets.optim as optim_mod
+    import archlab.supernets.training.optim as optim_mod
 
     net = lm()
     net.train()

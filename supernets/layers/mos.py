@@ -45,8 +45,8 @@ from torch import nn
 
 from archlab.core.errors import ArchlabError
 
+from .arch_router import ArchRouter
 from .banks import Index, Init, WeightBank, register_bank
-from .router import ArchRouter
 
 
 def _init_independent(experts: torch.Tensor, init: Init) -> None:

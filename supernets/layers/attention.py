@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .banks import BankFactory
-from .layers import ElasticLinear, _check
+from .elastic import ElasticLinear, _check
 
 
 def _attend(qkv: torch.Tensor, n_head: int, head_dim: int) -> torch.Tensor:

@@ -41,7 +41,7 @@ def load_weights(out_dir: str | os.PathLike[str], net: nn.Module | None = None) 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .base import Supernet
+    from ..base import Supernet
 
     out = Path(out_dir)
     cfg_path, w_path, c_path = out / CONFIG_NAME, out / WEIGHTS_NAME, out / CKPT_NAME

@@ -61,7 +61,7 @@ class TrainConfig:
     ``num_threads`` CPU threads torch uses during ``train`` only (None: leave as is; 1 is much
     faster for small models on a busy machine), restored afterwards; ``moe_aux_coef`` weight
     of the mixture-of-experts load-balancing loss added to every subnet's loss (only for nets
-    with token-routed MoE layers, ``archlab.supernets.moe``; 0: off); ``max_nonfinite_steps``
+    with token-routed MoE layers, ``archlab.supernets.layers.moe``; 0: off); ``max_nonfinite_steps``
     consecutive steps whose gradients hold NaN/inf are skipped (not applied, counted and
     logged as ``skipped_steps``) before the run stops with an error (0: stop at the first).
     """

@@ -3,7 +3,7 @@
 ``CandidateMixedConv`` is the DARTS-style reference: one convolution per candidate kernel
 size, every one run and its output kept for the backward pass, outputs summed with the
 architecture weights. ``entangled_conv`` is the same choice on one entangled weight
-(``archlab.supernets.soft``): the kernels' zero-padded centre crops are mixed first and one
+(``archlab.supernets.soft.ops``): the kernels' zero-padded centre crops are mixed first and one
 convolution runs. ``peak_bytes`` measures the peak of live allocations of a callable with
 ``torch.profiler`` (``profile_memory=True``), replaying the allocation events in time order,
 on CPU or CUDA.
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import ElasticConv2d
-from .soft import SoftConv2d, kernel_mask
+from ..layers.conv import ElasticConv2d
+from .ops import SoftConv2d, kernel_mask
 
 
 def peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:

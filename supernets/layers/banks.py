@@ -6,7 +6,7 @@ it asks ``bank(index)`` for the weight (and bias) of its active sub-shape, ``ind
 result. The bank alone decides how that weight is made:
 
 - ``entangled`` (``EntangledBank``): slice one shared tensor (plain weight entanglement);
-- ``mos-layer`` / ``mos-neuron`` (``archlab.supernets.mos``): a router maps the architecture
+- ``mos-layer`` / ``mos-neuron`` (``archlab.supernets.layers.mos``): a router maps the architecture
   encoding to mixing weights over expert tensors.
 
 Supernets call ``set_arch_encoding`` on every bank when the architecture changes; banks that
@@ -31,7 +31,7 @@ Init = Callable[[torch.Tensor], Any]
 BANKS: dict[str, type[WeightBank]] = {}
 
 # Layer roles a supernet family tags its banks with; mixture banks pick layers by role.
-# ("moe_router": the token router of a mixture-of-experts FFN, ``archlab.supernets.moe``.)
+# ("moe_router": the token router of a mixture-of-experts FFN, ``archlab.supernets.layers.moe``.)
 ROLES = ("embed", "attn_qkv", "attn_out", "ffn_in", "ffn_out", "conv_expand", "conv_depthwise",
          "conv_project", "conv", "linear", "head", "norm", "moe_router")
 
@@ -82,7 +82,7 @@ class WeightBank(nn.Module):
         self.weight_init = weight_init
         self.bias_init = bias_init or default_bias_init(self.weight_shape)
 
-    # SliceAdamW support (archlab.supernets.optim): ``slice_params()`` names the tensors a forward
+    # SliceAdamW support (archlab.supernets.training.optim): ``slice_params()`` names the tensors a forward
     # slices (weight, bias), ``slice_lead`` how many leading dimensions they have before the
     # layer's own (the expert axis of a mixture bank: 1). While a SliceAdamW is attached
     # (``_slice_tracker``, a weak reference) and grad mode is on, ``_served(index)`` gets the
@@ -168,8 +168,6 @@ class BankFactory:
 
     def __post_init__(self) -> None:
         if self.sharing not in BANKS:
-            _load_builtin_banks()
-        if self.sharing not in BANKS:
             raise ArchlabError(f"sharing: unknown weight bank {self.sharing!r}; allowed: {', '.join(sorted(BANKS))}")
         cls = BANKS[self.sharing]
         default_roles = getattr(cls, "default_roles", None)
@@ -196,17 +194,6 @@ class BankFactory:
             link(getattr(self, "_previous", None))
         self._previous = bank
         return bank
-
-
-def _load_builtin_banks() -> None:
-    """Import the modules that register the built-in mixture banks (if present)."""
-    import importlib
-
-    try:
-        importlib.import_module("archlab.supernets.mos")
-    except ModuleNotFoundError as exc:
-        if exc.name != "archlab.supernets.mos":
-            raise
 
 
 def set_arch_encoding(module: nn.Module, encoding: torch.Tensor | None) -> None:

@@ -23,9 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from archlab.core.errors import ArchlabError
 from archlab.core.stats import bootstrap_ci, seed_to_seed_tau, spearman_value, tau_value
 
-from .ranking import RankError
+
+class RankError(ArchlabError):
+    """Bad ranking input (too few architectures, unknown sharing mode, untrained supernet)."""
+
 
 # TrainConfig fields two supernets must share to be compared (strategy, seed and sharing are
 # what a comparison varies; device, threads and logging do not change what is learned)

@@ -1,4 +1,4 @@
-"""Soft mixing of the built-in families (``archlab.supernets.soft``): which choice sets which
+"""Soft mixing of the built-in families (``archlab.supernets.soft.ops``): which choice sets which
 dimension of which layer. Each applier gets the net (already at its largest shape) and the
 slot probabilities, and sets every layer's soft binding."""
 
@@ -11,8 +11,7 @@ import torch
 
 from archlab.core.errors import ArchlabError
 
-from .families.convnet import expanded, scale_channels
-from .soft import (
+from ..soft.ops import (
     Probs,
     SoftActivation,
     SoftBatchNorm2d,
@@ -25,6 +24,7 @@ from .soft import (
     register_soft,
     width_mask,
 )
+from .convnet import expanded, scale_channels
 
 
 class _SoftMLP:

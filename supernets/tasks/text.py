@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .tasks_base import Batch, Task, TaskError, check_split
+from .base import Batch, Task, TaskError, check_split
 
 # The default corpus uses a fixed vocabulary (tab, newline and printable ASCII), so model
 # sizes do not depend on which Python version built it.

@@ -17,7 +17,7 @@ from torch import nn
 
 from archlab.spaces import Arch
 
-from .tasks_base import Batch, Task, input_adapter, model_device
+from ..tasks.base import Batch, Task, input_adapter, model_device
 
 CALIBRATION_SEED = 0x5EED
 
@@ -48,7 +48,7 @@ def preserved_batchnorm(net: nn.Module) -> Iterator[None]:
 
 def recalibrate(net: nn.Module, batches: Iterable[Batch], adapt: Any = None) -> None:
     """Re-estimate the active architecture's BatchNorm statistics on ``batches`` (global RNG kept)."""
-    from .conv import recalibrate_batchnorm
+    from ..layers.conv import recalibrate_batchnorm
 
     inputs = [(adapt(x) if adapt is not None else x) for x, _ in batches]
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []

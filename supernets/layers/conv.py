@@ -22,7 +22,7 @@ from torch import nn
 from archlab.core.errors import ArchlabError
 
 from .banks import BankFactory
-from .layers import ElasticModule, _check, _factory
+from .elastic import ElasticModule, _check, _factory
 
 
 class ElasticConv2d(ElasticModule):

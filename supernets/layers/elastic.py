@@ -63,7 +63,7 @@ class ElasticModule(nn.Module):
 
     bank: WeightBank
     index: tuple[slice, ...]
-    # while a soft architecture is set (archlab.supernets.soft): the binding that mixes
+    # while a soft architecture is set (archlab.supernets.soft.ops): the binding that mixes
     soft: Any = None
 
     def active_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -194,7 +194,7 @@ class ElasticLayerNorm(ElasticModule):
 class ElasticDepth(nn.ModuleList):
     """Elastic depth: a list of blocks of which the first ``depth`` run, in order."""
 
-    soft: Any = None  # a SoftDepth (archlab.supernets.soft) while a soft architecture is set
+    soft: Any = None  # a SoftDepth (archlab.supernets.soft.ops) while a soft architecture is set
 
     def __init__(self, blocks: list[nn.Module] | Iterator[nn.Module]) -> None:
         super().__init__(blocks)

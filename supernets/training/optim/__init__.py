@@ -16,7 +16,7 @@ for a parameter plain AdamW skips because its ``.grad`` is ``None``).
 
 How: while a ``SliceAdamW`` is attached to a supernet (it attaches itself on construction;
 the last one made for a bank serves it), each weight bank's forward (``EntangledBank``, the
-mixture banks of ``archlab.supernets.mos``: any bank with ``slice_params``) under grad mode asks
+mixture banks of ``archlab.supernets.layers.mos``: any bank with ``slice_params``) under grad mode asks
 its ``SliceTracker`` for the slice:
 
 - ``leaf_views=True`` (default): the slice is a leaf tensor viewing ``W``'s storage (made
@@ -229,7 +229,7 @@ class SliceAdamW(torch.optim.AdamW):
         self._plans: dict[tuple[int, Box | None], tuple[Any, ...]] = {}  # see _plan
         # per parameter whose box moments live in its dense buffer: (box, state views, dense views)
         self._resident: dict[int, tuple[Box, list[torch.Tensor], list[torch.Tensor]]] = {}
-        from .banks import WeightBank
+        from ...layers.banks import WeightBank
 
         ref = weakref.ref(self.tracker)
         for m in model.modules():
@@ -520,7 +520,7 @@ def _scalar_dtype() -> torch.dtype:
 
 def _adamw(groups: list[dict[str, Any]], cfg: Any, model: nn.Module | None = None,
            leaf_views: bool = True) -> torch.optim.Optimizer:
-    from .banks import WeightBank
+    from ...layers.banks import WeightBank
 
     if model is not None and any(isinstance(m, WeightBank) and m.slice_params() is not None for m in model.modules()):
         return SliceAdamW(groups, model, lr=cfg.lr, betas=(0.9, 0.99), leaf_views=leaf_views)

@@ -77,7 +77,7 @@ class Task:
     def preprocessing(self) -> dict[str, Any] | None:
         """JSON description of what the task does to raw inputs before a model sees them
         (recorded by export, applied by ``load_subnet``; kinds in
-        ``archlab.supernets.preprocess.PREPROCESSORS``), or ``None`` for none."""
+        ``archlab.supernets.tasks.preprocess.PREPROCESSORS``), or ``None`` for none."""
         return None
 
     # losses -----------------------------------------------------------------------

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from .tasks_base import Batch, Task, TaskError, input_adapter, stratified_split
-from .tasks_text import STDLIB_VOCAB, CharLMTask, stdlib_corpus
-from .tasks_vision import DigitsTask, ImageTask, MNISTTask, read_idx
+from .base import Batch, Task, TaskError, input_adapter, stratified_split
+from .text import STDLIB_VOCAB, CharLMTask, stdlib_corpus
+from .vision import DigitsTask, ImageTask, MNISTTask, read_idx
 
 TASKS: dict[str, type[Task]] = {cls.kind: cls for cls in (CharLMTask, DigitsTask, MNISTTask)}
 

@@ -5,7 +5,7 @@ several seeds, as a small table the project commits (``data/ranking_gt_<setup>.c
 A *setup* names everything the table depends on: the space, the task, the family and the
 training settings. ``build_ground_truth`` trains ``n_archs`` architectures sampled uniformly
 (seeded, distinct, extremes *not* forced) with every seed; each standalone run is cached
-(``archlab.supernets.ranking.standalone_results``), so a killed build resumes.
+(``archlab.supernets.ranking.run.standalone_results``), so a killed build resumes.
 ``load_ground_truth`` reads the table back with the space and the proxy baselines.
 
 Seed ``s`` fixes both the standalone initialisation (slices of a fresh supernet built after
@@ -31,9 +31,9 @@ from archlab.core.provenance import code_version
 from archlab.core.stats import seed_to_seed_tau
 from archlab.spaces import Arch, SearchSpace
 
-from .rank_stats import proxies
-from .ranking import RankError, sample_archs, standalone_results
-from .train_config import TrainConfig
+from ..training.config import TrainConfig
+from .run import RankError, sample_archs, standalone_results
+from .stats import proxies
 
 PROXIES = ("params", "macs", "width", "depth")  # columns of the table (rank_stats.proxies)
 
@@ -71,7 +71,7 @@ def _mlp_space() -> SearchSpace:
 def _mnist(data: str | None) -> Any:
     """MNIST (the IDX files in ``data``) average-pooled 2x2 to 14x14 (a quarter of the first
     layer's cost), flattened; 20 % of each class (seeded) is the validation split."""
-    from .tasks_vision import ImageTask, MNISTTask
+    from ..tasks.vision import ImageTask, MNISTTask
 
     if data is None:
         raise RankError("setup 'mlp_mnist' needs the MNIST folder (e.g. ../shared/data/mnist)")
@@ -83,13 +83,13 @@ def _mnist(data: str | None) -> Any:
 
 
 def _digits(data: str | None) -> Any:
-    from .tasks_vision import DigitsTask
+    from ..tasks.vision import DigitsTask
 
     return DigitsTask(val_fraction=0.2, seed=0, flatten=True)
 
 
 def _mlp(space: SearchSpace, task: Any, sharing: str = "entangled", **options: Any) -> nn.Module:
-    from .families.mlp import MLPNet
+    from ..families.mlp import MLPNet
 
     kw = task.model_kwargs()
     return MLPNet(space, in_features=kw["in_features"], num_classes=kw["num_classes"], sharing=sharing,

@@ -39,8 +39,8 @@ from torch import nn
 from archlab.core.errors import ArchlabError
 from archlab.spaces.soft import SoftLayout
 
-from . import banks
-from .base import Supernet, extreme_arch
+from ..base import Supernet, extreme_arch
+from ..layers import banks
 
 Probs = Mapping[str, torch.Tensor]
 # family name -> fn(net, probs): set the bindings of every layer of the net
@@ -224,15 +224,10 @@ def expected_encoding(layout: SoftLayout, probs: Probs, normalized: bool = True)
     return torch.stack(feats) if feats else torch.zeros(0)
 
 
-def _load_families() -> None:
-    from . import soft_families  # noqa: F401  (registers the built-in appliers)
-
-
 def set_soft(net: Supernet, probs: Probs) -> None:
     """Make ``net`` compute the mixed network of the soft architecture ``probs`` (``{slot
     path: probability tensor}``, every slot of ``SoftLayout(net.space)``). Call again with new
     probabilities each step; ``clear_soft`` restores the discrete architecture."""
-    _load_families()
     apply = SOFT_FAMILIES.get(net.family)
     if apply is None:
         raise ArchlabError(f"soft architectures: family {net.family!r} has no soft mixing; "

@@ -2,7 +2,7 @@
 
 A router reads the space's normalised encoding (``space.encode(arch, normalized=True)``, each
 feature scaled by the space's own value range) and returns one logit per output slot. The
-mixture banks of ``archlab.supernets.mos`` turn those logits into expert weights. A router
+mixture banks of ``archlab.supernets.layers.mos`` turn those logits into expert weights. A router
 depends on the architecture, not on the tokens, so it runs on one vector per forward.
 """
 

@@ -18,7 +18,7 @@ from archlab.core.errors import ArchlabError
 from archlab.spaces import PerLayer, SearchSpace
 from archlab.spaces.errors import SpaceError
 
-from .routers import DEFAULT_ROUTER, ROUTERS, RouteSettings, router_class
+from ..routers import DEFAULT_ROUTER, ROUTERS, RouteSettings, router_class
 
 MOE_EXPERTS = "moe_experts"
 MOE_TOP_K = "moe_top_k"

@@ -1,5 +1,5 @@
 """Architecture parameters and the differentiable search methods that turn them into mixing
-probabilities (``archlab.supernets.soft``), each as its paper and official code set it:
+probabilities (``archlab.supernets.soft.ops``), each as its paper and official code set it:
 
 - ``darts`` (Liu et al., ICLR 2019): ``softmax(alpha)`` per choice; first order (the
   architecture gradient of the validation loss at the current weights). ``darts2`` is the

@@ -1,6 +1,6 @@
 """Token-routed mixture-of-experts FFN (MoE): elastic in the supernet, plain after extraction.
 
-Not to be confused with ``archlab.supernets.mos`` (mixture of *supernets*: a router maps the
+Not to be confused with ``archlab.supernets.layers.mos`` (mixture of *supernets*: a router maps the
 *architecture* to weights). Here a router maps each *token* to a few expert FFNs.
 
 Search-space names (per layer, in a transformer's ``layers`` block; all optional):
@@ -38,7 +38,7 @@ expert, one host sync for the per-expert counts, one ``index_select`` of the tok
 order, each expert run on its contiguous chunk only, and one ``index_add_`` of the gated
 outputs back (in expert order, as a loop over experts would add them). No Python loop over
 tokens. Each forward keeps a detached ``RoutingRecord`` (``last_routing``) for the
-routing metrics of ``archlab.supernets.routing_metrics``.
+routing metrics of ``archlab.supernets.layers.routing_metrics``.
 """
 
 from __future__ import annotations
@@ -52,8 +52,19 @@ from torch import nn
 
 from archlab.core.errors import ArchlabError
 
+from ..routers import (
+    DEFAULT_ROUTER,
+    Dispatch,
+    Router,
+    RouteSettings,
+    RoutingState,
+    router_class,
+    switch_load_balancing,
+)
+from ..routers.base import token_major
+from ..routers.topk import topk_gates
 from .banks import BankFactory
-from .layers import ElasticLinear, _check, make_activation
+from .elastic import ElasticLinear, _check, make_activation
 from .moe_space import (
     DEFAULT_TOP_K,
     MOE_EXPERTS,
@@ -64,17 +75,6 @@ from .moe_space import (
     moe_limits,
     reject_moe_params,
 )
-from .routers import (
-    DEFAULT_ROUTER,
-    Dispatch,
-    Router,
-    RouteSettings,
-    RoutingState,
-    router_class,
-    switch_load_balancing,
-)
-from .routers.base import token_major
-from .routers.topk import topk_gates
 
 
 # routing ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .tasks_base import Batch, Task, TaskError, check_split, stratified_split
+from .base import Batch, Task, TaskError, check_split, stratified_split
 
 IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions (n, rows, cols)
 IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension (n,)

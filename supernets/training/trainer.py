@@ -31,17 +31,17 @@ from archlab.core.io import atomic_write_text
 from archlab.core.progress import progress
 from archlab.spaces import Arch
 
+from ..layers.mos import mixing_log
+from ..layers.routing_metrics import current_metrics, flat_metrics
+from ..routers import clear_routing, set_progress, symmetric_kl, thor_alpha
+from ..tasks.base import Task, input_adapter
 from . import checkpoint as ckpt
 from . import distributed as dist_util
 from . import runguard
+from .config import ConfigError, TrainConfig
 from .evaluation import evaluate, evaluate_many
-from .mos import mixing_log
 from .optim import clip_gradients, make_optimizer, make_scheduler
-from .routers import clear_routing, set_progress, symmetric_kl, thor_alpha
-from .routing_metrics import current_metrics, flat_metrics
 from .strategies import make_strategy
-from .tasks_base import Task, input_adapter
-from .train_config import ConfigError, TrainConfig
 from .weights import CKPT_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, save_weights
 
 METRICS_NAME = "metrics.jsonl"
@@ -400,7 +400,7 @@ class _Trainer:
         logged = self.strategy.step(ctx, archs)
         if ctx.aux_losses:
             logged["moe_aux_loss"] = float(np.mean(ctx.aux_losses))
-        if getattr(self.net, "has_moe", False):  # routing of the step's last subnet (archlab.supernets.routing_metrics)
+        if getattr(self.net, "has_moe", False):  # routing of the step's last subnet (archlab.supernets.layers.routing_metrics)
             logged.update({k: v for k, v in flat_metrics(current_metrics(self.net)).items() if ".layers." not in k})
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)

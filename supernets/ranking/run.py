@@ -32,19 +32,22 @@ from torch import nn
 from archlab.core.errors import ArchlabError
 from archlab.core.io import atomic_write_json
 from archlab.core.progress import progress
+from archlab.core.provenance import code_version
 from archlab.spaces import Arch, SearchSpace
 
-from .rank_report import write_report
+from ..layers.banks import BANKS
+from ..tasks.base import input_adapter
+from ..training.evaluation import evaluate_many
+from ..training.optim import clip_gradients, make_optimizer, make_scheduler
+from ..training.trainer import resolve_device, step_seed, train
+from .report import write_report
+from .stats import RankError, check_settings, proxies, ranking_stats, training_record
 
 STANDALONE_DIR = "standalone"
 SUPERNETS_DIR = "supernets"
 # TrainConfig fields that make a standalone result (a cached one is reused only if they match)
 STANDALONE_FIELDS = ("batch_size", "lr", "weight_decay", "optimizer", "momentum", "warmup_steps", "schedule",
                      "min_lr_ratio", "grad_clip", "seed", "amp")
-
-
-class RankError(ArchlabError):
-    """Bad ranking input (too few architectures, unknown sharing mode, untrained supernet)."""
 
 
 # architectures ---------------------------------------------------------------------
@@ -124,10 +127,6 @@ def train_standalone(model: nn.Module, task: Any, cfg: Any, steps: int, eval_bat
     schedule, clipping and batches of ``cfg`` (a ``TrainConfig``); returns ``task.evaluate``
     on the validation split (``eval_batches`` batches; None: all) plus ``train_loss`` (mean of
     the last 10 steps) and ``seconds``."""
-    from .optim import clip_gradients, make_optimizer, make_scheduler
-    from .tasks_base import input_adapter
-    from .training import resolve_device, step_seed
-
     cfg = cfg.replace(steps=int(steps))
     device = resolve_device(cfg.device)
     model.to(device)
@@ -244,8 +243,6 @@ def trained_supernet(
 ) -> nn.Module:
     """The supernet of ``sharing`` trained with ``cfg`` (``steps`` overrides ``cfg.steps``) in
     ``out_dir`` (resumes a killed run; an already finished one is loaded, not retrained)."""
-    from .training import train
-
     net = build(sharing)
     if getattr(net, "sharing", sharing) != sharing:
         raise RankError(f"building a {sharing!r} supernet gave one with sharing={net.sharing!r}")
@@ -255,9 +252,6 @@ def trained_supernet(
 
 def check_sharing(modes: Iterable[str]) -> list[str]:
     """The sharing modes, validated against the registered weight banks (order kept, no repeats)."""
-    from .banks import BANKS, _load_builtin_banks
-
-    _load_builtin_banks()
     out: list[str] = []
     for m in modes:
         m = str(m).strip()
@@ -308,11 +302,6 @@ def run_ranking(
     and Spearman with bootstrap intervals, paired differences against the first mode and the
     proxies (parameters, MACs, width).
     """
-    from archlab.core.provenance import code_version
-
-    from .evaluation import evaluate_many
-    from .rank_stats import check_settings, proxies, ranking_stats, training_record
-
     modes = check_sharing(sharing)
     out = Path(out_dir)
     archs = sample_archs(space, n_archs, seed)
