@@ -40,7 +40,7 @@ from archlab.supernets.ranking.run import run_ranking
 from archlab.supernets.tasks import CharLMTask
 from archlab.supernets.training.config import TrainConfig
 from archlab.supernets.training.optim import clip_gradients, make_optimizer
-from archlab.supernets.training.trainer import resolve_device
+from archlab.supernets.training.step import resolve_device
 
 RESULT = Path(__file__).resolve().parent / "results" / "mos.json"
 MODES = ("entangled", "mos-layer", "mos-neuron")
@@ -77,7 +77,7 @@ def step_times(space: Any, task: CharLMTask, cfg: TrainConfig, n_archs: int, rou
         net.set_arch(arch)
         loss = task.loss(net(x), y)
         loss.backward()
-        clip_gradients(net.parameters(), cfg.grad_clip)
+        clip_gradients(net.parameters(), cfg.grad_clip, opt)
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)

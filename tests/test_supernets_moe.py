@@ -343,7 +343,7 @@ def test_short_training_run_decreases_the_loss(tmp_path):
 
 
 def test_aux_term_is_added_only_with_moe_and_a_coefficient():
-    from archlab.supernets.training.trainer import _Step
+    from archlab.supernets.training.step import _Step
 
     net = small_moe(7)
     x = net.example_input(2, 12)

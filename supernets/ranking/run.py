@@ -29,17 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from archlab.core.errors import ArchlabError
 from archlab.core.io import atomic_write_json
 from archlab.core.progress import progress
 from archlab.core.provenance import code_version
 from archlab.spaces import Arch, SearchSpace
 
 from ..layers.banks import BANKS
-from ..tasks.base import input_adapter
 from ..training.evaluation import evaluate_many
-from ..training.optim import clip_gradients, make_optimizer, make_scheduler
-from ..training.trainer import resolve_device, step_seed, train
+from ..training.step import Updater, resolve_device, step_seed
+from ..training.trainer import train
 from .report import write_report
 from .stats import RankError, check_settings, proxies, ranking_stats, training_record
 
@@ -124,54 +122,30 @@ def standalone_settings(cfg: Any, steps: int, eval_batches: int | None) -> dict[
 
 def train_standalone(model: nn.Module, task: Any, cfg: Any, steps: int, eval_batches: int | None = None) -> dict[str, float]:
     """Train ``model`` (an ordinary module) alone on ``task`` for ``steps`` with the optimizer,
-    schedule, clipping and batches of ``cfg`` (a ``TrainConfig``); returns ``task.evaluate``
+    schedule, clipping and batches of ``cfg`` (a ``TrainConfig``), through the supernet
+    trainer's step (``archlab.supernets.training.step.Updater``); returns ``task.evaluate``
     on the validation split (``eval_batches`` batches; None: all) plus ``train_loss`` (mean of
     the last 10 steps) and ``seconds``."""
     cfg = cfg.replace(steps=int(steps))
     device = resolve_device(cfg.device)
     model.to(device)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    adapt = input_adapter(model)
-    use_amp = device.type == "cuda" and (cfg.amp is None or cfg.amp)
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    upd = Updater(model, cfg, device)  # the supernet trainer's step: same batches, AMP, clipping, skips
     torch.manual_seed(step_seed(cfg.seed, 0, 0, 3))
     t0 = time.perf_counter()
     losses: list[float] = []
     model.train()
     for step in range(cfg.steps):
-        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, 0))
-        x, y = task.batch("train", cfg.batch_size, g)
-        x, y = x.to(device), y.to(device)
-        if adapt is not None:
-            x = adapt(x)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=amp_dtype) if use_amp else _null():
+        x, y = upd.batch(task, step)
+        upd.zero_grad()
+        with upd.autocast():
             loss = task.loss(model(x), y)
-        if not torch.isfinite(loss):
-            raise ArchlabError(f"standalone training diverged at step {step + 1} (loss {float(loss)}); lower TrainConfig.lr")
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        clip_gradients(model.parameters(), cfg.grad_clip, optimizer)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
+        upd.backward(loss, f"at standalone step {step + 1}")
+        upd.apply(step, upd.clip())
         losses.append(float(loss.detach()))
     metrics = dict(task.evaluate(model, "val", max_batches=eval_batches))
     metrics["train_loss"] = float(np.mean(losses[-10:]))
     metrics["seconds"] = time.perf_counter() - t0
     return metrics
-
-
-def _null() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def standalone_results(

@@ -11,7 +11,6 @@ the final weights. Metrics are appended to ``out_dir/metrics.jsonl``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -33,14 +32,14 @@ from archlab.spaces import Arch
 
 from ..layers.mos import mixing_log
 from ..layers.routing_metrics import current_metrics, flat_metrics
-from ..routers import clear_routing, set_progress, symmetric_kl, thor_alpha
-from ..tasks.base import Task, input_adapter
+from ..routers import set_progress
+from ..tasks.base import Task
 from . import checkpoint as ckpt
 from . import distributed as dist_util
 from . import runguard
 from .config import ConfigError, TrainConfig
 from .evaluation import evaluate, evaluate_many
-from .optim import clip_gradients, make_optimizer, make_scheduler
+from .step import Updater, _Step, resolve_device, step_seed
 from .strategies import make_strategy
 from .weights import CKPT_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, save_weights
 
@@ -49,22 +48,6 @@ METRICS_NAME = "metrics.jsonl"
 _LOG = logging.getLogger("archlab.train")
 
 StepCallback = Callable[[int, list[Arch], dict[str, float]], None]
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: ``cuda`` (this process's local GPU) when available, else ``cpu``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"TrainConfig.device: {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def step_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from ``parts`` (numpy SeedSequence), e.g. ``(seed, step, rank)``."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @dataclass
@@ -79,70 +62,6 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     out_dir: Path | None = None
-
-
-class _Step:
-    """The ``StepContext`` strategies see for one batch.
-
-    With ``aux_coef`` > 0 (nets with MoE layers only) each ``forward`` keeps the net's
-    load-balancing loss and the next ``backward`` adds ``aux_coef`` times it to the loss it is
-    given; ``aux_losses`` collects the values for the log.
-    """
-
-    def __init__(self, net: Any, model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor,
-                 autocast: Callable[[], Any], scaler: Any, aux_coef: float = 0.0) -> None:
-        self.net, self.model, self.task, self.x, self.y = net, model, task, x, y
-        self.autocast, self.scaler = autocast, scaler
-        self.aux_coef = aux_coef
-        self._aux: torch.Tensor | None = None
-        self._thor: tuple[float, torch.Tensor, torch.Tensor] | None = None
-        self.aux_losses: list[float] = []
-
-    def forward(self, arch: Arch) -> torch.Tensor:
-        self.net.set_arch(arch)
-        if self.aux_coef:
-            clear_routing(self.net)
-        with self.autocast():
-            out = self.model(self.x)
-        if self.aux_coef:
-            self._aux = self.net.aux_loss()
-            self.aux_losses.append(float(self._aux.detach()))
-            self._thor = None
-            alpha = thor_alpha(self.net)
-            if alpha:  # THOR (routers.stochastic): a second pass with other random experts
-                with self.autocast():
-                    self._thor = (alpha, out, self.model(self.x))
-        return out
-
-    def loss(self, logits: torch.Tensor) -> torch.Tensor:
-        return self.task.loss(logits, self.y)
-
-    def per_example_loss(self, logits: torch.Tensor) -> torch.Tensor:
-        return self.task.per_example_loss(logits, self.y)
-
-    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        return self.task.distill_loss(student, teacher, temperature)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise ArchlabError(f"training diverged: loss is {float(loss)} at arch {self.net.arch.key}; lower TrainConfig.lr")
-        if self._aux is not None:
-            loss = loss + self.aux_coef * self._aux
-            self._aux = None
-        if self._thor is not None:  # 1/2 (loss + loss of the second pass) + alpha * symmetric KL
-            alpha, first, second = self._thor
-            loss = 0.5 * (loss + self.task.loss(second, self.y)) + alpha * symmetric_kl(first, second)
-            self._thor = None
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-
-
-def _amp(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], Any], Any]:
-    use = device.type == "cuda" and (cfg.amp is None or cfg.amp)
-    if not use:
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
@@ -225,15 +144,11 @@ class _Trainer:
         self.writes = self.out is not None and info.is_main
         net.to(device)
         self.strategy = make_strategy(cfg.strategy, net.space, cfg.strategy_options)
-        self.autocast, self.scaler = _amp(cfg, device)
-        # DDP and AMP grad scaling read .grad: slice gradients go through it there
-        self.optimizer = make_optimizer(net, cfg, leaf_views=not info.enabled and self.scaler is None)
-        self.scheduler = make_scheduler(self.optimizer, cfg)
-        self.adapt = input_adapter(net)
+        # DDP reads .grad: slice gradients go through it there (the reference optimizer)
+        self.updater = Updater(net, cfg, device, leaf_views=not info.enabled, rank=info.rank, is_main=info.is_main)
+        self.optimizer, self.scheduler, self.scaler = self.updater.optimizer, self.updater.scheduler, self.updater.scaler
         self.model: nn.Module = net
         self.force_config = False
-        self.skipped = 0  # steps skipped for non-finite gradients, in all
-        self.bad_run = 0  # consecutive ones up to the last step
         if info.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -257,7 +172,7 @@ class _Trainer:
         try:
             if not self.force_config and isinstance(body.get("train_config"), str):
                 runguard.check_resume_config(json.loads(body["train_config"]), self.cfg.to_dict(), str(path))
-            self.skipped = int(body.get("skipped_steps", 0))
+            self.updater.skipped = int(body.get("skipped_steps", 0))
             self.optimizer.load_state_dict(body["optimizer"])
             self.scheduler.load_state_dict(body["scheduler"])
             if self.scaler is not None and body.get("scaler"):
@@ -287,7 +202,7 @@ class _Trainer:
             "rng": ckpt.rng_state(),
             "strategy": self.strategy.state_dict(),
             "train_config": json.dumps(self.cfg.to_dict()),
-            "skipped_steps": self.skipped,
+            "skipped_steps": self.updater.skipped,
         })
 
     # evaluation -------------------------------------------------------------------
@@ -369,58 +284,29 @@ class _Trainer:
             _log(metrics_path, {"step": step, "eval": result})
         return result
 
-    def _skip(self, step: int, logged: dict[str, float]) -> None:
-        """Drop this step's gradients (NaN/inf): no update; stop after too many in a row."""
-        self.optimizer.zero_grad(set_to_none=True)
-        self.skipped += 1
-        self.bad_run += 1
-        if self.info.is_main:
-            _LOG.warning("archlab: step %d: gradient norm is %s; step skipped (%d in a row, %d in all)",
-                         step + 1, logged["grad_norm"], self.bad_run, self.skipped)
-        if self.bad_run > self.cfg.max_nonfinite_steps:
-            raise ArchlabError(
-                f"training diverged: {self.bad_run} consecutive steps with NaN/inf gradients (up to step "
-                f"{step + 1}; TrainConfig.max_nonfinite_steps={self.cfg.max_nonfinite_steps}); the last "
-                "checkpoint is kept; lower TrainConfig.lr or check the data")
-
     def _one_step(self, step: int) -> tuple[dict[str, float], list[Arch]]:
-        cfg, info, strategy = self.cfg, self.info, self.strategy
+        cfg, info, strategy, upd = self.cfg, self.info, self.strategy, self.updater
         strategy.on_step_start(step, cfg.steps)
-        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, info.rank))
-        x, y = strategy.batch(self.task, cfg.batch_size, g)
+        x, y = upd.batch(self.task, step, strategy.batch)
         archs = strategy.archs(np.random.default_rng(step_seed(cfg.seed, step, 1)))
         dist_util.check_same(info, "|".join(a.key for a in archs), self.device)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if self.adapt is not None:
-            x = self.adapt(x)
-        self.optimizer.zero_grad(set_to_none=True)
+        upd.zero_grad()
         set_progress(self.net, step / max(cfg.steps, 1))  # routers with a training schedule (random_grow)
         aux_coef = cfg.moe_aux_coef if getattr(self.net, "has_moe", False) else 0.0
-        ctx = _Step(self.net, self.model, self.task, x, y, self.autocast, self.scaler, aux_coef)
+        ctx = _Step(self.net, self.model, self.task, x, y, upd.autocast, upd.scaler, aux_coef)
         logged = self.strategy.step(ctx, archs)
         if ctx.aux_losses:
             logged["moe_aux_loss"] = float(np.mean(ctx.aux_losses))
         if getattr(self.net, "has_moe", False):  # routing of the step's last subnet (archlab.supernets.layers.routing_metrics)
             logged.update({k: v for k, v in flat_metrics(current_metrics(self.net)).items() if ".layers." not in k})
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        logged["grad_norm"] = clip_gradients(self.net.parameters(), cfg.grad_clip, self.optimizer)
+        logged["grad_norm"] = upd.clip()
         if math.isfinite(logged["grad_norm"]):
             strategy.feedback(archs, logged)  # (a step with NaN/inf gradients teaches no strategy)
-        if self.scaler is None and not math.isfinite(logged["grad_norm"]):
-            self._skip(step, logged)  # (a GradScaler skips such steps itself)
-        elif self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-            self.bad_run = 0
-        logged["skipped_steps"] = self.skipped
-        self.scheduler.step()
+        upd.apply(step, logged["grad_norm"])
+        logged["skipped_steps"] = upd.skipped
         if not math.isfinite(logged["loss"]):  # pragma: no cover - caught in backward
             raise ArchlabError(f"training diverged at step {step + 1}")
         return logged, archs
-
 
 __all__ = [
     "TrainConfig",
