@@ -222,3 +222,33 @@ def test_registries_are_complete_whichever_module_is_imported_first():
     assert "'lut'" in models and "'ensemble'" in models
     assert banks == "['entangled', 'mos-layer', 'mos-neuron']"
     assert families == soft == "['cell', 'convnet', 'mlp', 'transformer_lm']"
+
+
+# the rooms of supernets/ (ARCHITECTURE.md): a room imports rooms of lower or equal rank only
+SUPERNET_ROOMS = {"layers": 0, "routers": 0, "tasks": 0, "base": 1, "soft": 2, "families": 3,
+                  "export": 4, "training": 4, "ranking": 5, "__init__": 6}
+
+
+def _room(module: str) -> str:
+    return module.split(".")[2]  # archlab.supernets.<room>[...]
+
+
+def room_violations(sources: dict[str, str]) -> list[str]:
+    """Imports (lazy ones included) from a room of ``supernets`` to a higher-ranked room."""
+    found = []
+    for module, targets in import_edges(sources, lazy=True).items():
+        for target in targets:
+            a, b = _room(module), _room(target)
+            if SUPERNET_ROOMS[b] > SUPERNET_ROOMS[a]:
+                found.append(f"{module} imports {target} (room {a} may not import room {b})")
+    return found
+
+
+def test_supernet_rooms_import_downwards():
+    sources = {m: p.read_text(encoding="utf-8") for f, m, p in _modules() if f == "supernets"}
+    assert {_room(m) for m in sources} == set(SUPERNET_ROOMS)  # a new room gets a rank here
+    assert room_violations(sources) == []
+    sources["archlab.supernets.layers.banks"] += "\ndef f():\n    from ..training.optim import SliceAdamW\n"
+    assert room_violations(sources) == [
+        "archlab.supernets.layers.banks imports archlab.supernets.training.optim.__init__ "
+        "(room layers may not import room training)"]
