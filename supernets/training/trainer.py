@@ -12,7 +12,6 @@ the final weights. Metrics are appended to ``out_dir/metrics.jsonl``.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -44,8 +43,6 @@ from .strategies import make_strategy
 from .weights import CKPT_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, save_weights
 
 METRICS_NAME = "metrics.jsonl"
-
-_LOG = logging.getLogger("archlab.train")
 
 StepCallback = Callable[[int, list[Arch], dict[str, float]], None]
 
