@@ -98,8 +98,8 @@ def run_demo(out: str | Path = "runs", quick: bool = False, log: Callable[[str],
     from archlab.predictors import LatencyPredictor, load_measurements
     from archlab.predictors.profiling import ProfileSettings, noise_report, profile
     from archlab.search import hypervolume, load_trials, pareto_front, run_search
-    from archlab.supernets.evaluation import evaluate
     from archlab.supernets.export import load_subnet
+    from archlab.supernets.training.evaluation import evaluate
 
     t0 = time.perf_counter()
     cpu0 = _cpu_seconds()

@@ -30,7 +30,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def _train_config(value: Any) -> Any:
-    from archlab.supernets.train_config import TrainConfig
+    from archlab.supernets.training.config import TrainConfig
 
     if value is None:
         return TrainConfig()
@@ -69,7 +69,7 @@ class Experiment:
 
     def __post_init__(self) -> None:
         from archlab.supernets.families import FAMILIES
-        from archlab.supernets.tasks_base import Task
+        from archlab.supernets.tasks.base import Task
 
         if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             raise ArchlabError(f"name: {self.name!r} must be a non-empty file-name-safe string (letters, digits, _ . -)")
@@ -140,7 +140,7 @@ class Experiment:
     def load_supernet(self, sharing: str | None = None, run_dir: str | Path | None = None) -> Any:
         """The trained supernet from ``supernet_dir(sharing)`` (final weights, else the last
         checkpoint); its config must match this experiment's (space, sharing, dims)."""
-        from archlab.supernets.training import load_weights
+        from archlab.supernets.training.trainer import load_weights
 
         folder = self.supernet_dir(sharing) if run_dir is None else Path(run_dir) / self.supernet_dir(sharing).name
         net = self.build_supernet(sharing)
@@ -151,7 +151,7 @@ class Experiment:
         """Train (or resume) the supernet into ``supernet_dir(sharing)``; ``steps`` and other
         ``TrainConfig`` fields override ``self.train``; ``force_config`` resumes a checkpoint
         trained with other settings. Returns the ``TrainResult``."""
-        from archlab.supernets.training import train
+        from archlab.supernets.training.trainer import train
 
         cfg = self.train.replace(**({"steps": steps} if steps is not None else {}), **overrides)
         folder = self.supernet_dir(sharing) if run_dir is None else Path(run_dir) / self.supernet_dir(sharing).name

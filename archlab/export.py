@@ -103,8 +103,8 @@ def export_trial(storage: Any, study_name: str, number: int, out_dir: str | Path
     ``out_dir`` (``save_subnet``: safetensors + ``config.json`` with the task's input
     preprocessing and, in ``meta``, the study, trial, arch and metrics). ``experiment`` is
     checked as ``checked_experiment`` says; lines about skipped checks go to ``notes``."""
-    from archlab.supernets.evaluation import extract_calibrated
     from archlab.supernets.export import save_subnet
+    from archlab.supernets.training.evaluation import extract_calibrated
 
     arch, info, t = trial_arch(storage, study_name, number)
     exp, found = checked_experiment(experiment, info, study_name, allow_mismatch)

@@ -10,7 +10,7 @@
     alone for ``--steps`` (standalone), and one supernet per sharing mode trained with the same
     settings for ``--supernet-steps`` (sandwich rule); for each mode the mean absolute gap
     between inherited and standalone validation loss, Kendall tau-b, Spearman and top-k
-    overlap (``archlab.supernets.ranking``). Work files (cache: a killed run resumes) go to
+    overlap (``archlab.supernets.ranking.run``). Work files (cache: a killed run resumes) go to
     ``--work`` (default ``runs/bench_mos``; a temporary folder with ``--quick``).
 
 Writes ``bench/results/mos.json`` (atomically). The full run is sized for about an hour on 2
@@ -36,11 +36,11 @@ import torch
 from archlab.core.io import atomic_write_json
 from archlab.core.progress import progress
 from archlab.supernets import TransformerLM
-from archlab.supernets.optim import clip_gradients, make_optimizer
-from archlab.supernets.ranking import run_ranking
+from archlab.supernets.ranking.run import run_ranking
 from archlab.supernets.tasks import CharLMTask
-from archlab.supernets.train_config import TrainConfig
-from archlab.supernets.training import resolve_device
+from archlab.supernets.training.config import TrainConfig
+from archlab.supernets.training.optim import clip_gradients, make_optimizer
+from archlab.supernets.training.step import resolve_device
 
 RESULT = Path(__file__).resolve().parent / "results" / "mos.json"
 MODES = ("entangled", "mos-layer", "mos-neuron")
@@ -77,7 +77,7 @@ def step_times(space: Any, task: CharLMTask, cfg: TrainConfig, n_archs: int, rou
         net.set_arch(arch)
         loss = task.loss(net(x), y)
         loss.backward()
-        clip_gradients(net.parameters(), cfg.grad_clip)
+        clip_gradients(net.parameters(), cfg.grad_clip, opt)
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)

@@ -39,12 +39,12 @@ from scipy import stats
 
 from archlab.core.io import atomic_write_json
 from archlab.search.oneshot import OneShotConfig, _Bilevel, oneshot_search
-from archlab.supernets.arch_methods import METHODS
-from archlab.supernets.evaluation import Evaluator
 from archlab.supernets.families import CellNet
-from archlab.supernets.plain import build_plain
-from archlab.supernets.soft_memory import mixed_op_memory, peak_bytes
+from archlab.supernets.families.plain import build_plain
+from archlab.supernets.soft.memory import mixed_op_memory, peak_bytes
+from archlab.supernets.soft.methods import METHODS
 from archlab.supernets.tasks import DigitsTask
+from archlab.supernets.training.evaluation import Evaluator
 
 OUT = Path(__file__).resolve().parent / "results" / "oneshot.json"
 

@@ -7,7 +7,7 @@ supernet seeds each. Every supernet gets the same training budget: ``--budget`` 
 forward-backward passes (steps = budget / paths per step: uniform and PA&DA 1, sandwich 4,
 progressive 0.2 x 1 + 0.8 x 3 = 2.6), the same optimiser settings as the standalone runs.
 Each supernet scores the ground-truth architectures with inherited weights (validation
-accuracy, all 2,000 images); ``archlab.supernets.rank_stats`` gives tau and Spearman with
+accuracy, all 2,000 images); ``archlab.supernets.ranking.stats`` gives tau and Spearman with
 bootstrap 95 % intervals (architectures resampled; a method's tau is the mean over its
 seeds), paired differences against sandwich and against the parameter count, the proxies
 (parameters, MACs, mean width) and the seed-to-seed ceiling of the ground truth.
@@ -33,10 +33,10 @@ import torch
 from archlab.core.io import atomic_write_json
 from archlab.core.progress import progress
 from archlab.core.provenance import code_version
-from archlab.supernets.evaluation import evaluate_many
-from archlab.supernets.ground_truth import load_ground_truth, uniform_archs
-from archlab.supernets.rank_stats import check_settings, ranking_stats, training_record
-from archlab.supernets.training import train
+from archlab.supernets.ranking.ground_truth import load_ground_truth, uniform_archs
+from archlab.supernets.ranking.stats import check_settings, ranking_stats, training_record
+from archlab.supernets.training.evaluation import evaluate_many
+from archlab.supernets.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "results" / "ranking.json"
@@ -100,7 +100,7 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         ap.error(f"--methods: unknown {unknown[0]!r}; allowed: {', '.join(METHODS)}")
-    from archlab.supernets.ground_truth import get_setup
+    from archlab.supernets.ranking.ground_truth import get_setup
 
     setup = get_setup("mlp_mnist")
     space, task = setup.space(), setup.task(a.data)

@@ -49,10 +49,10 @@ from archlab.spaces import SearchSpace
 from archlab.spaces.library import moe_transformer_lm_space, transformer_lm_space
 from archlab.supernets import TransformerLM, pick_device
 from archlab.supernets.base import extreme_arch
-from archlab.supernets.moe import PlainMoEFFN
+from archlab.supernets.layers.moe import PlainMoEFFN
+from archlab.supernets.layers.routing_metrics import active_costs, flat_metrics, measure_routing
 from archlab.supernets.routers import ROUTERS, RouteSettings, RoutingState, set_progress, thor_loss
-from archlab.supernets.routing_metrics import active_costs, flat_metrics, measure_routing
-from archlab.supernets.tasks_text import CharLMTask
+from archlab.supernets.tasks.text import CharLMTask
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "routing.json"

@@ -5,13 +5,13 @@ times one training step (forward, loss, backward, AdamW step (``--optimizer``, d
 fused), zero_grad) on the supernet
 with that arch active and on ``net.extract(arch)``, same batch, alternating the two in one
 process; per arch the ratio of median step times (supernet / extracted). Each side uses the
-AdamW it is trained with, same hyperparameters: the supernet ``SliceAdamW`` (what
+AdamW it is trained with, same hyperparameters: the supernet ``FastSliceAdamW`` (what
 ``archlab.supernets`` training uses: updates the active slices only), the extracted module
 ``torch.optim.AdamW``. Goal: median ratio <= 1.05 and max <= 1.15. Also records the peak
 memory of one step of each: on CUDA ``torch.cuda.max_memory_allocated`` (bytes above what was allocated before the step); on CPU
 the peak of the torch CPU allocator seen by ``torch.profiler`` (``profile_memory=True``),
 likewise above the bytes live before the step. Persistent bytes (parameters + gradients +
-optimizer state, including SliceAdamW's workspace) are reported beside it.
+optimizer state, including FastSliceAdamW's workspace) are reported beside it.
 
 Writes ``bench/results/supernet_overhead.json`` (atomically).
 
@@ -37,7 +37,7 @@ from torch import nn
 from archlab.core.io import atomic_write_json
 from archlab.core.progress import progress
 from archlab.supernets import ConvNet, TransformerLM, pick_device
-from archlab.supernets.optim import SliceAdamW
+from archlab.supernets.training.optim import FastSliceAdamW
 
 RESULT = Path(__file__).resolve().parent / "results" / "supernet_overhead.json"
 
@@ -54,9 +54,9 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lm: bool, opti
               supernet: bool = False) -> Any:
     kwargs = {"lr": 1e-4, **OPTIMIZERS[optimizer]}
     # each side gets the AdamW its users train it with, same hyperparameters: the supernet the
-    # SliceAdamW of archlab.supernets.train (updates the active slices only), the extracted
-    # module torch's AdamW
-    opt = (SliceAdamW(model.parameters(), model, **kwargs) if supernet
+    # FastSliceAdamW of archlab.supernets.training (updates the active slices only), the
+    # extracted module torch's AdamW
+    opt = (FastSliceAdamW(model.parameters(), model, **kwargs) if supernet
            else torch.optim.AdamW(model.parameters(), **kwargs))
 
     def step() -> None:
@@ -74,7 +74,7 @@ def persistent_bytes(model: nn.Module, opt: torch.optim.Optimizer) -> int:
     n += sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
     for state in opt.state.values():
         n += sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
-    workspace = getattr(opt, "workspace_bytes", None)  # SliceAdamW's buffers for dense copies
+    workspace = getattr(opt, "workspace_bytes", None)  # FastSliceAdamW's buffers for dense copies
     return n + (workspace() if workspace is not None else 0)
 
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": repeats,
         "warmup": warmup,
         "optimizer": (f"AdamW(lr=1e-4, {args.optimizer}), zero_grad(set_to_none=True); supernet: "
-                      f"archlab.supernets.optim.SliceAdamW, extracted: torch.optim.AdamW"),
+                      f"archlab.supernets.training.optim.FastSliceAdamW, extracted: torch.optim.AdamW"),
         "batches": {"TransformerLM": "8 x 64 tokens, vocab 65", "ConvNet": "32 x 1 x 28 x 28"},
         "memory_method": (
             "torch.cuda.max_memory_allocated above the bytes allocated before the step" if device.type == "cuda"

@@ -8,6 +8,7 @@ lazily, so importing this package does not.
 
 from __future__ import annotations
 
+from . import lut  # noqa: F401  (registers the "lut" model next to those of .models)
 from .data import load_measurements
 from .errors import PredictorError, ProfilingError
 from .metrics import SCORE_KEYS, score

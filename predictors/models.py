@@ -370,8 +370,6 @@ class EnsembleModel(Model):
 def make_model(name: str, names: Sequence[str], seed: int = 0, n_encoding: int | None = None,
                **options: Any) -> Model:
     """A fresh model from the registry (``PredictorError`` for an unknown name)."""
-    from . import lut  # noqa: F401  (registers "lut")
-
     if name not in MODELS:
         raise PredictorError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
     return MODELS[name](names, seed=seed, n_encoding=n_encoding, **options)

@@ -1,4 +1,4 @@
-"""Rebuild a ranking ground-truth table (``archlab.supernets.ground_truth``).
+"""Rebuild a ranking ground-truth table (``archlab.supernets.ranking.ground_truth``).
 
     python scripts/ranking_gt.py mlp_mnist --data ../shared/data/mnist
     python scripts/ranking_gt.py mlp_digits --archs 20 --steps 50      # a small one, no data needed
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from archlab.supernets.ground_truth import SETUPS, build_ground_truth
+from archlab.supernets.ranking.ground_truth import SETUPS, build_ground_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ metric from ``OBJECTIVES``:
   sequence models), from the analytic cost model of the space's family, or counted on the
   extracted subnet (params) when ``MetricSources.untrained`` is given.
 - ``routing.<stat>`` and ``routing.layers.<i>.<stat>``: token-routing metrics of the arch
-  with inherited weights (``archlab.supernets.routing_metrics``), recorded whenever
+  with inherited weights (``archlab.supernets.layers.routing_metrics``), recorded whenever
   ``inherited`` evaluates an MoE net; ``routing_metrics(space)`` lists them for ``metrics=``.
 
 Built-ins are made lazily by factories taking a ``SearchContext`` (the space, the
@@ -45,7 +45,7 @@ MetricFn = Callable[[Arch], float]
 
 
 def _inherited(ctx: SearchContext) -> MetricFn:
-    from archlab.supernets.evaluation import evaluate
+    from archlab.supernets.training.evaluation import evaluate
 
     task = ctx.require_task("inherited")
     if not ctx.has_supernet(True):
@@ -72,7 +72,7 @@ ROUTING_BATCHES = 2
 
 
 def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
-    """Routing metrics of ``arch`` (``archlab.supernets.routing_metrics.flat_metrics``, on the
+    """Routing metrics of ``arch`` (``archlab.supernets.layers.routing_metrics.flat_metrics``, on the
     first ``ROUTING_BATCHES`` validation batches) plus ``routing.active_macs`` /
     ``routing.active_params`` (per token, counting only the experts tokens used, measured on
     the first batch: ``active_costs``), cached by ``arch.key``; empty for nets without
@@ -82,12 +82,12 @@ def _record_routing(ctx: SearchContext, arch: Arch) -> dict[str, float]:
         net = ctx.supernet(True)
         flat: dict[str, float] = {}
         if getattr(net, "has_moe", False):
-            from archlab.supernets.routing_metrics import (
+            from archlab.supernets.layers.routing_metrics import (
                 active_costs,
                 flat_metrics,
                 measure_routing,
             )
-            from archlab.supernets.tasks_base import model_device
+            from archlab.supernets.tasks.base import model_device
 
             task = ctx.require_task("routing")
             previous = getattr(net, "_arch", None)
@@ -121,7 +121,7 @@ def routing_metrics(space: SearchSpace, experts: int | None = None, layers: int 
     the means over routed layers and, per layer slot, load CV, experts per token (mean and
     histogram), dropped fraction, entropy, null share and per-expert load. ``experts`` /
     ``layers`` default to the space's largest ``moe_experts`` / depth."""
-    from archlab.supernets.moe_space import moe_space_limits
+    from archlab.supernets.layers.moe_space import moe_space_limits
 
     lim = moe_space_limits(space, "routing")
     e = int(experts or lim.experts)

@@ -1,10 +1,10 @@
 """One-shot differentiable search on the supernet's weight bank (DARTS, GDAS, DrNAS, TangleNAS).
 
 ``oneshot_search(net, task, config)`` learns architecture parameters (one vector per choice
-slot, ``archlab.supernets.arch_methods``) and the supernet's weights together, alternating
+slot, ``archlab.supernets.soft.methods``) and the supernet's weights together, alternating
 (bilevel, as DARTS): an architecture step on a batch of the architecture split (the task's
 ``val`` split by default) and a weight step on a ``train`` batch, the network mixing every
-choice on the entangled weights (``archlab.supernets.soft``). ``darts2`` replaces the
+choice on the entangled weights (``archlab.supernets.soft.ops``). ``darts2`` replaces the
 architecture gradient by the second-order (unrolled) one. An optional differentiable
 latency cost (``archlab.search.oneshot_cost``) joins the architecture loss.
 
@@ -29,10 +29,10 @@ import torch
 from archlab.core.io import atomic_write_json
 from archlab.spaces import Arch
 from archlab.spaces.soft import SoftArch, SoftLayout
-from archlab.supernets.arch_methods import ArchParameters, Method, get_method
 from archlab.supernets.base import pick_device
-from archlab.supernets.soft import clear_soft, set_soft
-from archlab.supernets.tasks_base import input_adapter
+from archlab.supernets.soft.methods import ArchParameters, Method, get_method
+from archlab.supernets.soft.ops import clear_soft, set_soft
+from archlab.supernets.tasks.base import input_adapter
 
 from .errors import SearchError
 from .oneshot_cost import ChoiceCosts, penalty

@@ -108,7 +108,7 @@ def run_oneshot(space: SearchSpace, method: str, options: Mapping[str, Any] | No
 
 def check_method(method: str) -> str:
     """``method`` if it names a one-shot method, else ``SearchError`` listing them."""
-    from archlab.supernets.arch_methods import METHODS
+    from archlab.supernets.soft.methods import METHODS
 
     if method not in METHODS:
         raise SearchError(f"--method: unknown {method!r}; allowed: {', '.join(METHODS)}")

@@ -107,7 +107,7 @@ def _routed(space: SearchSpace | None) -> bool:
     """True when ``space`` has token-routed (``moe_*``) layers."""
     if space is None:
         return False
-    from archlab.supernets.moe_space import find_moe_params
+    from archlab.supernets.layers.moe_space import find_moe_params
 
     return bool(find_moe_params(space))
 

@@ -15,7 +15,7 @@ A ``SoftArch`` holds one probability vector per slot (non-negative, summing to 1
 Each feature of the encoding is a product of linear forms of single slots (the value or
 one-hot entry of its own slot, times ``P(count > i)`` for each enclosing conditional block),
 so the expectation is exact for independent slots. ``SoftLayout.encoding_terms`` exposes
-those forms, so the torch side (``archlab.supernets.soft``) computes the same expectation
+those forms, so the torch side (``archlab.supernets.soft.ops``) computes the same expectation
 differentiably.
 """
 

@@ -2,32 +2,27 @@
 
 Elastic layers (``ElasticLinear``, ``ElasticEmbedding``, ``ElasticLayerNorm``,
 ``ElasticConv2d``, ``ElasticBatchNorm2d``, ``ElasticSelfAttention``, ``ElasticDepth``) get
-their weights from weight banks (``archlab.supernets.banks``) and run one ordinary op each;
+their weights from weight banks (``archlab.supernets.layers.banks``) and run one ordinary op each;
 model families (``TransformerLM``, ``ConvNet``, ``MLPNet``) build on them; ``net.extract``
 gives a plain torch module, ``archlab.supernets.export`` saves and loads it.
 """
 
-from .attention import ElasticSelfAttention, PlainSelfAttention
-from .banks import ROLES, BankFactory, EntangledBank, WeightBank, register_bank
 from .base import Supernet, pick_device
-from .conv import ElasticBatchNorm2d, ElasticConv2d, recalibrate_batchnorm
 from .families import FAMILIES, ConvNet, MLPNet, TransformerLM, make_supernet, register_family
-from .layers import (
+from .families.convnet_plain import PlainConvNet
+from .families.mlp_plain import PlainMLP
+from .families.plain import PLAIN, PlainSubnet, build_plain, register_plain
+from .families.transformer_plain import PlainTransformerLM
+from .layers.attention import ElasticSelfAttention, PlainSelfAttention
+from .layers.banks import ROLES, BankFactory, EntangledBank, WeightBank, register_bank
+from .layers.conv import ElasticBatchNorm2d, ElasticConv2d, recalibrate_batchnorm
+from .layers.elastic import (
     ACTIVATIONS,
     ElasticDepth,
     ElasticEmbedding,
     ElasticLayerNorm,
     ElasticLinear,
     ElasticModule,
-)
-from .plain import (
-    PLAIN,
-    PlainConvNet,
-    PlainMLP,
-    PlainSubnet,
-    PlainTransformerLM,
-    build_plain,
-    register_plain,
 )
 
 __all__ = [

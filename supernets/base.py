@@ -24,9 +24,9 @@ from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, PerLayer, SearchSpace
 from archlab.spaces.errors import SpaceError
 
-from . import banks
-from .banks import BankFactory
-from .moe import reject_moe_params
+from .layers import banks
+from .layers.banks import BankFactory
+from .layers.moe import reject_moe_params
 
 CONFIG_FORMAT = 1
 
@@ -107,7 +107,7 @@ class Supernet(nn.Module):
 
     family: ClassVar[str] = ""
     requires: ClassVar[Requires] = {}
-    # whether the family reads mixture-of-experts parameters (``moe_*``, archlab.supernets.moe);
+    # whether the family reads mixture-of-experts parameters (``moe_*``, archlab.supernets.layers.moe);
     # other families reject a space that has them instead of ignoring them
     supports_moe: ClassVar[bool] = False
 
@@ -219,8 +219,6 @@ class Supernet(nn.Module):
             raise ArchlabError("supernet config: expected an object with keys family, space, dims, sharing")
         target: type[Supernet] = cls
         if cls is Supernet or not cls.family:
-            from .families import FAMILIES
-
             target = FAMILIES.get(cfg["family"])  # type: ignore[assignment]
             if target is None:
                 raise ArchlabError(f"family: unknown {cfg['family']!r}; allowed: {', '.join(FAMILIES)}")
@@ -245,4 +243,16 @@ class Supernet(nn.Module):
         return f"family={self.family}, sharing={self.sharing}, arch: {arch}"
 
 
-__all__ = ["Supernet", "check_space", "extreme_arch", "max_value", "pick_device"]
+# family name -> class; ``archlab.supernets.families`` registers the built-in families
+FAMILIES: dict[str, type[Supernet]] = {}
+
+
+def register_family(cls: type[Supernet]) -> type[Supernet]:
+    """Class decorator: make a user's ``Supernet`` subclass available by its ``family`` name."""
+    if not cls.family:
+        raise ArchlabError(f"{cls.__name__}: set the class attribute `family` before registering it")
+    FAMILIES[cls.family] = cls
+    return cls
+
+
+__all__ = ["FAMILIES", "Supernet", "check_space", "extreme_arch", "max_value", "pick_device", "register_family"]

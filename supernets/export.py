@@ -2,7 +2,7 @@
 
 A subnet directory holds ``model.safetensors`` (the weights; no pickle) and ``config.json``
 (``{"archlab_subnet": 1, "family", "arch", "dims", "meta"}``, and ``"preprocessing"``: the
-task's input transform, see ``archlab.supernets.preprocess``); ``load_subnet`` rebuilds the
+task's input transform, see ``archlab.supernets.tasks.preprocess``); ``load_subnet`` rebuilds the
 module from the config alone (no supernet needed), loads the weights and puts the recorded
 preprocessing in front of it, so it takes raw inputs. Optionally
 ``weights.pt`` (a plain state dict readable with ``torch.load(..., weights_only=True)``).
@@ -25,8 +25,8 @@ from torch import nn
 from archlab.core.errors import ArchlabError
 from archlab.core.io import atomic_open, atomic_write_bytes, atomic_write_json
 
-from .plain import PlainSubnet, build_plain
-from .preprocess import WithPreprocessing, check_preprocessing, make_preprocessor
+from .families.plain import PlainSubnet, build_plain
+from .tasks.preprocess import WithPreprocessing, check_preprocessing, make_preprocessor
 
 SUBNET_FORMAT = 1
 WEIGHTS = "model.safetensors"

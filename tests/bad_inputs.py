@@ -52,7 +52,7 @@ EXPERIMENT_PY = textwrap.dedent("""
     from archlab import Experiment
     from archlab.spaces.library import mlp_space
     from archlab.supernets.tasks import DigitsTask
-    from archlab.supernets.train_config import TrainConfig
+    from archlab.supernets.training.config import TrainConfig
 
     def depth(arch):
         return float(arch["n_layer"])

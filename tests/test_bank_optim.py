@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from archlab.spaces.library import mlp_space
-from archlab.supernets.banks import BANKS, _load_builtin_banks
 from archlab.supernets.families.mlp import MLPNet
-from archlab.supernets.mos import MixtureBank
-from archlab.supernets.optim import SliceAdamW, make_optimizer
-from archlab.supernets.train_config import TrainConfig
+from archlab.supernets.layers.banks import BANKS
+from archlab.supernets.layers.mos import MixtureBank
+from archlab.supernets.training.config import TrainConfig
+from archlab.supernets.training.optim import SliceAdamW, make_optimizer
 
-_load_builtin_banks()
 SPACE = mlp_space("t", n_layer=(1, 3), width=(4, 8, 12))
 
 

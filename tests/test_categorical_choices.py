@@ -42,11 +42,11 @@ def test_bad_default_and_order_errors_say_what_to_do():
 
 @pytest.mark.parametrize("strategy", ["sandwich", "uniform"])
 def test_training_and_evaluation_on_a_categorical_activation(tmp_path, strategy):
-    from archlab.supernets.evaluation import evaluate
     from archlab.supernets.families import FAMILIES
     from archlab.supernets.tasks import DigitsTask
-    from archlab.supernets.train_config import TrainConfig
-    from archlab.supernets.training import train
+    from archlab.supernets.training.config import TrainConfig
+    from archlab.supernets.training.evaluation import evaluate
+    from archlab.supernets.training.trainer import train
 
     space = mlp_space(n_layer=(1, 2), width=(16, 32), activation=("relu", "gelu"))
     task = DigitsTask()

@@ -12,8 +12,8 @@ from archlab.search.oneshot import oneshot_search
 from archlab.spaces.library import NB201_OPS
 from archlab.supernets.families import FAMILIES, CellNet
 from archlab.supernets.families.cell import channel_shuffle
-from archlab.supernets.plain import build_plain
-from archlab.supernets.soft import clear_soft, one_hot_probs, set_soft
+from archlab.supernets.families.plain import build_plain
+from archlab.supernets.soft.ops import clear_soft, one_hot_probs, set_soft
 from archlab.supernets.tasks import DigitsTask
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -17,7 +17,7 @@ EXPERIMENT = textwrap.dedent(
     from archlab import Experiment
     from archlab.spaces.library import mlp_space
     from archlab.supernets.tasks import DigitsTask
-    from archlab.supernets.train_config import TrainConfig
+    from archlab.supernets.training.config import TrainConfig
 
     tiny = Experiment(
         name="tiny", space=mlp_space("{space}", n_layer=(1, 2), width=(16, 32)), family="mlp",

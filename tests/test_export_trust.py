@@ -18,7 +18,7 @@ EXP = """
 from archlab import Experiment
 from archlab.spaces.library import mlp_space
 from archlab.supernets.tasks import DigitsTask
-from archlab.supernets.train_config import TrainConfig
+from archlab.supernets.training.config import TrainConfig
 
 exp = Experiment("trust", mlp_space(n_layer=(1, 2), width={widths}), family="mlp", task=DigitsTask(),
                  train=TrainConfig(steps=60, batch_size=64, lr=1e-2, seed=0),
@@ -119,7 +119,7 @@ def test_exported_digits_subnet_takes_raw_inputs(searched, run_cli, tmp_path):
 
     from archlab import load_subnet
     from archlab.supernets.tasks import DigitsTask
-    from archlab.supernets.tasks_base import stratified_split
+    from archlab.supernets.tasks.base import stratified_split
 
     _, exp_file, db = searched
     df = load_trials(db, "trust")
@@ -188,7 +188,7 @@ def test_dashboard_fills_in_only_a_bundled_experiment(tmp_path, monkeypatch):
 def test_a_bad_recorded_preprocessing_is_a_clear_error(tmp_path, spec, message):
     from archlab import ArchlabError, load_subnet
     from archlab.supernets.export import save_subnet
-    from archlab.supernets.plain import build_plain
+    from archlab.supernets.families.plain import build_plain
 
     sub = build_plain("mlp", {"in_features": 4, "num_classes": 3, "widths": [5], "activation": "relu"})
     save_subnet(sub, tmp_path, preprocessing={"kind": "standardize", "mean": 0.5, "std": 2.0, "shape": [4]})

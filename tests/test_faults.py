@@ -23,16 +23,16 @@ from archlab.cli import main
 from archlab.core.errors import ArchlabError
 from archlab.spaces.library import mlp_space
 from archlab.supernets import MLPNet
-from archlab.supernets import checkpoint as ckpt
-from archlab.supernets.runguard import (
+from archlab.supernets.tasks import DigitsTask
+from archlab.supernets.training import checkpoint as ckpt
+from archlab.supernets.training.runguard import (
     ConfigMismatchError,
     RunLock,
     RunLockedError,
     first_non_finite,
 )
-from archlab.supernets.strategies import STRATEGIES
-from archlab.supernets.tasks import DigitsTask
-from archlab.supernets.training import TrainConfig, train
+from archlab.supernets.training.strategies import STRATEGIES
+from archlab.supernets.training.trainer import TrainConfig, train
 
 SPACE = mlp_space("fault_mlp", n_layer=(1, 2), width=(16, 32))
 
@@ -44,9 +44,9 @@ EXPERIMENT = textwrap.dedent('''
     import numpy as np
     from archlab import Experiment
     from archlab.spaces.library import mlp_space
-    from archlab.supernets.strategies import Strategy, register_strategy, STRATEGIES
+    from archlab.supernets.training.strategies import Strategy, register_strategy, STRATEGIES
     from archlab.supernets.tasks import DigitsTask
-    from archlab.supernets.train_config import TrainConfig
+    from archlab.supernets.training.config import TrainConfig
 
     if "poison" not in STRATEGIES:
         @register_strategy("poison")
@@ -193,7 +193,7 @@ def test_ctrl_c_mid_run_exits_130_and_resume_is_bit_exact(reference, tmp_path):
 
 def test_the_lock_is_held_by_a_live_process_only(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from archlab.supernets.runguard import RunLock;"
+        [sys.executable, "-c", "import sys, time; from archlab.supernets.training.runguard import RunLock;"
          "l = RunLock(sys.argv[1]); l.acquire(); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -418,7 +418,7 @@ def _space_file(folder: Path) -> Path:
 
 
 def test_resume_config_check_ignores_fields_a_resume_may_change():
-    from archlab.supernets.runguard import check_resume_config
+    from archlab.supernets.training.runguard import check_resume_config
 
     a = TrainConfig(steps=10).to_dict()
     check_resume_config(a, {**a, "steps": 20, "device": "cuda", "num_threads": 4, "log_every": 1}, "x")

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from archlab.core.stats import seed_to_seed_tau
-from archlab.supernets.ground_truth import (
+from archlab.supernets.ranking.ground_truth import (
     build_ground_truth,
     get_setup,
     load_ground_truth,
     uniform_archs,
 )
-from archlab.supernets.ranking import RankError
+from archlab.supernets.ranking.run import RankError
 
 COMMITTED = Path(__file__).resolve().parents[1] / "data" / "ranking_gt_mlp_mnist.csv"
 

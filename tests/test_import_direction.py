@@ -10,6 +10,9 @@ command line or the experiment, nor uses one handed to it as a parameter named `
 from __future__ import annotations
 
 import ast
+import graphlib
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
@@ -33,6 +36,14 @@ TOP_ONLY = ("archlab.cli", "archlab.experiment", "archlab.demo", "archlab.exampl
 EXPERIMENT_PARAMS = ("experiment",)
 
 
+def _from_module(node: ast.ImportFrom, module: str) -> str:
+    """The absolute module a ``from ... import`` names (relative levels resolved against ``module``)."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")[: -node.level]
+    return ".".join([*base, node.module] if node.module else base)
+
+
 def _imported_names(source: str, module: str) -> list[tuple[int, str]]:
     """Absolute names a module's source imports (relative imports resolved against `module`)."""
     out: list[tuple[int, str]] = []
@@ -40,11 +51,7 @@ def _imported_names(source: str, module: str) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = module.split(".")[: -node.level]
-                name = ".".join([*base, node.module] if node.module else base)
-            else:
-                name = node.module or ""
+            name = _from_module(node, module)
             out.append((node.lineno, name))
             out += [(node.lineno, f"{name}.{alias.name}") for alias in node.names]
     return out
@@ -162,3 +169,127 @@ def test_experiment_parameters_are_fine_on_the_top_floor_and_as_plain_text():
     # a parameter that only passes text along (a command to print) reaches into nothing
     text = "def report(rows, experiment: str | None = None):\n    return ['--experiment', experiment]\n"
     assert violations("search", "archlab.search.summary", text) == []
+
+
+# --- no import cycles between the modules of one folder ------------------------------------
+# A cycle hidden in a function-level import is still a cycle (it only moves the failure to
+# run time), so lazy imports count too, except in the folders listed here with the reason.
+LAZY_CYCLES_LEFT = {
+    "search": "search.runner <-> search.workers (a lazy import of runner._prepare), "
+              "left to the owners of the search seams (issue 16 item 1)",
+}
+
+
+def _resolve(name: str, known: set[str]) -> str | None:
+    """The module (``pkg.__init__`` for a package) that an absolute import name lands in."""
+    while name:
+        for candidate in (name, f"{name}.__init__"):
+            if candidate in known:
+                return candidate
+        name = name.rpartition(".")[0]
+    return None
+
+
+def import_edges(sources: dict[str, str], lazy: bool = True) -> dict[str, set[str]]:
+    """module -> the modules of ``sources`` it imports (``lazy=False``: module-level imports
+    only). Names as ``_modules`` gives them (a package is ``pkg.__init__``); importing a name
+    from a package counts as importing the submodule of that name when there is one."""
+    known = set(sources)
+    edges: dict[str, set[str]] = {m: set() for m in sources}
+    for module, source in sources.items():
+        tree = ast.parse(source)
+        for node in ast.walk(tree) if lazy else tree.body:
+            targets: list[str | None] = []
+            if isinstance(node, ast.Import):
+                targets = [_resolve(a.name, known) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                frm = _from_module(node, module)
+                for alias in node.names:
+                    sub = f"{frm}.{alias.name}"
+                    submodule = next((m for m in (sub, f"{sub}.__init__") if m in known), None)
+                    targets.append(submodule or _resolve(frm, known))
+            edges[module] |= {t for t in targets if t and t != module}
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle among ``edges`` (its modules in order), or None."""
+    try:
+        graphlib.TopologicalSorter(edges).prepare()
+    except graphlib.CycleError as exc:
+        return list(exc.args[1])
+    return None
+
+
+@pytest.mark.parametrize("folder", [f for f in RANK if f != "archlab"])
+def test_no_import_cycles_inside_a_folder(folder):
+    sources = {module: path.read_text(encoding="utf-8") for f, module, path in _modules() if f == folder}
+    cycle = find_cycle(import_edges(sources, lazy=False))
+    assert cycle is None, f"module-level import cycle: {' -> '.join(cycle)}"
+    if folder not in LAZY_CYCLES_LEFT:
+        cycle = find_cycle(import_edges(sources, lazy=True))
+        assert cycle is None, f"import cycle through a function-level import: {' -> '.join(cycle)}"
+
+
+def test_cycle_check_catches_a_cycle():
+    pkg = "archlab.supernets"
+    sources = {
+        f"{pkg}.__init__": "from .base import Supernet\n",
+        f"{pkg}.base": "from . import banks\n\ndef f():\n    from .families import FAMILIES\n",
+        f"{pkg}.banks": "import torch\n",
+        f"{pkg}.families.__init__": "from ..base import Supernet\nfrom .mlp import MLPNet\n",
+        f"{pkg}.families.mlp": "from ..banks import BankFactory\n",
+    }
+    assert find_cycle(import_edges(sources, lazy=False)) is None
+    cycle = find_cycle(import_edges(sources, lazy=True))
+    assert cycle is not None and {f"{pkg}.base", f"{pkg}.families.__init__"} <= set(cycle)
+    sources[f"{pkg}.banks"] = "from archlab.supernets.families import mlp\n"  # module level now
+    cycle = find_cycle(import_edges(sources, lazy=False))
+    assert cycle is not None and {f"{pkg}.banks", f"{pkg}.families.mlp"} <= set(cycle)
+
+
+def test_registries_are_complete_whichever_module_is_imported_first():
+    """With the cycles gone, the built-ins register when their package is imported (no lazy
+    "load the built-ins" fallback): a fresh interpreter that imports one low module sees them."""
+    code = (
+        "from archlab.predictors.models import MODELS\n"
+        "from archlab.supernets.layers.banks import BANKS\n"
+        "from archlab.supernets.base import FAMILIES\n"
+        "from archlab.supernets.soft.ops import SOFT_FAMILIES\n"
+        "print(sorted(MODELS), sorted(BANKS), sorted(FAMILIES), sorted(SOFT_FAMILIES), sep='|')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    models, banks, families, soft = out.stdout.strip().split("|")
+    assert "'lut'" in models and "'ensemble'" in models
+    assert banks == "['entangled', 'mos-layer', 'mos-neuron']"
+    assert families == soft == "['cell', 'convnet', 'mlp', 'transformer_lm']"
+
+
+# the rooms of supernets/ (ARCHITECTURE.md): a room imports rooms of lower or equal rank only
+SUPERNET_ROOMS = {"layers": 0, "routers": 0, "tasks": 0, "base": 1, "soft": 2, "families": 3,
+                  "export": 4, "training": 4, "ranking": 5, "__init__": 6}
+
+
+def _room(module: str) -> str:
+    return module.split(".")[2]  # archlab.supernets.<room>[...]
+
+
+def room_violations(sources: dict[str, str]) -> list[str]:
+    """Imports (lazy ones included) from a room of ``supernets`` to a higher-ranked room."""
+    found = []
+    for module, targets in import_edges(sources, lazy=True).items():
+        for target in targets:
+            a, b = _room(module), _room(target)
+            if SUPERNET_ROOMS[b] > SUPERNET_ROOMS[a]:
+                found.append(f"{module} imports {target} (room {a} may not import room {b})")
+    return found
+
+
+def test_supernet_rooms_import_downwards():
+    sources = {m: p.read_text(encoding="utf-8") for f, m, p in _modules() if f == "supernets"}
+    assert {_room(m) for m in sources} == set(SUPERNET_ROOMS)  # a new room gets a rank here
+    assert room_violations(sources) == []
+    sources["archlab.supernets.layers.banks"] += "\ndef f():\n    from ..training.optim import SliceAdamW\n"
+    assert room_violations(sources) == [
+        "archlab.supernets.layers.banks imports archlab.supernets.training.optim.__init__ "
+        "(room layers may not import room training)"]

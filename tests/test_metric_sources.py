@@ -31,7 +31,7 @@ def digits():
 
 
 def test_run_search_with_hand_made_sources_computes_the_inherited_metric(digits):
-    from archlab.supernets.evaluation import evaluate
+    from archlab.supernets.training.evaluation import evaluate
 
     space, task, net, kwargs = digits
     calls = []

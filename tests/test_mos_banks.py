@@ -9,8 +9,8 @@ from torch import nn
 
 from archlab.core.errors import ArchlabError
 from archlab.spaces import Choice, IntRange, PerLayer, SearchSpace
-from archlab.supernets.banks import BankFactory, EntangledBank, set_arch_encoding
-from archlab.supernets.mos import LayerMixtureBank, NeuronMixtureBank
+from archlab.supernets.layers.banks import BankFactory, EntangledBank, set_arch_encoding
+from archlab.supernets.layers.mos import LayerMixtureBank, NeuronMixtureBank
 
 SPACE = SearchSpace(
     "tiny",

@@ -7,7 +7,7 @@ import torch
 
 from archlab.core.errors import ArchlabError
 from archlab.supernets import ConvNet, MLPNet, Supernet, TransformerLM
-from archlab.supernets.mos import MixtureBank
+from archlab.supernets.layers.mos import MixtureBank
 
 
 def _transformer(sharing, roles):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from archlab.supernets import MLPNet
-from archlab.supernets import ranking as rk
-from archlab.supernets.ranking import RankError, rank_correlations, sample_archs
+from archlab.supernets.ranking import run as rk
+from archlab.supernets.ranking.run import RankError, rank_correlations, sample_archs
 
 SPACE = MLPNet.default_space()
 
@@ -57,7 +57,7 @@ def digits():
 
 
 def _cfg(**kw):
-    from archlab.supernets.train_config import TrainConfig
+    from archlab.supernets.training.config import TrainConfig
 
     return TrainConfig(**{"steps": 4, "batch_size": 16, "lr": 3e-3, "device": "cpu", "checkpoint_every": 0,
                           "log_every": 0, "eval_batches": 1, **kw})
@@ -106,7 +106,7 @@ def test_standalone_is_the_extracted_fresh_subnet_trained_deterministically(digi
 
 @pytest.mark.slow
 def test_run_ranking_writes_the_report_for_several_supernets(tmp_path, digits):
-    from archlab.supernets.training import train
+    from archlab.supernets.training.trainer import train
 
     trained = _build("entangled")
     train(trained, digits, _cfg(), None)
@@ -157,8 +157,8 @@ def test_cli_missing_experiment_exits_2(run_cli, tmp_path):
 
 
 def test_checkpoint_of_another_sharing_mode_is_a_clear_error(tmp_path, digits):
-    from archlab.supernets.checkpoint import CheckpointError
-    from archlab.supernets.training import load_weights, train
+    from archlab.supernets.training.checkpoint import CheckpointError
+    from archlab.supernets.training.trainer import load_weights, train
 
     train(_build("mos-layer"), digits, _cfg(steps=2, checkpoint_every=1), tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -175,7 +175,7 @@ EXPERIMENT = '''
 from archlab import Experiment
 from archlab.spaces import IntRange, PerLayer, Choice, SearchSpace
 from archlab.supernets.tasks import DigitsTask
-from archlab.supernets.train_config import TrainConfig
+from archlab.supernets.training.config import TrainConfig
 
 space = SearchSpace("mini", n_layer=IntRange(1, 2), layers=PerLayer("n_layer", width=Choice(16, 32)))
 experiment = Experiment(name="mini", space=space, family="mlp", task=DigitsTask(), runs_dir=RUNS,

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from archlab.supernets import TransformerLM
-from archlab.supernets.mos import MixtureBank, mixing_log
-from archlab.supernets.optim import make_optimizer
-from archlab.supernets.train_config import TrainConfig
+from archlab.supernets.layers.mos import MixtureBank, mixing_log
+from archlab.supernets.training.config import TrainConfig
+from archlab.supernets.training.optim import make_optimizer
 
 
 def _net(sharing, scope):

@@ -15,9 +15,9 @@ from archlab.search.oneshot import OneShotConfig, _Bilevel, oneshot_search
 from archlab.search.oneshot_cost import ChoiceCosts
 from archlab.spaces.library import cell_space, mlp_space
 from archlab.spaces.soft import SoftLayout
-from archlab.supernets.arch_methods import METHODS, get_method
 from archlab.supernets.families import MLPNet
-from archlab.supernets.soft import set_soft
+from archlab.supernets.soft.methods import METHODS, get_method
+from archlab.supernets.soft.ops import set_soft
 from archlab.supernets.tasks import DigitsTask
 
 SPACE = mlp_space(n_layer=(1, 2), width=(8, 16, 32))

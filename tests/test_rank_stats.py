@@ -9,15 +9,15 @@ import torch
 from archlab.core.stats import tau_value
 from archlab.spaces.library import mlp_space
 from archlab.supernets.families.mlp import MLPNet
-from archlab.supernets.rank_stats import (
+from archlab.supernets.ranking.run import RankError, sample_archs
+from archlab.supernets.ranking.stats import (
     check_settings,
     count_macs,
     proxies,
     ranking_stats,
     training_record,
 )
-from archlab.supernets.ranking import RankError, sample_archs
-from archlab.supernets.train_config import TrainConfig
+from archlab.supernets.training.config import TrainConfig
 
 SPACE = mlp_space("t", n_layer=(1, 3), width=(8, 16, 32))
 

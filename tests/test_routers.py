@@ -14,7 +14,7 @@ from archlab.core.errors import ArchlabError
 from archlab.spaces import Choice, IntRange, PerLayer, SearchSpace
 from archlab.spaces.library import moe_transformer_lm_space
 from archlab.supernets import TransformerLM
-from archlab.supernets.moe import ElasticMoEFFN, PlainMoEFFN, run_dispatch
+from archlab.supernets.layers.moe import ElasticMoEFFN, PlainMoEFFN, run_dispatch
 from archlab.supernets.routers import (
     ROUTERS,
     Router,
@@ -336,7 +336,7 @@ def test_adding_a_router_is_one_registered_class():
 
 
 def test_trainer_step_runs_thor_two_passes_with_the_consistency_loss():
-    from archlab.supernets.training import _Step
+    from archlab.supernets.training.step import _Step
 
     space = moe_transformer_lm_space("th", n_layer=(1, 1), d_model=(16,), n_head=(2,), ffn=(16,), moe_experts=(1, 4),
                                      moe_top_k=(1,), moe_router=("stochastic", "topk"))

@@ -12,17 +12,17 @@ from archlab.search.metric_sources import MetricSources, SearchContext
 from archlab.search.objectives import OBJECTIVES, resolve, routing_metrics
 from archlab.spaces.library import moe_transformer_lm_space
 from archlab.supernets import TransformerLM
-from archlab.supernets.moe import PlainMoEFFN, RoutingRecord
-from archlab.supernets.plain import PlainTransformerLM
-from archlab.supernets.routers import ROUTERS, Dispatch
-from archlab.supernets.routing_metrics import (
+from archlab.supernets.families.transformer_plain import PlainTransformerLM
+from archlab.supernets.layers.moe import PlainMoEFFN, RoutingRecord
+from archlab.supernets.layers.routing_metrics import (
     active_costs,
     flat_metrics,
     layer_metrics,
     measure_routing,
 )
-from archlab.supernets.tasks_text import CharLMTask
-from archlab.supernets.training import TrainConfig, train
+from archlab.supernets.routers import ROUTERS, Dispatch
+from archlab.supernets.tasks.text import CharLMTask
+from archlab.supernets.training.trainer import TrainConfig, train
 
 
 def test_layer_metrics_hand_checked():

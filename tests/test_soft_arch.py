@@ -20,7 +20,8 @@ from archlab.spaces.library import (
 from archlab.spaces.soft import SoftLayout
 from archlab.supernets import ElasticConv2d, ElasticLinear
 from archlab.supernets.families import ConvNet, MLPNet, TransformerLM
-from archlab.supernets.soft import (
+from archlab.supernets.soft.memory import mixed_op_memory
+from archlab.supernets.soft.ops import (
     SoftConv2d,
     SoftLinear,
     clear_soft,
@@ -31,7 +32,6 @@ from archlab.supernets.soft import (
     set_soft,
     width_mask,
 )
-from archlab.supernets.soft_memory import mixed_op_memory
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

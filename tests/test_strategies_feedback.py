@@ -12,10 +12,10 @@ import torch
 
 from archlab.spaces.library import mlp_space
 from archlab.supernets.families.mlp import MLPNet
-from archlab.supernets.strategies import make_strategy
-from archlab.supernets.tasks_vision import DigitsTask
-from archlab.supernets.train_config import TrainConfig
-from archlab.supernets.training import train
+from archlab.supernets.tasks.vision import DigitsTask
+from archlab.supernets.training.config import TrainConfig
+from archlab.supernets.training.strategies import make_strategy
+from archlab.supernets.training.trainer import train
 
 SPACE = mlp_space("t", n_layer=(1, 3), width=(8, 16, 32))
 

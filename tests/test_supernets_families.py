@@ -21,8 +21,8 @@ from archlab.supernets import (
     make_supernet,
     pick_device,
 )
-from archlab.supernets.banks import BANKS, EntangledBank, register_bank
 from archlab.supernets.base import extreme_arch
+from archlab.supernets.layers.banks import BANKS, EntangledBank, register_bank
 
 ORDINARY = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.Embedding, nn.BatchNorm2d)
 

@@ -18,16 +18,16 @@ from archlab.spaces.library import moe_transformer_lm_space, transformer_lm_spac
 from archlab.supernets import MLPNet, TransformerLM
 from archlab.supernets.base import extreme_arch
 from archlab.supernets.export import load_subnet, save_subnet
-from archlab.supernets.moe import (
+from archlab.supernets.families.plain import build_plain
+from archlab.supernets.layers.moe import (
     ElasticMoEFFN,
     PlainMoEFFN,
     dispatch,
     load_balancing_loss,
     route,
 )
-from archlab.supernets.plain import build_plain
-from archlab.supernets.tasks_text import CharLMTask
-from archlab.supernets.training import TrainConfig, train
+from archlab.supernets.tasks.text import CharLMTask
+from archlab.supernets.training.trainer import TrainConfig, train
 
 
 def small_space(**kw) -> SearchSpace:
@@ -173,7 +173,7 @@ def test_extracted_moe_module_equals_supernet(seed):
 
 
 def test_mixture_of_supernet_banks_plug_into_experts():
-    from archlab.supernets.mos import LayerMixtureBank
+    from archlab.supernets.layers.mos import LayerMixtureBank
 
     net = small_moe(4, sharing="mos-layer", roles=["ffn_in", "ffn_out", "moe_router"]).eval()
     moe = net.blocks[0].moe
@@ -343,7 +343,7 @@ def test_short_training_run_decreases_the_loss(tmp_path):
 
 
 def test_aux_term_is_added_only_with_moe_and_a_coefficient():
-    from archlab.supernets.training import _Step
+    from archlab.supernets.training.step import _Step
 
     net = small_moe(7)
     x = net.example_input(2, 12)

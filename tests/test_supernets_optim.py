@@ -1,4 +1,5 @@
-"""SliceAdamW: AdamW on the used slices of entangled weights (archlab.supernets.optim)."""
+"""SliceAdamW (the reference) and FastSliceAdamW: AdamW on the used slices of entangled weights
+(archlab.supernets.training.optim)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from archlab.spaces.library import transformer_lm_space
 from archlab.supernets import ConvNet, TransformerLM
-from archlab.supernets.optim import SliceAdamW, clip_gradients
+from archlab.supernets.training.optim import FastSliceAdamW, SliceAdamW, clip_gradients
 
 SPACE = transformer_lm_space("tiny_lm", n_layer=(1, 2), d_model=(16, 24, 32), n_head=(1, 2), ffn=(32, 64))
 ARCH = {"n_layer": 2, "d_model": 24, "layers": [{"n_head": 1, "ffn": 64}, {"n_head": 2, "ffn": 32}]}
@@ -72,15 +73,15 @@ def box_reference(net, arch, steps: int, **kwargs):
 
 
 @pytest.mark.parametrize("fused", [False, True])
-@pytest.mark.parametrize("leaf_views", [True, False])
-def test_is_torch_adamw_on_the_active_slice_and_leaves_the_rest_untouched(fused, leaf_views):
+@pytest.mark.parametrize("cls", [SliceAdamW, FastSliceAdamW])
+def test_is_torch_adamw_on_the_active_slice_and_leaves_the_rest_untouched(fused, cls):
     net = lm()
     net.set_arch(ARCH)
     net.train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     kwargs = {"lr": 1e-2, "weight_decay": 0.1, "fused": fused}
     ref, ref_opt, leaves = box_reference(net, ARCH, 4, **kwargs)
-    opt = SliceAdamW(net.parameters(), net, leaf_views=leaf_views, **kwargs)
+    opt = cls(net.parameters(), net, **kwargs)
     train_steps(net, opt, [ARCH], steps=4)
     # weights: equal to torch AdamW on the boxes, everywhere (outside the boxes: unchanged)
     for (name, a), b in zip(net.state_dict().items(), ref.state_dict().values()):
@@ -106,7 +107,7 @@ def test_one_step_matches_torch_adamw_on_the_extracted_subnet():
     net.set_arch(ARCH)
     sub = net.extract(ARCH).train()
     net.train()
-    opt = SliceAdamW(net.parameters(), net, lr=1e-3, fused=True)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-3, fused=True)
     ref = torch.optim.AdamW(sub.parameters(), lr=1e-3, fused=True)
     x, y = batch()
     for model, o in ((net, opt), (sub, ref)):
@@ -126,29 +127,47 @@ def test_a_layer_the_arch_lacks_gets_no_state_and_stays():
     net = lm()
     fresh = lm()
     net.set_arch(SMALL)
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-2)
     train_steps(net, opt, [SMALL], steps=2)
     unused = list(net.blocks[1].parameters())
     assert unused and all(p not in opt.state for p in unused)
     assert all(torch.equal(p, q) for p, q in zip(unused, fresh.blocks[1].parameters()))
 
 
-def test_leaf_views_and_recorded_slices_agree_for_several_archs_per_step():
-    """Sandwich-like steps (several archs, one update): both modes update the bounding box of
-    the slices used, with the summed gradients, and nothing outside it."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_fast_layer_equals_the_reference_bit_for_bit(fused):
+    """Sandwich-like steps (several archs, one update), a box that changes, tensors used whole:
+    the fast layer (leaf views, dense fused workspaces) updates exactly what the reference
+    does, weights and optimizer state alike, and their state dicts load into each other."""
     nets = [lm(), lm()]
-    opts = [SliceAdamW(n.parameters(), n, lr=1e-2, leaf_views=leaf) for n, leaf in zip(nets, (True, False))]
+    kwargs = {"lr": 1e-2, "weight_decay": 0.1, "fused": fused}
+    opts = [cls(n.parameters(), n, **kwargs) for n, cls in zip(nets, (SliceAdamW, FastSliceAdamW))]
     before = {k: v.clone() for k, v in nets[0].state_dict().items()}
     for net, opt in zip(nets, opts):
         net.train()
         train_steps(net, opt, [ARCH, SMALL], steps=3)  # partial slices only: union of ARCH and SMALL
         train_steps(net, opt, [SMALL, LARGE], steps=2)  # LARGE uses some tensors whole
+        train_steps(net, opt, [ARCH], steps=2)
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    ref_state, fast_state = (o.state_dict()["state"] for o in opts)
+    assert ref_state.keys() == fast_state.keys()
+    for k, st in ref_state.items():
+        for key, v in st.items():
+            torch.testing.assert_close(fast_state[k][key], v, rtol=0, atol=0, msg=f"{k}.{key}")
+    # swap the optimizers' states (a checkpoint moves between the two) and go on: still equal
+    saved = [o.state_dict() for o in opts]
+    opts = [SliceAdamW(nets[0].parameters(), nets[0], **kwargs), FastSliceAdamW(nets[1].parameters(), nets[1], **kwargs)]
+    opts[0].load_state_dict(saved[1])
+    opts[1].load_state_dict(saved[0])
+    for net, opt in zip(nets, opts):
+        train_steps(net, opt, [SMALL, ARCH], steps=2)
     for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     # ARCH and SMALL use rows :64 / :32 and columns :24 / :16 of block 0's ffn_in: after the
     # first phase only the bounding box [:64, :24] has moved
     net = lm()
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-2)
     train_steps(net, opt, [ARCH, SMALL], steps=2)
     w, old = net.blocks[0].ffn_in.bank.weight.detach(), before["blocks.0.ffn_in.bank.weight"]
     assert torch.equal(w[:, 24:], old[:, 24:]) and not torch.equal(w[:64, :24], old[:64, :24])
@@ -160,7 +179,7 @@ def test_sandwich_step_equals_autograd_full_gradients_restricted_to_the_bounding
     ref_net = copy.deepcopy(net)
     net.train()
     ref_net.train()
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-2)
     train_steps(net, opt, [ARCH, SMALL], steps=1)
     # reference: ordinary autograd (full-size gradients), torch AdamW on the bounding box of the
     # two archs' slices of each tensor (here: ARCH's box contains SMALL's)
@@ -190,7 +209,7 @@ def backward_pair():
     ref_net = copy.deepcopy(net)
     net.set_arch(ARCH)
     ref_net.set_arch(ARCH)
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-2)
     x, y = batch()
     loss_of(net, x, y).backward()
     loss_of(ref_net, x, y).backward()
@@ -218,12 +237,12 @@ def test_grads_and_clipping_match_the_full_size_gradients():
 def test_state_dict_round_trip_resumes_exactly_and_is_torch_adamw_format():
     archs = [ARCH, SMALL, LARGE]
     full = lm()
-    full_opt = SliceAdamW(full.parameters(), full, lr=1e-2)
+    full_opt = FastSliceAdamW(full.parameters(), full, lr=1e-2)
     for arch in archs * 2:
         train_steps(full, full_opt, [arch], steps=1)
 
     cut = lm()
-    cut_opt = SliceAdamW(cut.parameters(), cut, lr=1e-2)
+    cut_opt = FastSliceAdamW(cut.parameters(), cut, lr=1e-2)
     for arch in archs:
         train_steps(cut, cut_opt, [arch], steps=1)
     buf = io.BytesIO()
@@ -232,7 +251,7 @@ def test_state_dict_round_trip_resumes_exactly_and_is_torch_adamw_format():
     saved = torch.load(buf, weights_only=True)
     resumed = lm(seed=5)
     resumed.load_state_dict(saved["model"])
-    resumed_opt = SliceAdamW(resumed.parameters(), resumed, lr=1e-2)
+    resumed_opt = FastSliceAdamW(resumed.parameters(), resumed, lr=1e-2)
     resumed_opt.load_state_dict(saved["opt"])
     for arch in archs:
         train_steps(resumed, resumed_opt, [arch], steps=1)
@@ -247,7 +266,7 @@ def test_state_dict_round_trip_resumes_exactly_and_is_torch_adamw_format():
 def test_release_and_copies_give_ordinary_gradients():
     net = lm()
     net.set_arch(ARCH)
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-2)
     twin = copy.deepcopy(net)  # a copy is not trained by opt: ordinary slices
     x, y = batch()
     loss_of(twin, x, y).backward()
@@ -267,7 +286,7 @@ def test_frozen_and_foreign_parameters_keep_ordinary_behaviour():
     net.set_arch(ARCH)
     net.tok.bank.weight.requires_grad_(False)
     only_blocks = list(net.blocks.parameters())
-    opt = SliceAdamW(only_blocks, net, lr=1e-2)
+    opt = FastSliceAdamW(only_blocks, net, lr=1e-2)
     x, y = batch()
     loss_of(net, x, y).backward()
     assert net.tok.bank.weight.grad is None  # frozen
@@ -285,7 +304,7 @@ def test_convnet_kernel_crops_update_only_the_used_crop():
     net.set_arch(arch)
     sub = net.extract(arch).train()
     net.train()
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2, fused=True)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-2, fused=True)
     ref = torch.optim.AdamW(sub.parameters(), lr=1e-2, fused=True)
     x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     y = torch.arange(4)
@@ -300,12 +319,21 @@ def test_convnet_kernel_crops_update_only_the_used_crop():
         torch.testing.assert_close(net.extract(arch).eval()(x), sub(x), rtol=1e-5, atol=1e-5)
 
 
-def test_clip_gradients_finds_the_slice_gradients_without_the_optimizer():
+def test_clip_gradients_sees_the_slice_gradients_through_the_optimizer_it_is_given():
+    """No global registry of optimizers: the slice gradients count when the optimizer is
+    passed; without it only ``.grad`` does (after ``release`` they are ordinary ``.grad``)."""
     net, ref_net, opt = backward_pair()
     expected = clip_gradients(ref_net.parameters(), None)
-    assert clip_gradients(net.parameters(), None) == pytest.approx(expected, rel=1e-6)
+    assert clip_gradients(net.parameters(), None, opt) == pytest.approx(expected, rel=1e-6)
+    assert clip_gradients(net.parameters(), None) < expected * 0.999  # the leaf views' part is missing
     opt.release()
     assert clip_gradients(net.parameters(), None) == pytest.approx(expected, rel=1e-6)
+    # the reference keeps ordinary gradients: nothing to pass
+    plain = lm()
+    plain.set_arch(ARCH)
+    SliceAdamW(plain.parameters(), plain, lr=1e-2)
+    loss_of(plain, *batch()).backward()
+    assert clip_gradients(plain.parameters(), None) == pytest.approx(expected, rel=1e-6)
 
 
 def test_fused_moments_kept_dense_between_steps_equal_moments_written_back_every_step():
@@ -317,7 +345,7 @@ def test_fused_moments_kept_dense_between_steps_equal_moments_written_back_every
     for mode in ("kept", "synced", "read_once"):
         net = lm()
         net.train()
-        opt = SliceAdamW(net.parameters(), net, lr=1e-2, weight_decay=0.1, fused=True)
+        opt = FastSliceAdamW(net.parameters(), net, lr=1e-2, weight_decay=0.1, fused=True)
         w = net.blocks[0].ffn_in.bank.weight
         held_steps = 0
         for i, archs in enumerate(schedule):
@@ -343,16 +371,16 @@ def test_fused_moments_kept_dense_between_steps_equal_moments_written_back_every
 
 
 def test_fused_resident_moments_are_kept_across_steps_of_one_box(monkeypatch):
-    import archlab.supernets.optim as optim_mod
+    import archlab.supernets.training.optim.fast as optim_mod
 
     net = lm()
     net.train()
     net.set_arch(ARCH)
-    opt = SliceAdamW(net.parameters(), net, lr=1e-2, fused=True)
+    opt = FastSliceAdamW(net.parameters(), net, lr=1e-2, fused=True)
     x, y = batch()
-    per_step: list[list[int]] = []  # tensors per _copy_all call, step by step
-    real = optim_mod._copy_all
-    monkeypatch.setattr(optim_mod, "_copy_all", lambda dst, src: (per_step[-1].append(len(dst)), real(dst, src)))
+    per_step: list[list[int]] = []  # tensors per copy_all call, step by step
+    real = optim_mod.copy_all
+    monkeypatch.setattr(optim_mod, "copy_all", lambda dst, src: (per_step[-1].append(len(dst)), real(dst, src)))
     for _ in range(3):
         opt.zero_grad()
         loss_of(net, x, y).backward()

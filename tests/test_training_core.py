@@ -11,10 +11,21 @@ import torch
 from archlab.core.errors import ArchlabError
 from archlab.spaces.library import mlp_space
 from archlab.supernets import ConvNet, MLPNet
-from archlab.supernets.checkpoint import CheckpointError, read_checkpoint
-from archlab.supernets.strategies import STRATEGIES, Strategy, make_strategy, register_strategy
 from archlab.supernets.tasks import DigitsTask
-from archlab.supernets.training import TrainConfig, evaluate, evaluate_many, load_weights, train
+from archlab.supernets.training.checkpoint import CheckpointError, read_checkpoint
+from archlab.supernets.training.strategies import (
+    STRATEGIES,
+    Strategy,
+    make_strategy,
+    register_strategy,
+)
+from archlab.supernets.training.trainer import (
+    TrainConfig,
+    evaluate,
+    evaluate_many,
+    load_weights,
+    train,
+)
 
 SPACE = mlp_space("tiny_mlp", n_layer=(1, 2), width=(16, 32))
 

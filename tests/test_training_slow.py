@@ -23,7 +23,7 @@ WORKER = textwrap.dedent(
     from archlab.spaces.library import mlp_space
     from archlab.supernets import MLPNet
     from archlab.supernets.tasks import DigitsTask
-    from archlab.supernets.training import TrainConfig, train
+    from archlab.supernets.training.trainer import TrainConfig, train
 
     out, steps, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     torch.manual_seed(0)
@@ -103,7 +103,7 @@ def test_digits_cnn_example_reaches_the_accuracy_goal(tmp_path, run_cli):
     assert largest["val_accuracy"] >= 0.97
     assert smallest["val_accuracy"] >= 0.93
     # inherited weights from the saved run give the same numbers
-    from archlab.supernets.training import evaluate
+    from archlab.supernets.training.trainer import evaluate
 
     net = exp.load_supernet()
     again = evaluate(net, exp.task, exp.space.smallest())

@@ -13,9 +13,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     import importlib.util
 
     from archlab.experiment import load_experiment
-    from archlab.supernets.evaluation import extract_calibrated
     from archlab.supernets.export import export_onnx, save_subnet
-    from archlab.supernets.tasks_base import input_adapter
+    from archlab.supernets.tasks.base import input_adapter
+    from archlab.supernets.training.evaluation import extract_calibrated
 
     exp = load_experiment(args.experiment)
     arch_path = Path(args.arch)

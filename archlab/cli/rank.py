@@ -45,7 +45,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         raise UsageError(f"--top-k: {args.top_k}; allowed: 1..{args.archs} (--archs)")
     if args.seed < 0:
         raise UsageError(f"--seed: {args.seed}; allowed: an integer >= 0")
-    from archlab.supernets.ranking import check_sharing, run_ranking
+    from archlab.supernets.ranking.run import check_sharing, run_ranking
 
     modes = check_sharing(s for s in args.sharing.split(",") if s.strip())
     from archlab import load_experiment
@@ -101,7 +101,7 @@ def _supernets(exp: Any, modes: list[str], args: argparse.Namespace) -> tuple[di
     import json
 
     from archlab.cli import UsageError
-    from archlab.supernets.ranking import trained_supernet
+    from archlab.supernets.ranking.run import trained_supernet
 
     given: dict[str, Any] = {}
     sources: dict[str, Any] = {}

@@ -8,7 +8,7 @@ For the benchmark corpus use ``CharLMTask("/path/to/tinyshakespeare.txt", contex
 from archlab import Experiment
 from archlab.spaces.library import transformer_lm_space
 from archlab.supernets.tasks import CharLMTask
-from archlab.supernets.train_config import TrainConfig
+from archlab.supernets.training.config import TrainConfig
 
 space = transformer_lm_space("char_transformer", n_layer=(1, 3), d_model=(64, 96), n_head=(2, 4), ffn=(128, 256))
 

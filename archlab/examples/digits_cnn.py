@@ -9,7 +9,7 @@ inherited weights.
 from archlab import Experiment
 from archlab.spaces.library import mobilenet_v3_space
 from archlab.supernets.tasks import DigitsTask
-from archlab.supernets.train_config import TrainConfig
+from archlab.supernets.training.config import TrainConfig
 
 space = mobilenet_v3_space("digits_cnn", n_stages=3, depth=(1, 2, 3), kernel=(3, 5, 7), expand=(2, 3, 4))
 

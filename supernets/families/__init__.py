@@ -1,4 +1,7 @@
-"""Model families of elastic supernets: ``FAMILIES`` maps a name to its class."""
+"""Model families of elastic supernets, each module next to its plain twin (``*_plain``: what
+``net.extract`` returns). ``FAMILIES`` (kept in ``archlab.supernets.base``) maps a name to its
+class; importing this package registers the built-in families, their plain twins and their
+soft appliers (``soft_appliers``)."""
 
 from __future__ import annotations
 
@@ -7,26 +10,15 @@ from typing import Any
 from archlab.core.errors import ArchlabError
 from archlab.spaces import SearchSpace
 
-from ..base import Supernet
+from ..base import FAMILIES, Supernet, register_family
+from . import soft_appliers  # noqa: F401  (registers the built-in soft appliers)
 from .cell import CellNet
 from .convnet import ConvNet
 from .mlp import MLPNet
 from .transformer import TransformerLM
 
-FAMILIES: dict[str, type[Supernet]] = {
-    "transformer_lm": TransformerLM,
-    "convnet": ConvNet,
-    "mlp": MLPNet,
-    "cell": CellNet,
-}
-
-
-def register_family(cls: type[Supernet]) -> type[Supernet]:
-    """Class decorator: make a user's ``Supernet`` subclass available by its ``family`` name."""
-    if not cls.family:
-        raise ArchlabError(f"{cls.__name__}: set the class attribute `family` before registering it")
-    FAMILIES[cls.family] = cls
-    return cls
+for _cls in (TransformerLM, ConvNet, MLPNet, CellNet):
+    register_family(_cls)
 
 
 def make_supernet(family: str, space: SearchSpace | None = None, **kwargs: Any) -> Supernet:

@@ -8,7 +8,7 @@ the edges i -> j in NB201 order ``1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2``; node 3 i
 Ops: ``none`` (zeros), ``skip_connect``, ``nor_conv_1x1`` / ``nor_conv_3x3`` (ReLU, conv, BN),
 ``avg_pool_3x3``.
 
-Options of the cell's mixed op (soft mode, ``archlab.supernets.soft``):
+Options of the cell's mixed op (soft mode, ``archlab.supernets.soft.ops``):
 
 - ``partial_channels=K`` (PC-DARTS, Xu et al. ICLR 2020): each edge's ops see the first
   ``C/K`` channels, the rest bypass the op, then channels are shuffled in ``K`` groups;
@@ -36,10 +36,10 @@ from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.library import NB201_OPS, cell_space
 
 from ..base import Supernet
-from ..conv import ElasticBatchNorm2d, ElasticConv2d
-from ..layers import ElasticLinear
-from ..plain import PlainSubnet, register_plain
-from ..soft import Probs, SoftConv2d, kernel_mask, register_soft
+from ..layers.conv import ElasticBatchNorm2d, ElasticConv2d
+from ..layers.elastic import ElasticLinear
+from ..soft.ops import Probs, SoftConv2d, kernel_mask, register_soft
+from .plain import PlainSubnet, register_plain
 
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 CONV_SHARING = ("separate", "entangled")

@@ -22,11 +22,11 @@ from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.library import mobilenet_v3_space
 from archlab.spaces.params import count_values
 
-from ..banks import BankFactory
 from ..base import Supernet, extreme_arch, max_value
-from ..conv import ElasticBatchNorm2d, ElasticConv2d
-from ..layers import ElasticDepth, ElasticLinear, make_activation
-from ..plain import PlainConvNet
+from ..layers.banks import BankFactory
+from ..layers.conv import ElasticBatchNorm2d, ElasticConv2d
+from ..layers.elastic import ElasticDepth, ElasticLinear, make_activation
+from .convnet_plain import PlainConvNet
 
 BASE_CHANNELS = (16, 24, 40, 80, 112, 160, 240, 320)
 

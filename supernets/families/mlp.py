@@ -18,8 +18,8 @@ from archlab.spaces.library import mlp_space
 from archlab.spaces.params import count_values
 
 from ..base import Supernet, extreme_arch, max_value
-from ..layers import ACTIVATIONS, ElasticLinear, make_activation
-from ..plain import PlainMLP
+from ..layers.elastic import ACTIVATIONS, ElasticLinear, make_activation
+from .mlp_plain import PlainMLP
 
 
 class MLPNet(Supernet):
@@ -75,7 +75,7 @@ class MLPNet(Supernet):
             cin = w
         self.classifier.set_active(cin, self.dims["num_classes"])
 
-    soft: Any = None  # the soft forward (archlab.supernets.soft_families) while a soft arch is set
+    soft: Any = None  # the soft forward (archlab.supernets.families.soft_appliers) while a soft arch is set
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.soft is not None:

@@ -1,11 +1,11 @@
 """``TransformerLM``: decoder-only causal language model supernet.
 
 Elastic depth (``n_layer``), width (``d_model``, shared by every layer), per-layer heads
-(``layers[i].n_head``, fixed head size: see ``archlab.supernets.attention``) and FFN size
+(``layers[i].n_head``, fixed head size: see ``archlab.supernets.layers.attention``) and FFN size
 (``layers[i].ffn``). Token + learned position embeddings, pre-LN blocks, final LayerNorm,
 output head tied to the token embedding (or untied).
 
-Optional token-routed mixture-of-experts FFNs (``archlab.supernets.moe``): when the space's
+Optional token-routed mixture-of-experts FFNs (``archlab.supernets.layers.moe``): when the space's
 ``layers`` block has ``moe_experts`` (and optionally ``moe_top_k``), every block's FFN is an
 ``ElasticMoEFFN`` (``blocks[i].moe``) whose expert count and top-k are searched per layer
 (``moe_experts=1``: a dense FFN). Without ``moe_*`` names the model is unchanged (same
@@ -26,20 +26,20 @@ from archlab.core.errors import ArchlabError
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.library import transformer_lm_space
 
-from ..attention import ElasticSelfAttention
-from ..banks import BankFactory
 from ..base import Supernet, extreme_arch, max_value
-from ..layers import (
+from ..layers.attention import ElasticSelfAttention
+from ..layers.banks import BankFactory
+from ..layers.elastic import (
     ElasticDepth,
     ElasticEmbedding,
     ElasticLayerNorm,
     ElasticLinear,
     make_activation,
 )
-from ..moe import ElasticMoEFFN
-from ..moe_space import MoELimits, layer_settings, moe_space_limits, settings_entry
-from ..plain import PlainTransformerLM
+from ..layers.moe import ElasticMoEFFN
+from ..layers.moe_space import MoELimits, layer_settings, moe_space_limits, settings_entry
 from ..routers import ROUTERS, RoutingState
+from .transformer_plain import PlainTransformerLM
 
 
 class ElasticBlock(nn.Module):
@@ -200,7 +200,7 @@ class TransformerLM(Supernet):
         return F.linear(x, tok)
 
     def aux_loss(self) -> torch.Tensor:
-        """Sum of the load-balancing losses (``archlab.supernets.moe``) the routed layers of
+        """Sum of the load-balancing losses (``archlab.supernets.layers.moe``) the routed layers of
         the active arch recorded in the last forward; a zero scalar when none did."""
         losses = [b.moe.aux_loss for b in self.blocks.active() if b.moe is not None and b.moe.aux_loss is not None]
         if not losses:

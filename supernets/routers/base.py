@@ -3,7 +3,7 @@
 A router maps the token representations of one MoE layer to a ``Dispatch``: a flat list of
 (token, expert, weight) assignments, the router probabilities (for metrics), which tokens
 lost an assignment to a capacity limit, and its auxiliary losses by name. The MoE layer
-(``archlab.supernets.moe``) runs whatever the router returns, one batched call per expert.
+(``archlab.supernets.layers.moe``) runs whatever the router returns, one batched call per expert.
 
 Adding a router is one module: subclass ``Router``, decorate with ``@register_router("name")``
 and implement ``route``. Routers get the layer's shared gate (a bias-free linear
@@ -26,8 +26,8 @@ from torch import nn
 
 from archlab.core.errors import ArchlabError
 
-from ..banks import BankFactory
-from ..layers import ElasticLinear
+from ..layers.banks import BankFactory
+from ..layers.elastic import ElasticLinear
 
 ROUTERS: dict[str, type[Router]] = {}
 DEFAULT_ROUTER = "topk"
