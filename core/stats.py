@@ -18,12 +18,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as _st
 
-METHODS = ("percentile", "bca", "basic")
+BootstrapMethod = Literal["percentile", "bca", "basic"]
+METHODS: tuple[BootstrapMethod, ...] = ("percentile", "bca", "basic")
 
 
 class StatsError(ValueError):
@@ -71,13 +73,14 @@ def _check_level(level: float) -> float:
     return float(level)
 
 
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise StatsError(f"method: {method!r}; allowed: {', '.join(METHODS)}")
-    return method
+def _check_method(method: str) -> BootstrapMethod:
+    for known in METHODS:
+        if method == known:
+            return known
+    raise StatsError(f"method: {method!r}; allowed: {', '.join(METHODS)}")
 
 
-def _as_1d(name: str, x: Any) -> np.ndarray:
+def _as_1d(name: str, x: npt.ArrayLike) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1:
         raise StatsError(f"{name}: expected a 1-D sequence of numbers, got shape {a.shape}")
@@ -94,7 +97,7 @@ def _same_length(**arrays: np.ndarray) -> int:
 
 
 def _index_bootstrap(stat_of_idx: Callable[[np.ndarray], float], n: int, *, level: float,
-                     n_resamples: int, method: str, seed: int) -> tuple[float, float, str]:
+                     n_resamples: int, method: BootstrapMethod, seed: int) -> tuple[float, float, str]:
     """Bootstrap interval of ``stat_of_idx`` by resampling unit indices ``0..n-1``.
 
     Uses ``scipy.stats.bootstrap`` on the index vector, so several arrays describing the same
@@ -141,27 +144,29 @@ def bootstrap_ci(*data: Sequence[float], statistic: Callable[..., float] = np.me
 
 
 # rank correlations -----------------------------------------------------------------------
-def tau_value(x: Sequence[float], y: Sequence[float]) -> float:
+def tau_value(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Kendall tau-b of two equally long score lists (ties handled; NaN if one is constant)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return float(_st.kendalltau(x, y, variant="b").statistic)
+        a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return float(_st.kendalltau(a, b, variant="b").statistic)
 
 
-def spearman_value(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman_value(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Spearman rho of two equally long score lists (NaN if one is constant)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return float(_st.spearmanr(x, y).statistic)
+        a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return float(_st.spearmanr(a, b).statistic)
 
 
-CORRELATIONS: dict[str, Callable[[Sequence[float], Sequence[float]], float]] = {
+CORRELATIONS: dict[str, Callable[[npt.ArrayLike, npt.ArrayLike], float]] = {
     "kendall": tau_value,
     "spearman": spearman_value,
 }
 
 
-def _correlation(name: str) -> Callable[[Sequence[float], Sequence[float]], float]:
+def _correlation(name: str) -> Callable[[npt.ArrayLike, npt.ArrayLike], float]:
     try:
         return CORRELATIONS[name]
     except KeyError:
@@ -255,7 +260,7 @@ def median_ci(values: Sequence[float], *, level: float = 0.95) -> Interval:
     return Interval(med, float(v[best_j - 1]), float(v[n - best_j]), level, n, "order-statistic", best_cov)
 
 
-def seed_to_seed_tau(scores: Any, *, level: float = 0.95, n_resamples: int = 1000, method: str = "percentile",
+def seed_to_seed_tau(scores: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 1000, method: str = "percentile",
                      seed: int = 0) -> Interval:
     """The noise ceiling of a ranking: mean Kendall tau over all pairs of seeds.
 

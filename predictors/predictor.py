@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from archlab.spaces import SearchSpace
+from archlab.spaces import PerLayer, SearchSpace
 
 from . import persistence
 from .errors import PredictorError
@@ -23,7 +23,8 @@ def _count_names(space: SearchSpace | None) -> list[str]:
     """Top-level parameters that set a per-layer block's depth (not widths)."""
     if space is None:
         return []
-    return sorted({p.count for p in space.params.values() if isinstance(getattr(p, "count", None), str)})
+    return sorted({p.count for p in space.params.values()
+                   if isinstance(p, PerLayer) and isinstance(p.count, str)})
 
 
 class _Predictor:

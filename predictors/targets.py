@@ -235,7 +235,8 @@ class OnnxRuntimeCPU(Runtime):
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17,
+            # the TorchScript exporter writes to a file object; torch's annotation says a path
+            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17,  # type: ignore[arg-type]
                               input_names=["input"], output_names=["output"])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.target.threads

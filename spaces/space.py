@@ -360,7 +360,7 @@ class SearchSpace:
             raise SpaceError(f"not an archlab search space (format {SPACE_FORMAT} expected)")
         if "params" not in data:
             raise SpaceError("search space JSON has no 'params'")
-        return cls(data.get("name"), constraints=constraints, **block_from_json(data["params"]))
+        return cls(str(data.get("name") or ""), constraints=constraints, **block_from_json(data["params"]))
 
     @property
     def fingerprint(self) -> str:
