@@ -249,11 +249,11 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
         for k in keys:
             if k in names:
                 continue
-            vals = [d.get(k) for d in dicts]  # a key a trial lacks is None here: NaN, as in the frame
+            kvals = [d.get(k) for d in dicts]  # a key a trial lacks is None here: NaN, as in the frame
             try:
-                converted = np.array(vals, dtype=float)
+                converted = np.array(kvals, dtype=float)
             except (TypeError, ValueError):  # text, lists, ...: NaN where not a number
-                converted = np.array([_float(x) for x in vals], dtype=float)
+                converted = np.array([_float(x) for x in kvals], dtype=float)
             col = np.full(n, math.nan)
             col[m_pos] = converted
             cols[f"metric.{k}"] = col
@@ -289,8 +289,8 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
         sel = p_codes == j
         cols[f"arch.{k}"] = scatter(ppos[sel], p_vals[sel])
     df = pd.DataFrame(cols)
-    for col in ("datetime_start", "datetime_complete"):
-        df[col] = pd.to_datetime(df[col])
+    for when in ("datetime_start", "datetime_complete"):
+        df[when] = pd.to_datetime(df[when])
     return df
 
 

@@ -71,7 +71,7 @@ def _check_inherited_direction(experiment: Any, objectives: Any) -> None:
             continue
         got = {"minimize": "min", "maximize": "max"}.get(str(spec[0]).lower(), str(spec[0]).lower())
         if got in ("min", "max") and got != want:
-            raise SearchError(f"objectives.{name}: 'inherited' is the task's {task.metric}, which is better "
+            raise SearchError(f"objectives.{name}: 'inherited' is the task's {getattr(task, 'metric', '?')}, which is better "
                               f"{'higher' if want == 'max' else 'lower'}; direction must be {want!r}, got {spec[0]!r}")
 
 

@@ -168,9 +168,10 @@ def open_read_only(spec: str | Path) -> Any:
                            "(postgresql+psycopg2:// or postgresql+psycopg://) and journal files")
     try:
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
-    except Exception as exc:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
+    except Exception as error:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
+        exc: BaseException = error
         while (exc.__cause__ or exc.__context__) is not None:  # the root cause says most
-            exc = exc.__cause__ or exc.__context__
+            exc = exc.__cause__ or exc.__context__ or exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "no such table" in first or "does not exist" in first:
             first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"

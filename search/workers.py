@@ -81,7 +81,7 @@ def run_workers(run: Any, workers: int, recipe: Callable[[], Mapping[str, Any]] 
 
     verbosity = optuna.logging.get_verbosity()
     method = "spawn" if recipe is not None else "fork"
-    ctx = mp.get_context(method)
+    ctx = mp.get_context("spawn") if method == "spawn" else mp.get_context("fork")
     threads = max(1, _cpus() // workers) if method == "spawn" else 1
     procs: list[_Worker] = []
     grace_end = None if run.deadline is None else run.deadline + deadline_grace(max(0.0, run.deadline - time.time()))
@@ -283,7 +283,7 @@ def _worker_main(build: Any, deadline: float | None, index: int, conn: Any, slot
         with contextlib.suppress(Exception):  # finalizers (semaphores), not threads: never hangs
             from multiprocessing import util
 
-            util._exit_function()
+            util._exit_function()  # type: ignore[attr-defined]  # private, no stub
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
