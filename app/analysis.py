@@ -82,7 +82,7 @@ class ExplorerData:
     n_infeasible: int
     n_failed: int
     hypervolume: float
-    axes: list[dict[str, str]] = field(default_factory=list)
+    axes: list[Mapping[str, str]] = field(default_factory=list)
 
 
 def explorer_data(trials: pd.DataFrame, axes: Sequence[Mapping[str, str]],
@@ -100,7 +100,7 @@ def explorer_data(trials: pd.DataFrame, axes: Sequence[Mapping[str, str]],
     infeasible = df[complete & finite & ~df["feasible"]]
     hv = hypervolume(df, objectives=axes) if len(front) else 0.0
     return ExplorerData(front, thin(dominated, names, max_cloud), thin(infeasible, names, max_cloud),
-                        len(dominated), len(infeasible), int((df["state"] == "FAIL").sum()), hv, axes)
+                        len(dominated), len(infeasible), int((df["state"] == "FAIL").sum()), hv, list(axes))
 
 
 def thin(rows: pd.DataFrame, names: Sequence[str], max_points: int, seed: int = 0) -> pd.DataFrame:

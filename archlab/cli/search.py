@@ -12,8 +12,8 @@ def load_experiment_object(spec: str) -> Any:
     try:
         from archlab.experiment import load_experiment
     except ImportError:
-        load_experiment = None
-    if load_experiment is not None:
+        pass
+    else:
         return load_experiment(spec)
     from archlab.loading import load_module
     from archlab.search.errors import SearchError
