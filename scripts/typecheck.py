@@ -8,7 +8,7 @@ sub-packages are seen at once), runs ``mypy -p archlab`` on it and prints mypy's
 the paths of the checkout (``spaces/arch.py:12: error: ...``). The exit status is mypy's:
 0 clean, 1 type errors, 2 a failure of mypy itself.
 
-Usage: ``.venv/bin/python scripts/typecheck.py [mypy options] [files]``; files given (absolute
+Usage: ``.venv/bin/python scripts/typecheck.py [mypy options] [files]``; files given (``*.py``, absolute
 paths) are checked instead of the package, against it.
 """
 
@@ -73,7 +73,7 @@ def checkout_path(line: str, tree: Path = TREE, root: Path = ROOT) -> str:
 def main(argv: list[str]) -> int:
     """Run mypy over the whole package; prints its report, returns its exit status."""
     tree = build_tree()
-    targets = [] if any(not a.startswith("-") for a in argv) else ["-p", PACKAGE]
+    targets = [] if any(a.endswith(".py") for a in argv) else ["-p", PACKAGE]
     cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
            "--cache-dir", str(CACHE), *targets, *argv]
     proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=False)

@@ -52,3 +52,13 @@ def test_report_paths_are_the_checkout_s(line: str, expected: str) -> None:
         sys.path.pop(0)
     typecheck.build_tree()
     assert typecheck.checkout_path(line) == expected
+
+
+def test_syntax_newer_than_python_3_10_fails(tmp_path) -> None:
+    # quotes reused inside an f-string parse only on Python >= 3.12; mypy's native parser let
+    # one through into app/views/detail.py, so the check uses the interpreter's parser
+    bad = tmp_path / "fstring.py"
+    bad.write_text('study = None\ncmd = f"{study or ""}"\n')
+    proc = _typecheck(str(bad))
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "fstring.py:2: error:" in proc.stdout and "[syntax]" in proc.stdout
