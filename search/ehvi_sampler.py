@@ -178,7 +178,7 @@ class EHVISampler(PlanSampler):
         self.planner = Planner(space, seed=seed, **options)
         self._seen: dict[int, tuple[Arch, list[float], list[float]] | None] = {}
 
-    def plan(self, study: Any, trial: Any) -> Arch:
+    def plan(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Arch:
         archs, Y, C, pending, taken = self._read(study, trial.number)
         return self.planner.propose(archs, Y, C, pending, taken)
 

@@ -33,6 +33,7 @@ from .trial_guard import QuietFailures, TrialGuard, _QueueEmpty, default_max_fai
 from .trial_runner import TrialRunner, attrs_with_final_state
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.storages import BaseStorage
 
 ATTR_KEY = "archlab"
@@ -308,7 +309,7 @@ class _Run:
     show_progress: bool | None
     count: str = "trials"
 
-    def open_study(self) -> Any:
+    def open_study(self) -> optuna.Study:
         """The study on a storage connection of its own (no heartbeat): for the parent or a
         watchdog that fails a worker's trial while the worker's own connection is busy."""
         import optuna
