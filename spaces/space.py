@@ -8,9 +8,10 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from . import encoding as _enc
 from . import optuna_bridge as _opt
@@ -26,13 +27,21 @@ class Constraint:
     """A named predicate over an ``Arch``: ``fn(arch)`` is truthy when the arch is allowed."""
 
     name: str
-    fn: Callable[[Arch], Any]
+    fn: Callable[[Arch], object]
 
     def __call__(self, arch: Arch) -> bool:
         return bool(self.fn(arch))
 
 
-def _constraints(spec: Any) -> tuple[Constraint, ...]:
+# a space's constraints: Constraint objects, (name, fn) pairs or named functions, or {name: fn};
+# fn(arch) is truthy when the arch is allowed
+ConstraintSpec: TypeAlias = (
+    "Mapping[str, Callable[[Arch], object]]"
+    " | Iterable[Constraint | tuple[str, Callable[[Arch], object]] | Callable[[Arch], object]] | None"
+)
+
+
+def _constraints(spec: ConstraintSpec) -> tuple[Constraint, ...]:
     if spec is None:
         return ()
     items: list[Constraint] = []
@@ -86,7 +95,7 @@ class SearchSpace:
     rejects archs that break one. ``size`` and ``enumerate`` count the unconstrained space.
     """
 
-    def __init__(self, name: str, constraints: Any = (), **params: Param) -> None:
+    def __init__(self, name: str, constraints: ConstraintSpec = (), **params: Param) -> None:
         if not isinstance(name, str) or not name:
             raise SpaceError("a search space needs a non-empty name", "name")
         self.name = name
@@ -297,7 +306,7 @@ class SearchSpace:
         rows = [self.layout.encode(a, normalized) for a in archs]
         return np.stack(rows) if rows else np.zeros((0, self.encoding_size), np.float32)
 
-    def decode(self, vector: Any, normalized: bool = False) -> Arch:
+    def decode(self, vector: npt.ArrayLike, normalized: bool = False) -> Arch:
         """Inverse of ``encode``; values snap to the nearest allowed one."""
         return self.validate(self.layout.decode(vector, normalized), check_constraints=False)
 
@@ -306,7 +315,7 @@ class SearchSpace:
         return self.layout.low.copy(), self.layout.high.copy()
 
     # Optuna -----------------------------------------------------------------------
-    def suggest(self, trial: Any, fixed_width: bool = False) -> Arch:
+    def suggest(self, trial: _opt.SuggestTrial, fixed_width: bool = False) -> Arch:
         """Ask an Optuna trial for an architecture, with flat names like
         ``stages.2.blocks.1.kernel``. Per-layer parameters of inactive layers are not suggested
         unless ``fixed_width`` (then every slot up to the maximum depth is)."""
@@ -350,7 +359,7 @@ class SearchSpace:
         )
 
     @classmethod
-    def from_json(cls, text: str | Mapping[str, Any], constraints: Any = ()) -> SearchSpace:
+    def from_json(cls, text: str | Mapping[str, Any], constraints: ConstraintSpec = ()) -> SearchSpace:
         """Rebuild a space from ``to_json``; pass ``constraints`` to re-attach them."""
         try:
             data = json.loads(text) if isinstance(text, str) else dict(text)
