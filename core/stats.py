@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any, Literal
@@ -126,7 +126,7 @@ def _index_bootstrap(stat_of_idx: Callable[[np.ndarray], float], n: int, *, leve
     return low, high, method
 
 
-def bootstrap_ci(*data: Sequence[float], statistic: Callable[..., float] = np.mean, level: float = 0.95,
+def bootstrap_ci(*data: npt.ArrayLike, statistic: Callable[..., float] = np.mean, level: float = 0.95,
                  n_resamples: int = 2000, method: str = "percentile", seed: int = 0) -> Interval:
     """Bootstrap interval of ``statistic(*data)``; several arrays are resampled jointly
     (paired: row ``i`` of every array is one unit). ``method``: percentile, bca or basic."""
@@ -173,7 +173,7 @@ def _correlation(name: str) -> Callable[[npt.ArrayLike, npt.ArrayLike], float]:
         raise StatsError(f"correlation: {name!r}; allowed: {', '.join(CORRELATIONS)}") from None
 
 
-def _rank_ci(kind: str, x: Sequence[float], y: Sequence[float], level: float, n_resamples: int,
+def _rank_ci(kind: str, x: npt.ArrayLike, y: npt.ArrayLike, level: float, n_resamples: int,
              method: str, seed: int) -> Interval:
     f = _correlation(kind)
     level, method = _check_level(level), _check_method(method)
@@ -187,21 +187,21 @@ def _rank_ci(kind: str, x: Sequence[float], y: Sequence[float], level: float, n_
     return Interval(est, low, high, level, n, used, level)
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float], *, level: float = 0.95, n_resamples: int = 2000,
+def kendall_tau(x: npt.ArrayLike, y: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 2000,
                 method: str = "percentile", seed: int = 0) -> Interval:
     """Kendall tau-b of ``x`` and ``y`` (same units, same order) with a bootstrap interval
     over the units (pairs ``(x_i, y_i)`` resampled together)."""
     return _rank_ci("kendall", x, y, level, n_resamples, method, seed)
 
 
-def spearman(x: Sequence[float], y: Sequence[float], *, level: float = 0.95, n_resamples: int = 2000,
+def spearman(x: npt.ArrayLike, y: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 2000,
              method: str = "percentile", seed: int = 0) -> Interval:
     """Spearman rho of ``x`` and ``y`` with a bootstrap interval over the units."""
     return _rank_ci("spearman", x, y, level, n_resamples, method, seed)
 
 
 # paired differences ------------------------------------------------------------------------
-def paired_difference(a: Sequence[float], b: Sequence[float], *, reference: Sequence[float] | None = None,
+def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, *, reference: npt.ArrayLike | None = None,
                       statistic: str | Callable[..., float] | None = None, level: float = 0.95,
                       n_resamples: int = 2000, method: str = "percentile", seed: int = 0) -> Interval:
     """Paired bootstrap interval of a difference ``S(a) - S(b)`` over the same units.
@@ -238,7 +238,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, reference: Sequ
 
 
 # seeds -------------------------------------------------------------------------------------
-def median_ci(values: Sequence[float], *, level: float = 0.95) -> Interval:
+def median_ci(values: npt.ArrayLike, *, level: float = 0.95) -> Interval:
     """Median of ``values`` (e.g. one figure per seed) with a distribution-free
     order-statistic interval ``[x_(j), x_(n+1-j)]``: the largest ``j`` whose binomial
     coverage reaches ``level``. With too few values for ``level`` (fewer than 6 for 95 %)
