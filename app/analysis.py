@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from archlab.search.results import hypervolume, pareto_front
+
+if TYPE_CHECKING:
+    from archlab.spaces import SearchSpace
 
 MAX_CLOUD = 4000  # dominated / infeasible points drawn per category
 GRID = 160  # thinning grid per axis
@@ -123,13 +126,13 @@ def thin(rows: pd.DataFrame, names: Sequence[str], max_points: int, seed: int = 
 
 
 @lru_cache(maxsize=8)
-def _space(space_json: str) -> Any:
+def _space(space_json: str) -> SearchSpace:
     from archlab.spaces import SearchSpace
 
     return SearchSpace.from_json(space_json)
 
 
-def space_of(trials: pd.DataFrame) -> Any:
+def space_of(trials: pd.DataFrame) -> SearchSpace | None:
     """The study's ``SearchSpace`` (None when the study records none or it cannot be read)."""
     text = trials.attrs.get("space")
     if not text:
