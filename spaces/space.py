@@ -242,13 +242,13 @@ class SearchSpace:
 
     def _enum_block(self, block: Mapping[str, Param]) -> Iterator[dict[str, Any]]:
         scalars = [k for k, p in block.items() if not isinstance(p, PerLayer)]
-        layers = [k for k, p in block.items() if isinstance(p, PerLayer)]
-        inner = {k: list(self._enum_block(block[k].params)) for k in layers}  # type: ignore[attr-defined]
+        layers = {k: p for k, p in block.items() if isinstance(p, PerLayer)}
+        inner = {k: list(self._enum_block(p.params)) for k, p in layers.items()}
         for combo in itertools.product(*(block[k].values() for k in scalars)):
             base = dict(zip(scalars, combo))
             seqs = [
-                itertools.product(inner[k], repeat=_count(block[k], base))  # type: ignore[arg-type]
-                for k in layers
+                itertools.product(inner[k], repeat=_count(p, base))
+                for k, p in layers.items()
             ]
             for chosen in itertools.product(*seqs):
                 out = dict(base)
