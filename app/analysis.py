@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from archlab.search.results import hypervolume, pareto_front
+
+if TYPE_CHECKING:
+    from archlab.spaces import SearchSpace
 
 MAX_CLOUD = 4000  # dominated / infeasible points drawn per category
 GRID = 160  # thinning grid per axis
@@ -82,7 +85,7 @@ class ExplorerData:
     n_infeasible: int
     n_failed: int
     hypervolume: float
-    axes: list[dict[str, str]] = field(default_factory=list)
+    axes: list[Mapping[str, str]] = field(default_factory=list)
 
 
 def explorer_data(trials: pd.DataFrame, axes: Sequence[Mapping[str, str]],
@@ -100,7 +103,7 @@ def explorer_data(trials: pd.DataFrame, axes: Sequence[Mapping[str, str]],
     infeasible = df[complete & finite & ~df["feasible"]]
     hv = hypervolume(df, objectives=axes) if len(front) else 0.0
     return ExplorerData(front, thin(dominated, names, max_cloud), thin(infeasible, names, max_cloud),
-                        len(dominated), len(infeasible), int((df["state"] == "FAIL").sum()), hv, axes)
+                        len(dominated), len(infeasible), int((df["state"] == "FAIL").sum()), hv, list(axes))
 
 
 def thin(rows: pd.DataFrame, names: Sequence[str], max_points: int, seed: int = 0) -> pd.DataFrame:
@@ -123,13 +126,13 @@ def thin(rows: pd.DataFrame, names: Sequence[str], max_points: int, seed: int = 
 
 
 @lru_cache(maxsize=8)
-def _space(space_json: str) -> Any:
+def _space(space_json: str) -> SearchSpace:
     from archlab.spaces import SearchSpace
 
     return SearchSpace.from_json(space_json)
 
 
-def space_of(trials: pd.DataFrame) -> Any:
+def space_of(trials: pd.DataFrame) -> SearchSpace | None:
     """The study's ``SearchSpace`` (None when the study records none or it cannot be read)."""
     text = trials.attrs.get("space")
     if not text:

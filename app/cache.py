@@ -5,7 +5,7 @@ frame comes from an incremental reader that reads only new and unfinished trials
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,9 +15,12 @@ from archlab.search.results import TrialsReader, hypervolume_history, list_studi
 
 from . import analysis, sources
 
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def storage(url: str) -> Any:
+def storage(url: str) -> BaseStorage:
     """The read-only Optuna storage of ``url`` (kept for the app's lifetime)."""
     return sources.open_readonly(url)
 

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 
 from archlab.spaces import library
 
-OBJECTIVES = (
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+
+class _Objective(TypedDict):
+    name: str
+    direction: Literal["minimize", "maximize"]
+
+
+OBJECTIVES: tuple[_Objective, ...] = (
     {"name": "error", "direction": "minimize"},
     {"name": "latency_ms", "direction": "minimize"},
     {"name": "params_m", "direction": "minimize"},
@@ -60,7 +69,7 @@ def demo_trials(
     constraints: dict[str, float] | None = None,
     fail_fraction: float = 0.03,
     only_failed: bool = False,
-) -> tuple[list[str], dict[str, Any], list[Any]]:
+) -> tuple[list[Literal["minimize", "maximize"]], dict[str, Any], list[FrozenTrial]]:
     """``(directions, archlab study attr, frozen trials)`` of a synthetic study (nothing written).
 
     Objectives: ``error`` and ``latency_ms`` (ms), plus ``params_m`` (millions) when

@@ -69,7 +69,7 @@ def pareto_figure(data: ExplorerData, hover: Mapping[int, str], color: str | Non
         if values is not None:
             marker = {**marker, "color": values, "colorscale": "Viridis", "cmin": cmin, "cmax": cmax}
             if name == FRONT:
-                marker["colorbar"] = {"title": {"text": plain(color.removeprefix("arch."))}, **bar}
+                marker["colorbar"] = {"title": {"text": plain((color or "").removeprefix("arch."))}, **bar}
         coords = {ax: rows[n].to_numpy(dtype=float) for ax, n in zip("xyz", names)}
         fig.add_trace(Scatter(**coords, mode=mode, name=name, marker=marker, customdata=nums,
                               hovertext=text, hoverinfo="text", **kw))

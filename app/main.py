@@ -48,7 +48,7 @@ def _sidebar() -> ui.Context:
         if len(found) > 1:
             labels = [s.label for s in found]
             pick = st.selectbox("Run", labels, key="source", help="Every runs/*/study.db found")
-            src = found[labels.index(pick)]
+            src = found[labels.index(pick) if pick is not None else 0]
         elif found:
             src = found[0]
             st.caption(f"Storage: {ui.esc(src.label)}")
@@ -67,8 +67,9 @@ def _sidebar() -> ui.Context:
         if st.session_state.get("study") not in names:
             wanted = st.query_params.get("study")
             st.session_state["study"] = wanted if wanted in names else sources.default_study(names)
-        study = st.selectbox("Study", names, key="study")
-        st.query_params["study"] = study
+        study = st.selectbox("Study", names, key="study")  # never None: names is not empty
+        if study is not None:
+            st.query_params["study"] = study
         return ui.Context(src.url, src.label, src.run_dir, study, tuple(names))
 
 

@@ -13,10 +13,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archlab.core.layout import STUDY_DB, RunLayout
 from archlab.search.storage import open_storage, redact, storage_url
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
 
 ENV_TARGET = "ARCHLAB_APP_TARGET"
 
@@ -59,7 +62,7 @@ def _run_dir_of(url: str) -> str | None:
     return str(path.parent) if path.name == STUDY_DB else None
 
 
-def open_readonly(url: str) -> Any:
+def open_readonly(url: str) -> BaseStorage:
     """The storage of ``url`` opened so that it cannot write, create or migrate
     (``archlab.search.storage.open_read_only``: SQLite in ``mode=ro``, PostgreSQL in read-only
     transactions, journal files never appended). Raises ``StorageError`` with a one-line reason."""
@@ -71,12 +74,12 @@ def default_study(names: list[str]) -> str | None:
     return names[-1] if names else None
 
 
-def study_names(storage: Any) -> list[str]:
+def study_names(storage: BaseStorage) -> list[str]:
     """Names of every study in ``storage``, in creation order."""
     return [s.study_name for s in storage.get_all_studies()]
 
 
-def study_stamp(storage: Any, study_name: str) -> tuple[int, int, int, int]:
+def study_stamp(storage: BaseStorage, study_name: str) -> tuple[int, int, int, int]:
     """``(n_trials, n_complete, n_fail, n_running)``: cheap counts that change whenever the
     study gains a trial or a trial finishes (the cache key of everything computed from it).
 
@@ -93,7 +96,7 @@ def study_stamp(storage: Any, study_name: str) -> tuple[int, int, int, int]:
     return (sum(counts.values()), counts.get("COMPLETE", 0), counts.get("FAIL", 0), counts.get("RUNNING", 0))
 
 
-def _state_counts_sql(storage: Any, study_id: int) -> dict[str, int] | None:
+def _state_counts_sql(storage: BaseStorage, study_id: int) -> dict[str, int] | None:
     """``{state name: count}`` of a study in an ``RDBStorage`` (None for other storages)."""
     engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # _CachedStorage wraps it
     if engine is None:

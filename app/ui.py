@@ -99,11 +99,19 @@ def study_trials(ctx: Context) -> pd.DataFrame | None:
     return df
 
 
-def completed(df: pd.DataFrame, study: str) -> pd.DataFrame | None:
+def selected(ctx: Context) -> tuple[str, str]:
+    """The storage URL and study name of ``ctx``, for a view whose ``study_trials`` returned a
+    frame (which needs both); ``ArchlabError`` when either is missing."""
+    if ctx.url is None or ctx.study is None:
+        raise ArchlabError("no study is selected")
+    return ctx.url, ctx.study
+
+
+def completed(df: pd.DataFrame, study: str | None) -> pd.DataFrame | None:
     """Completed trials, or None after a friendly message (e.g. a study whose trials all failed)."""
     done = df[df["state"] == "COMPLETE"]
     if not len(done):
-        counts = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
+        counts = ", ".join(f"{n} {str(s).lower()}" for s, n in df["state"].value_counts().items())
         st.warning(f"Study **{esc(study)}** has no completed trials yet ({counts}). Nothing to plot until a trial "
                    "completes; failed trials are listed on the Studies page.")
         return None

@@ -20,11 +20,14 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archlab.core.errors import ArchlabError
 from archlab.core.layout import RunLayout
 from archlab.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from archlab.supernets import Supernet
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -121,7 +124,7 @@ class Experiment:
             kwargs["sharing"] = sharing
         return kwargs
 
-    def build_supernet(self, sharing: str | None = None) -> Any:
+    def build_supernet(self, sharing: str | None = None) -> Supernet:
         """A fresh (untrained) supernet of ``family`` over ``space`` for ``task``, its initial
         weights drawn with ``train.seed`` (same seed, same weights)."""
         import torch
@@ -137,14 +140,15 @@ class Experiment:
             except TypeError as exc:
                 raise ArchlabError(f"supernet_args: {exc}") from None
 
-    def load_supernet(self, sharing: str | None = None, run_dir: str | Path | None = None) -> Any:
+    def load_supernet(self, sharing: str | None = None, run_dir: str | Path | None = None) -> Supernet:
         """The trained supernet from ``supernet_dir(sharing)`` (final weights, else the last
         checkpoint); its config must match this experiment's (space, sharing, dims)."""
         from archlab.supernets.training.trainer import load_weights
 
         folder = self.supernet_dir(sharing) if run_dir is None else Path(run_dir) / self.supernet_dir(sharing).name
         net = self.build_supernet(sharing)
-        return load_weights(folder, net)
+        load_weights(folder, net)  # into ``net``
+        return net
 
     def train_supernet(self, steps: int | None = None, sharing: str | None = None,
                        run_dir: str | Path | None = None, force_config: bool = False, **overrides: Any) -> Any:

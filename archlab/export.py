@@ -70,6 +70,7 @@ def checked_experiment(experiment: str | Experiment, info: dict[str, Any], study
     record (see the module docstring); ``notes`` are lines worth showing (a skipped check)."""
     notes: list[str] = []
     recorded_sha = info.get("experiment_sha256")
+    sha: str | None
     if isinstance(experiment, str):
         file, _ = experiment_source(experiment)
         sha = file_sha256(file)

@@ -51,8 +51,8 @@ def load_object(spec: str, kind: type | tuple[type, ...], what: str) -> Any:
     module = load_module(path)
     if name:
         if not hasattr(module, name):
-            found = sorted(k for k, v in vars(module).items() if isinstance(v, kind))
-            hint = f"; {what}s in it: {', '.join(found)}" if found else ""
+            matches = sorted(k for k, v in vars(module).items() if isinstance(v, kind))
+            hint = f"; {what}s in it: {', '.join(matches)}" if matches else ""
             raise ArchlabError(f"{path} has no {name!r}{hint}")
         obj = getattr(module, name)
         if callable(obj) and not isinstance(obj, kind) and not isinstance(obj, type):

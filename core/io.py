@@ -12,9 +12,15 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 
+@overload
+def atomic_open(path: str | os.PathLike[str],
+                mode: Literal["w"] = "w") -> contextlib.AbstractContextManager[IO[str]]: ...
+@overload
+def atomic_open(path: str | os.PathLike[str],
+                mode: Literal["wb"]) -> contextlib.AbstractContextManager[IO[bytes]]: ...
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success rename it over ``path``.
@@ -28,8 +34,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        kwargs = {"encoding": "utf-8"} if mode == "w" else {}
-        with os.fdopen(fd, mode, **kwargs) as fh:
+        fh: IO[Any]
+        with (os.fdopen(fd, "w", encoding="utf-8") if mode == "w" else os.fdopen(fd, "wb")) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -76,6 +82,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         fh.write(data)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: object) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NoReturn, TypeVar, overload
+
+if TYPE_CHECKING:
+    from tqdm import tqdm as Bar
+
+T = TypeVar("T")
 
 
+@overload
+def progress(iterable: Iterable[T], *, total: float | None = None, desc: str = "", unit: str = "it",
+             initial: float = 0, disable: bool | None = None) -> Bar[T]: ...
+@overload
+def progress(iterable: None = None, *, total: float | None = None, desc: str = "", unit: str = "it",
+             initial: float = 0, disable: bool | None = None) -> Bar[NoReturn]: ...
 def progress(
-    iterable: Any = None,
+    iterable: Iterable[T] | None = None,
     *,
     total: float | None = None,
     desc: str = "",
     unit: str = "it",
     initial: float = 0,
     disable: bool | None = None,
-) -> Any:
+) -> Bar[T] | Bar[NoReturn]:
     """The one progress bar of archlab (tqdm): rate, ETA and postfix metrics.
 
     Disabled when ``ARCHLAB_PROGRESS=0`` or when standard error is not a terminal and

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as _st
 
-METHODS = ("percentile", "bca", "basic")
+BootstrapMethod = Literal["percentile", "bca", "basic"]
+METHODS: tuple[BootstrapMethod, ...] = ("percentile", "bca", "basic")
 
 
 class StatsError(ValueError):
@@ -71,13 +73,14 @@ def _check_level(level: float) -> float:
     return float(level)
 
 
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise StatsError(f"method: {method!r}; allowed: {', '.join(METHODS)}")
-    return method
+def _check_method(method: str) -> BootstrapMethod:
+    for known in METHODS:
+        if method == known:
+            return known
+    raise StatsError(f"method: {method!r}; allowed: {', '.join(METHODS)}")
 
 
-def _as_1d(name: str, x: Any) -> np.ndarray:
+def _as_1d(name: str, x: npt.ArrayLike) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1:
         raise StatsError(f"{name}: expected a 1-D sequence of numbers, got shape {a.shape}")
@@ -94,7 +97,7 @@ def _same_length(**arrays: np.ndarray) -> int:
 
 
 def _index_bootstrap(stat_of_idx: Callable[[np.ndarray], float], n: int, *, level: float,
-                     n_resamples: int, method: str, seed: int) -> tuple[float, float, str]:
+                     n_resamples: int, method: BootstrapMethod, seed: int) -> tuple[float, float, str]:
     """Bootstrap interval of ``stat_of_idx`` by resampling unit indices ``0..n-1``.
 
     Uses ``scipy.stats.bootstrap`` on the index vector, so several arrays describing the same
@@ -123,7 +126,7 @@ def _index_bootstrap(stat_of_idx: Callable[[np.ndarray], float], n: int, *, leve
     return low, high, method
 
 
-def bootstrap_ci(*data: Sequence[float], statistic: Callable[..., float] = np.mean, level: float = 0.95,
+def bootstrap_ci(*data: npt.ArrayLike, statistic: Callable[..., float] = np.mean, level: float = 0.95,
                  n_resamples: int = 2000, method: str = "percentile", seed: int = 0) -> Interval:
     """Bootstrap interval of ``statistic(*data)``; several arrays are resampled jointly
     (paired: row ``i`` of every array is one unit). ``method``: percentile, bca or basic."""
@@ -141,34 +144,36 @@ def bootstrap_ci(*data: Sequence[float], statistic: Callable[..., float] = np.me
 
 
 # rank correlations -----------------------------------------------------------------------
-def tau_value(x: Sequence[float], y: Sequence[float]) -> float:
+def tau_value(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Kendall tau-b of two equally long score lists (ties handled; NaN if one is constant)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return float(_st.kendalltau(x, y, variant="b").statistic)
+        a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return float(_st.kendalltau(a, b, variant="b").statistic)
 
 
-def spearman_value(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman_value(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Spearman rho of two equally long score lists (NaN if one is constant)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return float(_st.spearmanr(x, y).statistic)
+        a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return float(_st.spearmanr(a, b).statistic)
 
 
-CORRELATIONS: dict[str, Callable[[Sequence[float], Sequence[float]], float]] = {
+CORRELATIONS: dict[str, Callable[[npt.ArrayLike, npt.ArrayLike], float]] = {
     "kendall": tau_value,
     "spearman": spearman_value,
 }
 
 
-def _correlation(name: str) -> Callable[[Sequence[float], Sequence[float]], float]:
+def _correlation(name: str) -> Callable[[npt.ArrayLike, npt.ArrayLike], float]:
     try:
         return CORRELATIONS[name]
     except KeyError:
         raise StatsError(f"correlation: {name!r}; allowed: {', '.join(CORRELATIONS)}") from None
 
 
-def _rank_ci(kind: str, x: Sequence[float], y: Sequence[float], level: float, n_resamples: int,
+def _rank_ci(kind: str, x: npt.ArrayLike, y: npt.ArrayLike, level: float, n_resamples: int,
              method: str, seed: int) -> Interval:
     f = _correlation(kind)
     level, method = _check_level(level), _check_method(method)
@@ -182,21 +187,21 @@ def _rank_ci(kind: str, x: Sequence[float], y: Sequence[float], level: float, n_
     return Interval(est, low, high, level, n, used, level)
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float], *, level: float = 0.95, n_resamples: int = 2000,
+def kendall_tau(x: npt.ArrayLike, y: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 2000,
                 method: str = "percentile", seed: int = 0) -> Interval:
     """Kendall tau-b of ``x`` and ``y`` (same units, same order) with a bootstrap interval
     over the units (pairs ``(x_i, y_i)`` resampled together)."""
     return _rank_ci("kendall", x, y, level, n_resamples, method, seed)
 
 
-def spearman(x: Sequence[float], y: Sequence[float], *, level: float = 0.95, n_resamples: int = 2000,
+def spearman(x: npt.ArrayLike, y: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 2000,
              method: str = "percentile", seed: int = 0) -> Interval:
     """Spearman rho of ``x`` and ``y`` with a bootstrap interval over the units."""
     return _rank_ci("spearman", x, y, level, n_resamples, method, seed)
 
 
 # paired differences ------------------------------------------------------------------------
-def paired_difference(a: Sequence[float], b: Sequence[float], *, reference: Sequence[float] | None = None,
+def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, *, reference: npt.ArrayLike | None = None,
                       statistic: str | Callable[..., float] | None = None, level: float = 0.95,
                       n_resamples: int = 2000, method: str = "percentile", seed: int = 0) -> Interval:
     """Paired bootstrap interval of a difference ``S(a) - S(b)`` over the same units.
@@ -233,7 +238,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, reference: Sequ
 
 
 # seeds -------------------------------------------------------------------------------------
-def median_ci(values: Sequence[float], *, level: float = 0.95) -> Interval:
+def median_ci(values: npt.ArrayLike, *, level: float = 0.95) -> Interval:
     """Median of ``values`` (e.g. one figure per seed) with a distribution-free
     order-statistic interval ``[x_(j), x_(n+1-j)]``: the largest ``j`` whose binomial
     coverage reaches ``level``. With too few values for ``level`` (fewer than 6 for 95 %)
@@ -255,7 +260,7 @@ def median_ci(values: Sequence[float], *, level: float = 0.95) -> Interval:
     return Interval(med, float(v[best_j - 1]), float(v[n - best_j]), level, n, "order-statistic", best_cov)
 
 
-def seed_to_seed_tau(scores: Any, *, level: float = 0.95, n_resamples: int = 1000, method: str = "percentile",
+def seed_to_seed_tau(scores: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 1000, method: str = "percentile",
                      seed: int = 0) -> Interval:
     """The noise ceiling of a ranking: mean Kendall tau over all pairs of seeds.
 

@@ -195,6 +195,7 @@ def load_measurements(path: str | Path, space: SearchSpace | None = None, target
     _check_values(y, spec, positive, name)
     space = space or stored
     if space is not None:
+        archs: list[Arch] | None
         if "arch" in frame.columns:
             archs = _archs_from_json(frame, space, name)
         else:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from archlab.spaces import Arch, SearchSpace, SpaceError
+from archlab.spaces import Arch, PerLayer, SearchSpace, SpaceError
 
 from .costs import COST_MODELS, cost_features, find_cost_model
 from .errors import PredictorError
@@ -41,7 +41,10 @@ def _default_head_dim(space: SearchSpace) -> int:
     """archlab's ``TransformerLM`` rule: max d_model // max heads per layer (0 if unknown)."""
     try:
         d = max(space.params["d_model"].values())
-        h = max(space.params["layers"].params["n_head"].values())  # type: ignore[attr-defined]
+        layers = space.params["layers"]
+        if not isinstance(layers, PerLayer):
+            return 0
+        h = max(layers.params["n_head"].values())
         return max(1, int(d) // int(h))
     except (KeyError, AttributeError, TypeError, ValueError):
         return 0

@@ -9,11 +9,15 @@ the CPU a dispatch mode follows the bytes of every live tensor the forward pass 
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .targets import Runtime
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def timing_stats(ms: np.ndarray) -> dict[str, float]:
@@ -66,7 +70,7 @@ def _tracker_class() -> type:
     return LiveBytes
 
 
-def count_costs(module: Any, x: Any, runtime: Runtime) -> dict[str, int]:
+def count_costs(module: nn.Module, x: torch.Tensor, runtime: Runtime) -> dict[str, int]:
     """``params`` (count), ``macs`` (per forward of the whole batch), ``peak_mem_bytes``."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -95,7 +99,7 @@ def count_costs(module: Any, x: Any, runtime: Runtime) -> dict[str, int]:
     return {"params": int(params), "macs": int(counter.get_total_flops() // 2), "peak_mem_bytes": int(peak)}
 
 
-def layer_container(module: Any, n_layers: int) -> Any:
+def layer_container(module: nn.Module, n_layers: int) -> nn.ModuleList | None:
     """The first ``nn.ModuleList`` of ``module`` with exactly ``n_layers`` children (the
     per-layer blocks), or ``None``."""
     from torch import nn
@@ -106,7 +110,7 @@ def layer_container(module: Any, n_layers: int) -> Any:
     return None
 
 
-def time_layers(module: Any, x: Any, runtime: Runtime, n_layers: int, repeats: int) -> list[float] | None:
+def time_layers(module: nn.Module, x: torch.Tensor, runtime: Runtime, n_layers: int, repeats: int) -> list[float] | None:
     """Median ms of each per-layer block over ``repeats`` forward passes, timed by forward
     hooks (``perf_counter_ns``); CPU eager targets only, ``None`` when not measurable."""
     import time as _time

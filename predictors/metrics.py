@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+import numpy.typing as npt
 
 from .errors import PredictorError
 
 SCORE_KEYS = ("rmse", "mape", "kendall_tau", "spearman", "within_5", "within_10")
 
 
-def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+def _pair(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true, dtype=np.float64).reshape(-1)
     p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
     if t.shape != p.shape:
@@ -21,7 +20,7 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
-def kendall_tau(y_true: Any, y_pred: Any) -> float:
+def kendall_tau(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Kendall's tau-b between measured and predicted values (1 = same ranking)."""
     from scipy.stats import kendalltau
 
@@ -30,7 +29,7 @@ def kendall_tau(y_true: Any, y_pred: Any) -> float:
     return float(tau) if np.isfinite(tau) else 0.0
 
 
-def spearman(y_true: Any, y_pred: Any) -> float:
+def spearman(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Spearman's rank correlation between measured and predicted values."""
     from scipy.stats import spearmanr
 
@@ -39,7 +38,7 @@ def spearman(y_true: Any, y_pred: Any) -> float:
     return float(rho) if np.isfinite(rho) else 0.0
 
 
-def score(y_true: Any, y_pred: Any) -> dict[str, float]:
+def score(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
     """``rmse`` (units of y, ms for latency), ``mape`` (percent), ``kendall_tau``, ``spearman``,
     ``within_5`` / ``within_10`` (share, 0..1, of predictions within +-5% / +-10% of the truth).
 

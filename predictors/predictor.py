@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
 
-from archlab.spaces import SearchSpace
+from archlab.spaces import PerLayer, SearchSpace
 
 from . import persistence
 from .errors import PredictorError
 from .features import Featurizer
 from .metrics import score as _score
 from .models import MODELS, Model, make_model
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from archlab.spaces import Arch
+
+# what fit / predict / score take: architectures (``Arch``, dicts or their JSON text) when the
+# predictor has a space, else a DataFrame or 2-D array of numeric feature columns
+Inputs: TypeAlias = "Sequence[Arch | Mapping[str, Any] | str] | pd.DataFrame | npt.ArrayLike"
 
 MODEL_NAMES = ("ridge", "gbm", "mlp", "lut", "ensemble")
 
@@ -23,7 +33,8 @@ def _count_names(space: SearchSpace | None) -> list[str]:
     """Top-level parameters that set a per-layer block's depth (not widths)."""
     if space is None:
         return []
-    return sorted({p.count for p in space.params.values() if isinstance(getattr(p, "count", None), str)})
+    return sorted({p.count for p in space.params.values()
+                   if isinstance(p, PerLayer) and isinstance(p.count, str)})
 
 
 class _Predictor:
@@ -56,7 +67,7 @@ class _Predictor:
         self.n_train = 0
 
     # targets ----------------------------------------------------------------------
-    def _targets(self, y: Any, n: int) -> np.ndarray:
+    def _targets(self, y: npt.ArrayLike, n: int) -> np.ndarray:
         try:
             arr = np.asarray(y, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
@@ -74,7 +85,7 @@ class _Predictor:
         return arr
 
     # API --------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, holdout: float = 0.0,
+    def fit(self, X: Inputs, y: npt.ArrayLike, holdout: float = 0.0,
             layer_ms: Sequence[Sequence[float] | None] | None = None) -> _Predictor:
         """Fit on architectures (space given) or feature columns; ``y`` in ``self.unit``.
 
@@ -123,13 +134,17 @@ class _Predictor:
             raise PredictorError(f"this {type(self).__name__} is not fitted; call fit(X, y) first")
         return self.model
 
-    def predict(self, X: Any, return_std: bool = False) -> Any:
+    @overload
+    def predict(self, X: Inputs, return_std: Literal[False] = False) -> np.ndarray: ...
+    @overload
+    def predict(self, X: Inputs, return_std: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    def predict(self, X: Inputs, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Predictions (``self.unit``) for every row of ``X``, vectorised. With ``return_std``
         also a per-row uncertainty (ensemble: spread of its members; other models: zeros)."""
         model = self._require_fit()
         return model.predict(self.featurizer.transform(X), return_std=return_std)
 
-    def score(self, X: Any, y: Any) -> dict[str, float]:
+    def score(self, X: Inputs, y: npt.ArrayLike) -> dict[str, float]:
         """``rmse`` (unit), ``mape`` (%), ``kendall_tau``, ``spearman``, ``within_5``, ``within_10``
         (shares). The result and the predictions are kept as the file's holdout."""
         model = self._require_fit()

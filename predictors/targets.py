@@ -18,11 +18,15 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .errors import ProfilingError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 DTYPES = ("float32", "float16", "bfloat16")
 TARGET_KINDS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"), "onnx": ("onnxruntime", "cpu")}
@@ -136,17 +140,17 @@ class Runtime:
         finally:
             torch.set_num_threads(old)
 
-    def torch_device(self) -> Any:
+    def torch_device(self) -> torch.device:
         import torch
 
         return torch.device(self.target.device)
 
-    def torch_dtype(self) -> Any:
+    def torch_dtype(self) -> torch.dtype:
         import torch
 
         return getattr(torch, self.target.dtype)
 
-    def place(self, module: Any, x: Any) -> tuple[Any, Any]:
+    def place(self, module: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
         """Module in eval mode on the target's device and dtype; the input moved alongside."""
         module = module.eval().to(self.torch_device())
         if self.target.dtype != "float32":
@@ -156,7 +160,7 @@ class Runtime:
             x = x.to(self.torch_dtype())
         return module, x
 
-    def prepare(self, module: Any, x: Any) -> Callable[[], Any]:
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
         import torch
 
         module, x = self.place(module, x)
@@ -224,7 +228,7 @@ class OnnxRuntimeCPU(Runtime):
         except ModuleNotFoundError:
             raise ProfilingError("target 'onnx' needs onnx and onnxruntime: pip install 'archlab[onnx]'") from None
 
-    def prepare(self, module: Any, x: Any) -> Callable[[], Any]:
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
         import io
         import warnings
 
@@ -235,7 +239,8 @@ class OnnxRuntimeCPU(Runtime):
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17,
+            # the TorchScript exporter writes to a file object; torch's annotation says a path
+            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17,  # type: ignore[arg-type]
                               input_names=["input"], output_names=["output"])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.target.threads

@@ -107,7 +107,7 @@ class Moves:
 
     def neighbours(self, genome: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every one-parameter move of ``genome`` (finite domains; floats: two draws each)."""
-        out = []
+        out: list[dict[str, Any]] = []
         for name in self.names:
             dom = self.domains[name]
             values = [self._other(name, genome[name]) for _ in range(2)] if isinstance(dom, tuple) else \

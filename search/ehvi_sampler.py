@@ -91,9 +91,9 @@ class Planner:
         warps = [Warp(Y[rows, j]) for j in range(Y.shape[1])] if self.warp else []
         self.model.fit(X, np.column_stack([w.z for w in warps]) if warps else Y[rows], seen=len(Y))
         has_c = C is not None and C.size > 0
-        if has_c:
+        if has_c and C is not None:
             self.cons_model.fit(X, C[rows], seen=len(Y))
-        feas = np.all(C <= 0, axis=1) if has_c else np.ones(len(archs), dtype=bool)
+        feas = np.all(C <= 0, axis=1) if has_c and C is not None else np.ones(len(archs), dtype=bool)
         lo, hi = Y.min(axis=0), Y.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         ref = np.full(Y.shape[1], 1.0 + self.ref_margin)
@@ -178,7 +178,7 @@ class EHVISampler(PlanSampler):
         self.planner = Planner(space, seed=seed, **options)
         self._seen: dict[int, tuple[Arch, list[float], list[float]] | None] = {}
 
-    def plan(self, study: Any, trial: Any) -> Arch:
+    def plan(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Arch:
         archs, Y, C, pending, taken = self._read(study, trial.number)
         return self.planner.propose(archs, Y, C, pending, taken)
 

@@ -32,14 +32,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from archlab.spaces import Arch, SearchSpace
 
 from .errors import SearchError
 from .metric_sources import SearchContext
 
-DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
+Direction = Literal["minimize", "maximize"]
+DIRECTIONS: dict[str, Direction] = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
 
 MetricFn = Callable[[Arch], float]
 
@@ -238,7 +239,7 @@ class Objective:
     """A named objective: direction (``minimize``/``maximize``) and where its value comes from."""
 
     name: str
-    direction: str
+    direction: Direction
     source: str | MetricFn
 
     def to_json(self) -> dict[str, str]:

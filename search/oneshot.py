@@ -186,7 +186,7 @@ class _Bilevel:
         grads = torch.autograd.grad(loss, alphas + self.weights, allow_unused=True)
         d_alpha = [g if g is not None else torch.zeros_like(a) for g, a in zip(grads[: len(alphas)], alphas)]
         d_w = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads[len(alphas):], self.weights)]
-        eps = 0.01 / (torch.sqrt(sum((g * g).sum() for g in d_w)) + 1e-12)
+        eps = 0.01 / (torch.sqrt(torch.as_tensor(sum((g * g).sum() for g in d_w))) + 1e-12)
         hessian = []
         for sign in (1.0, -1.0):
             with torch.no_grad():

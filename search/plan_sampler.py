@@ -8,9 +8,13 @@ carry parameters (enqueued, or retried after a dead worker) replay their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
+from optuna import Study
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from archlab.spaces import Arch, SearchSpace
 
@@ -23,16 +27,18 @@ class PlanSampler(optuna.samplers.BaseSampler):
         self._plans: dict[int, dict[str, Any]] = {}
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
-    def plan(self, study: Any, trial: Any) -> Arch:  # pragma: no cover - abstract
+    def plan(self, study: Study, trial: FrozenTrial) -> Arch:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {}
 
-    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         return {}
 
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
         plan = self._plans.get(trial.number)
         if plan is not None and param_name in plan and param_distribution._contains(
             param_distribution.to_internal_repr(plan[param_name])
@@ -40,12 +46,13 @@ class PlanSampler(optuna.samplers.BaseSampler):
             return plan[param_name]
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
-    def before_trial(self, study: Any, trial: Any) -> None:
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if trial.params:  # a retried or enqueued trial replays its own parameters
             return
         self._plans[trial.number] = self.space.to_params(self.plan(study, trial))
 
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
         self._plans.pop(trial.number, None)
 
     def reseed_rng(self) -> None:

@@ -67,7 +67,7 @@ class PredictorSampler(PlanSampler):
         self._queue: list[Arch] = []
         self._round = 0
 
-    def plan(self, study: Any, trial: Any) -> Arch:
+    def plan(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Arch:
         return self._next(study)
 
     def reseed_rng(self) -> None:

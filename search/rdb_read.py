@@ -379,7 +379,11 @@ def _constraints_table(res: _Result) -> pd.DataFrame:
 
 def tables_from_trials(trials: Iterable[Any]) -> TrialTables:
     """``TrialTables`` of Optuna ``FrozenTrial`` objects (storages without the bulk path)."""
-    rows, values, params, user, cons = [], [], [], [], []
+    rows: list[tuple[int, int, str, object, object]] = []
+    values: list[tuple[int, int, float]] = []
+    params: list[tuple[int, str, object]] = []
+    user: list[tuple[int, str, object]] = []
+    cons: list[tuple[int, str, float]] = []
     for tr in trials:
         tid = tr.number
         rows.append((tid, tr.number, tr.state.name, tr.datetime_start, tr.datetime_complete))

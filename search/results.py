@@ -41,7 +41,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,16 @@ from .rdb_read import (
     read_tables,
     tables_from_trials,
 )
-from .storage import open_storage
+from .storage import StorageSpec, open_storage
+
+if TYPE_CHECKING:
+    from optuna import Study
+
+# objectives of a front or hypervolume: names (directions from the frame's attrs),
+# ``[{"name", "direction"}]`` or ``{name: direction}``
+ObjectivesSpec: TypeAlias = "Sequence[str | Mapping[str, str]] | Mapping[str, str]"
+# a point in objective space: one value per objective, in order or by name
+PointSpec: TypeAlias = "Sequence[float] | np.ndarray | Mapping[str, float]"
 
 ATTR_KEY = "archlab"
 REFERENCE_MARGIN = 0.1
@@ -84,7 +93,7 @@ def _load_study(storage: Any, study_name: str) -> Any:
         ) from None
 
 
-def study_objectives(study: Any) -> list[dict[str, str]]:
+def study_objectives(study: Study) -> list[dict[str, str]]:
     """``[{"name", "direction"}]`` of a study: from archlab's user attrs, else ``value_<i>``."""
     info = study.user_attrs.get(ATTR_KEY) or {}
     objs = info.get("objectives")
@@ -96,7 +105,7 @@ def study_objectives(study: Any) -> list[dict[str, str]]:
     return [{"name": f"value_{i}", "direction": d} for i, d in enumerate(directions)]
 
 
-def list_studies(storage: Any, trials_of: Callable[[str], pd.DataFrame] | None = None) -> pd.DataFrame:
+def list_studies(storage: StorageSpec, trials_of: Callable[[str], pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per study in ``storage``.
 
     ``trials_of(study_name)``, when given, supplies each study's ``load_trials`` frame (the
@@ -142,12 +151,12 @@ def list_studies(storage: Any, trials_of: Callable[[str], pd.DataFrame] | None =
     return pd.DataFrame(rows, columns=columns)
 
 
-def load_trials(storage: Any, study_name: str) -> pd.DataFrame:
+def load_trials(storage: StorageSpec, study_name: str) -> pd.DataFrame:
     """Every trial of a study as a DataFrame (columns in the module docstring), by number."""
     return TrialsReader(storage, study_name).read()
 
 
-def _study_frame(study: Any, tables: TrialTables) -> pd.DataFrame:
+def _study_frame(study: Study, tables: TrialTables) -> pd.DataFrame:
     info = dict(study.user_attrs.get(ATTR_KEY) or {})
     objectives = study_objectives(study)
     constraints = dict(info.get("constraints") or {})
@@ -168,7 +177,7 @@ class TrialsReader:
     asks the storage only for trials after it. A storage without the bulk SQL path, or a study
     that was deleted and created again under the same name, is read whole. Thread-safe."""
 
-    def __init__(self, storage: Any, study_name: str) -> None:
+    def __init__(self, storage: StorageSpec, study_name: str) -> None:
         self.storage = storage
         self.study_name = study_name
         self._lock = threading.Lock()
@@ -249,11 +258,11 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
         for k in keys:
             if k in names:
                 continue
-            vals = [d.get(k) for d in dicts]  # a key a trial lacks is None here: NaN, as in the frame
+            kvals = [d.get(k) for d in dicts]  # a key a trial lacks is None here: NaN, as in the frame
             try:
-                converted = np.array(vals, dtype=float)
+                converted = np.array(kvals, dtype=float)
             except (TypeError, ValueError):  # text, lists, ...: NaN where not a number
-                converted = np.array([_float(x) for x in vals], dtype=float)
+                converted = np.array([_float(x) for x in kvals], dtype=float)
             col = np.full(n, math.nan)
             col[m_pos] = converted
             cols[f"metric.{k}"] = col
@@ -289,8 +298,8 @@ def _trials_frame(tables: TrialTables, names: list[str], bound_names: list[str])
         sel = p_codes == j
         cols[f"arch.{k}"] = scatter(ppos[sel], p_vals[sel])
     df = pd.DataFrame(cols)
-    for col in ("datetime_start", "datetime_complete"):
-        df[col] = pd.to_datetime(df[col])
+    for when in ("datetime_start", "datetime_complete"):
+        df[when] = pd.to_datetime(df[when])
     return df
 
 
@@ -306,7 +315,7 @@ def _float(v: Any) -> float:
 
 
 # fronts and hypervolume ---------------------------------------------------------------
-def _objectives(trials: pd.DataFrame, objectives: Any) -> list[dict[str, str]]:
+def _objectives(trials: pd.DataFrame, objectives: ObjectivesSpec | None) -> list[dict[str, str]]:
     if objectives is None:
         objs = trials.attrs.get("objectives")
         if not objs:
@@ -359,7 +368,7 @@ def _losses(trials: pd.DataFrame, objs: list[dict[str, str]]) -> np.ndarray:
     return Y * signs
 
 
-def pareto_front(trials: pd.DataFrame, objectives: Any = None) -> pd.DataFrame:
+def pareto_front(trials: pd.DataFrame, objectives: ObjectivesSpec | None = None) -> pd.DataFrame:
     """The feasible, completed, non-dominated rows of ``trials`` (exact), sorted by the first
     objective. ``objectives``: names, ``[{"name", "direction"}]`` or ``{name: direction}``
     (default ``trials.attrs["objectives"]``). Rows repeating an earlier front row's ``arch``
@@ -377,7 +386,8 @@ def pareto_front(trials: pd.DataFrame, objectives: Any = None) -> pd.DataFrame:
 
 
 def _scale(
-    Y: np.ndarray, objs: list[dict[str, str]], bounds: Any, reference: Any
+    Y: np.ndarray, objs: list[dict[str, str]], bounds: tuple[PointSpec, PointSpec] | None,
+    reference: PointSpec | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     m = len(objs)
     signs = np.array([-1.0 if o["direction"] == "maximize" else 1.0 for o in objs])
@@ -395,7 +405,7 @@ def _scale(
     return (Y - best) / span, ref
 
 
-def _vector(v: Any, objs: list[dict[str, str]], what: str) -> np.ndarray:
+def _vector(v: PointSpec, objs: list[dict[str, str]], what: str) -> np.ndarray:
     if isinstance(v, Mapping):
         missing = [o["name"] for o in objs if o["name"] not in v]
         if missing:
@@ -408,7 +418,8 @@ def _vector(v: Any, objs: list[dict[str, str]], what: str) -> np.ndarray:
 
 
 def hypervolume(
-    trials: pd.DataFrame, reference: Any = None, objectives: Any = None, *, bounds: Any = None
+    trials: pd.DataFrame, reference: PointSpec | None = None, objectives: ObjectivesSpec | None = None, *,
+    bounds: tuple[PointSpec, PointSpec] | None = None,
 ) -> float:
     """Normalised hypervolume of the feasible front of ``trials`` (see module docstring)."""
     objs = _objectives(trials, objectives)
@@ -420,7 +431,8 @@ def hypervolume(
 
 
 def hypervolume_history(
-    trials: pd.DataFrame, reference: Any = None, objectives: Any = None, *, bounds: Any = None
+    trials: pd.DataFrame, reference: PointSpec | None = None, objectives: ObjectivesSpec | None = None, *,
+    bounds: tuple[PointSpec, PointSpec] | None = None,
 ) -> pd.DataFrame:
     """``DataFrame(number, hypervolume)``: the hypervolume of all trials up to and including
     each completed trial (by ``number``), on the scale of the whole frame."""

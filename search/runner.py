@@ -17,8 +17,9 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archlab.core.layout import RunLayout, default_storage_url
 from archlab.spaces import SearchSpace
@@ -32,6 +33,10 @@ from .stale import fail_stale
 from .storage import JOURNAL_SCHEME, open_storage, storage_url, study_lock, supports_heartbeat
 from .trial_guard import QuietFailures, TrialGuard, _QueueEmpty, default_max_failures
 from .trial_runner import TrialRunner, attrs_with_final_state
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
 
 ATTR_KEY = "archlab"
 COUNTS = ("trials", "distinct")  # what n_trials counts (run_search's ``count``)
@@ -285,20 +290,31 @@ def _extend_by_repeats(study: Any, repeats: list[int]) -> bool:
     return grew
 
 
+@dataclass
 class _Run:
     """Everything a worker needs; ``work(i)`` runs worker ``i`` in the current process.
     ``deadline``: wall-clock time (``time.time()``) after which no trial starts."""
 
-    def __init__(self, url: Any, study_name: str, space: SearchSpace, objs: list[Objective],
-                 extra: dict[str, Any], bounds: dict[str, float], ctx: SearchContext, sampler: str,
-                 sampler_options: dict[str, Any], seed: int | None, n_trials: int | None,
-                 deadline: float | None, max_failures: int | None, heartbeat: int, grace: int | None,
-                 callbacks: list[Any], show_progress: bool | None,
-                 count: str = "trials") -> None:
-        self.__dict__.update(locals())
-        del self.__dict__["self"]
+    url: str | BaseStorage
+    study_name: str
+    space: SearchSpace
+    objs: list[Objective]
+    extra: dict[str, Any]
+    bounds: dict[str, float]
+    ctx: SearchContext
+    sampler: str
+    sampler_options: dict[str, Any]
+    seed: int | None
+    n_trials: int | None
+    deadline: float | None
+    max_failures: int | None
+    heartbeat: int
+    grace: int | None
+    callbacks: list[Any]
+    show_progress: bool | None
+    count: str = "trials"
 
-    def open_study(self) -> Any:
+    def open_study(self) -> optuna.Study:
         """The study on a storage connection of its own (no heartbeat): for the parent or a
         watchdog that fails a worker's trial while the worker's own connection is busy."""
         import optuna
@@ -334,7 +350,7 @@ class _Run:
                     with lock:
                         return pop()
 
-                study._pop_waiting_trial_id = locked_pop
+                study._pop_waiting_trial_id = locked_pop  # type: ignore[method-assign]  # Optuna internal
             runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
             runner.attach(study)
             bar = SearchProgress(study, self.n_trials, enabled=self.show_progress if index == 0 else False)

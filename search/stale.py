@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archlab.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from optuna import Study
+    from optuna.trial import FrozenTrial
 
 REASON_KEY = "fail_reason"
 
@@ -37,7 +41,7 @@ def _grace(backend: Any) -> float | None:
     return float(getattr(backend, "grace_period", None) or 2 * interval)
 
 
-def unbeaten_trial_ids(study: Any, now: datetime | None = None) -> list[int]:
+def unbeaten_trial_ids(study: Study, now: datetime | None = None) -> list[int]:
     """Ids of ``study``'s ``RUNNING`` trials with no heartbeat row that started more than the
     grace period ago (clock of this machine, as Optuna's ``datetime_start``); ``[]`` when the
     storage has no heartbeat."""
@@ -63,7 +67,7 @@ def unbeaten_trial_ids(study: Any, now: datetime | None = None) -> list[int]:
         return [int(r[0]) for r in conn.execute(query)]
 
 
-def retry(study: Any, trial: Any) -> int | None:
+def retry(study: Study, trial: FrozenTrial) -> int | None:
     """Queue ``trial`` (a failed ``FrozenTrial``) again: a ``WAITING`` trial with its parameters,
     ``system_attrs["failed_trial"]`` = its number (as Optuna's ``RetryFailedTrialCallback``),
     and its user attributes but the failure reason. Returns the new trial's number."""
@@ -80,7 +84,7 @@ def retry(study: Any, trial: Any) -> int | None:
     return study.get_trials(deepcopy=False)[-1].number
 
 
-def fail_trials(study: Any, trial_ids: list[int], reason: str, space: SearchSpace | None = None,
+def fail_trials(study: Study, trial_ids: list[int], reason: str, space: SearchSpace | None = None,
                 requeue: bool = True) -> list[int]:
     """Fail each still-running trial of ``trial_ids`` with ``reason`` (user attribute
     ``fail_reason``; ``arch`` from its parameters when ``space`` is given) and, with
@@ -111,7 +115,7 @@ def fail_trials(study: Any, trial_ids: list[int], reason: str, space: SearchSpac
     return failed
 
 
-def fail_stale(study: Any, space: SearchSpace | None = None) -> list[int]:
+def fail_stale(study: Study, space: SearchSpace | None = None) -> list[int]:
     """Fail the stale trials of ``study`` (both rules of the module docstring, each failure with
     its reason) and queue them again when the storage was opened with ``retry_stale``; returns
     the ids failed here. A no-op on storages without heartbeats."""

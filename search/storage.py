@@ -21,7 +21,11 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+    from optuna.trial import TrialState
 
 from archlab.core.errors import ArchlabError
 from archlab.core.layout import RunLayout
@@ -66,15 +70,19 @@ def _sqlite_path(url: str) -> Path | None:
     return None if rest in ("", ":memory:") else Path(rest)
 
 
+# what a storage argument may be: a URL, an SQLite or journal file path, or an opened storage
+StorageSpec: TypeAlias = "str | Path | BaseStorage"
+
+
 def open_storage(
-    spec: Any,
+    spec: StorageSpec,
     *,
     must_exist: bool = True,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     retry_stale: bool = False,
     read_only: bool = False,
-) -> Any:
+) -> BaseStorage:
     """An Optuna storage for ``spec`` (see the module docstring).
 
     ``read_only``: ``open_read_only(spec)`` (a storage that cannot write, create or migrate).
@@ -125,7 +133,7 @@ def open_storage(
         raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from None
 
 
-def open_read_only(spec: str | Path) -> Any:
+def open_read_only(spec: StorageSpec) -> BaseStorage:
     """An Optuna storage for ``spec`` that cannot write, wrapped in Optuna's trial cache.
 
     - SQLite file (``sqlite:///FILE``, any driver, or a path): must exist and hold Optuna's
@@ -169,9 +177,10 @@ def open_read_only(spec: str | Path) -> Any:
                            "(postgresql+psycopg2:// or postgresql+psycopg://) and journal files")
     try:
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
-    except Exception as exc:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
+    except Exception as error:  # sqlalchemy errors: unreachable server, not an Optuna database, ...
+        exc: BaseException = error
         while (exc.__cause__ or exc.__context__) is not None:  # the root cause says most
-            exc = exc.__cause__ or exc.__context__
+            exc = exc.__cause__ or exc.__context__ or exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "no such table" in first or "does not exist" in first:
             first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"
@@ -215,7 +224,7 @@ def _read_only_journal(path: Path) -> Any:
     return JournalStorage(ReadOnlyJournal(str(path)))
 
 
-def count_trials(storage: Any, study_id: int, states: tuple[Any, ...]) -> int:
+def count_trials(storage: BaseStorage, study_id: int, states: tuple[TrialState, ...]) -> int:
     """How many trials of ``study_id`` are in one of ``states`` (Optuna ``TrialState``s), read
     from the storage itself (not from Optuna's trial cache): one ``SELECT COUNT(*)`` on an RDB
     storage instead of loading every trial, ``get_all_trials`` on other storages."""
@@ -233,7 +242,7 @@ def count_trials(storage: Any, study_id: int, states: tuple[Any, ...]) -> int:
     return len(storage.get_all_trials(study_id, deepcopy=False, states=states))
 
 
-def count_by_state(storage: Any, study_id: int) -> dict[str, int]:
+def count_by_state(storage: BaseStorage, study_id: int) -> dict[str, int]:
     """``{state name: number of trials}`` of ``study_id``, read from the storage itself (one
     ``SELECT state, COUNT(*) ... GROUP BY state`` on an RDB storage)."""
     import optuna

@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from archlab.spaces import Arch, SearchSpace
 
 from .objectives import Objective, SearchContext, resolve
+
+if TYPE_CHECKING:
+    from optuna import Study
+    from optuna.trial import FrozenTrial, Trial, TrialState
 
 #: the reuse index is re-read from storage at most every ``REFRESH_FACTOR`` times the last read's cost
 REFRESH_FACTOR = 50.0
@@ -34,7 +38,7 @@ REFRESH_FACTOR = 50.0
 REFRESH_MAX_S = 10.0
 
 
-def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str, Any]] | None:
+def attrs_with_final_state(study: Study, space: SearchSpace) -> dict[int, dict[str, Any]] | None:
     """On an RDB storage, make ``study``'s storage write a trial's pending user attributes in
     the transaction that records its final state, and return the pending dict
     (``{trial_id: attrs}``); ``None`` (nothing changed) on other storages.
@@ -60,7 +64,7 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
     pending: dict[int, dict[str, Any]] = {}
     original = storage.set_trial_state_values
 
-    def arch_of(trial_id: int, state: Any) -> dict[str, Any] | None:
+    def arch_of(trial_id: int, state: TrialState) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         try:
             t = backend.get_trial(trial_id)
@@ -75,7 +79,7 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
             pass
         return out or None
 
-    def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
+    def set_trial_state_values(trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         attrs = pending.pop(trial_id, None)
         if state.is_finished():
             attrs = attrs if attrs is not None else arch_of(trial_id, state)
@@ -94,7 +98,7 @@ def attrs_with_final_state(study: Any, space: SearchSpace) -> dict[int, dict[str
                         session.close()
         return original(trial_id, state, values)
 
-    storage.set_trial_state_values = set_trial_state_values
+    storage.set_trial_state_values = set_trial_state_values  # type: ignore[method-assign]  # Optuna internal
     return pending
 
 
@@ -113,12 +117,12 @@ class TrialRunner:
         self._next_refresh = float("-inf")
         self._pending: dict[int, dict[str, Any]] | None = None
 
-    def attach(self, study: Any) -> None:
+    def attach(self, study: Study) -> None:
         """Record user attributes with each trial's final state on ``study``'s storage (see
         ``attrs_with_final_state``)."""
         self._pending = attrs_with_final_state(study, self.space)
 
-    def _record(self, trial: Any, attrs: dict[str, Any]) -> None:
+    def _record(self, trial: Trial | FrozenTrial, attrs: dict[str, Any]) -> None:
         if self._pending is None:
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
@@ -139,7 +143,7 @@ class TrialRunner:
                 return f"constrained metric {name!r} returned {metrics[name]}"
         return None
 
-    def lookup(self, key: str, study: Any) -> tuple[list[float], dict[str, float], int] | None:
+    def lookup(self, key: str, study: Study) -> tuple[list[float], dict[str, float], int] | None:
         """``(values, metrics, trial number)`` of an earlier evaluation of ``key``, or ``None``."""
         if key in self.known:
             return self.known[key]
@@ -150,7 +154,7 @@ class TrialRunner:
             self._next_refresh = done + min(REFRESH_FACTOR * (done - now), REFRESH_MAX_S)
         return self.known.get(key)
 
-    def _refresh(self, study: Any) -> None:
+    def _refresh(self, study: Study) -> None:
         import optuna
 
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -161,7 +165,7 @@ class TrialRunner:
             if k and k not in self.known and t.values is not None:
                 self.known[k] = (list(t.values), dict(t.user_attrs.get("metrics") or {}), t.number)
 
-    def __call__(self, trial: Any) -> list[float]:
+    def __call__(self, trial: Trial) -> list[float]:
         try:
             arch: Arch = self.space.suggest(trial)
         except BaseException as exc:  # interrupted (or a bad space) while choosing

@@ -20,10 +20,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .stale import REASON_KEY, fail_trials
 from .workers import STOP_WAIT_S, deadline_grace
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+    from .runner import _Run
 
 #: exit status of a process whose only worker was stuck past its deadline
 STUCK_EXIT = 2
@@ -37,7 +42,7 @@ class _Slot:
     reason: str | None = None
 
 
-def run_alone(run: Any, storage: Any) -> None:
+def run_alone(run: _Run, storage: BaseStorage) -> None:
     """Run ``run`` (a ``runner._Run``) as worker 0 in this process, on ``storage``, holding its
     deadline as the module docstring says. Outside the main thread (no signals there) or
     without a deadline it is plain ``run.work``."""
@@ -60,8 +65,8 @@ def run_alone(run: Any, storage: Any) -> None:
         done.set()
 
 
-def _watch(run: Any, slot: _Slot, grace_end: float, done: threading.Event, fired: threading.Event) -> None:
-    if done.wait(max(0.0, grace_end - time.time())):
+def _watch(run: _Run, slot: _Slot, grace_end: float, done: threading.Event, fired: threading.Event) -> None:
+    if done.wait(max(0.0, grace_end - time.time())) or run.deadline is None:
         return
     late = time.time() - run.deadline
     tid = int(slot.value)

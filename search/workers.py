@@ -34,10 +34,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SearchError
 from .trial_guard import sigint_handler
+
+if TYPE_CHECKING:
+    from .runner import _Run
 
 #: seconds between asking a worker to stop (SIGINT) and killing it (SIGKILL)
 STOP_WAIT_S = 5.0
@@ -71,7 +74,7 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def run_workers(run: Any, workers: int, recipe: Callable[[], Mapping[str, Any]] | None = None) -> None:
+def run_workers(run: _Run, workers: int, recipe: Callable[[], Mapping[str, Any]] | None = None) -> None:
     """Run ``run`` (a ``runner._Run``) in ``workers`` processes and supervise them (see the
     module docstring). Raises ``KeyboardInterrupt`` after a Ctrl-C, ``SearchError`` when a
     worker failed (one message when all failed alike)."""
@@ -81,7 +84,7 @@ def run_workers(run: Any, workers: int, recipe: Callable[[], Mapping[str, Any]] 
 
     verbosity = optuna.logging.get_verbosity()
     method = "spawn" if recipe is not None else "fork"
-    ctx = mp.get_context(method)
+    ctx = mp.get_context("spawn") if method == "spawn" else mp.get_context("fork")
     threads = max(1, _cpus() // workers) if method == "spawn" else 1
     procs: list[_Worker] = []
     grace_end = None if run.deadline is None else run.deadline + deadline_grace(max(0.0, run.deadline - time.time()))
@@ -134,7 +137,7 @@ def _sigint_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _supervise(run: Any, procs: list[_Worker], grace_end: float | None) -> None:
+def _supervise(run: _Run, procs: list[_Worker], grace_end: float | None) -> None:
     from multiprocessing.connection import wait
 
     while True:
@@ -150,7 +153,7 @@ def _supervise(run: Any, procs: list[_Worker], grace_end: float | None) -> None:
         wait([w.proc.sentinel for w in alive], timeout=left)
 
 
-def _stop(run: Any, procs: list[_Worker], reason: str) -> None:
+def _stop(run: _Run, procs: list[_Worker], reason: str) -> None:
     """Ask live workers to stop (SIGINT), kill those still alive ``STOP_WAIT_S`` later, then
     fail and re-queue the trials of the killed ones."""
     from multiprocessing.connection import wait
@@ -172,7 +175,7 @@ def _stop(run: Any, procs: list[_Worker], reason: str) -> None:
     _reap(run, procs)
 
 
-def _reap(run: Any, procs: list[_Worker]) -> None:
+def _reap(run: _Run, procs: list[_Worker]) -> None:
     """Fail and re-queue the trial of each worker that ended while holding one."""
     ended = [w for w in procs if not w.reaped and w.proc.exitcode is not None]
     if not ended:
@@ -283,7 +286,7 @@ def _worker_main(build: Any, deadline: float | None, index: int, conn: Any, slot
         with contextlib.suppress(Exception):  # finalizers (semaphores), not threads: never hangs
             from multiprocessing import util
 
-            util._exit_function()
+            util._exit_function()  # type: ignore[attr-defined]  # private, no stub
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()

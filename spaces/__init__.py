@@ -8,6 +8,7 @@ architectures (``Arch``). Imports numpy only.
 from . import library
 from .arch import Arch
 from .errors import ArchlabError, SpaceError
+from .optuna_bridge import SuggestTrial
 from .params import Choice, FloatRange, IntRange, Param, PerLayer
 from .space import Constraint, SearchSpace
 
@@ -22,5 +23,6 @@ __all__ = [
     "PerLayer",
     "SearchSpace",
     "SpaceError",
+    "SuggestTrial",
     "library",
 ]

@@ -83,6 +83,7 @@ def mobilenet_v3_space(
     extra = {"width_mult": Choice(*width_mult)} if width_mult else {}
     return SearchSpace(
         name,
+        (),  # no constraints (given positionally: ``extra`` holds parameters only)
         **extra,
         stages=PerLayer(
             n_stages,
@@ -105,7 +106,7 @@ def mlp_space(
 ) -> SearchSpace:
     """MLP: depth and a width per hidden layer; optionally a categorical activation."""
     extra = {"activation": Choice(*activation)} if activation else {}
-    return SearchSpace(name, n_layer=IntRange(*n_layer), **extra, layers=PerLayer("n_layer", width=Choice(*width)))
+    return SearchSpace(name, (), n_layer=IntRange(*n_layer), **extra, layers=PerLayer("n_layer", width=Choice(*width)))
 
 
 def hat_transformer_space() -> SearchSpace:

@@ -1,19 +1,31 @@
 """Between a space and Optuna: ``suggest`` on a trial and flat parameter names.
 
 A flat name joins the path with dots: ``d_model``, ``layers.3.ffn``,
-``stages.2.blocks.1.kernel``. Optuna is never imported here; ``trial`` is duck-typed.
+``stages.2.blocks.1.kernel``. Optuna is never imported here; a trial is anything with
+``optuna.Trial``'s three ``suggest_*`` methods (``SuggestTrial``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from .errors import SpaceError
-from .params import Choice, FloatRange, IntRange, Param, PerLayer, max_count
+from .params import Choice, FloatRange, IntRange, Param, PerLayer, Scalar, max_count
 
 
-def _suggest_param(trial: Any, name: str, p: Param) -> Any:
+class SuggestTrial(Protocol):
+    """What ``SearchSpace.suggest`` asks of a trial: ``optuna.Trial``'s ``suggest_*`` methods."""
+
+    def suggest_categorical(self, name: str, choices: Sequence[Scalar]) -> Scalar: ...
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float: ...
+
+
+def _suggest_param(trial: SuggestTrial, name: str, p: Param) -> Scalar:
     if isinstance(p, Choice):
         return trial.suggest_categorical(name, list(p.values()))
     if isinstance(p, IntRange):
@@ -23,8 +35,9 @@ def _suggest_param(trial: Any, name: str, p: Param) -> Any:
     raise SpaceError(f"cannot suggest {p!r}", name)  # pragma: no cover
 
 
-def suggest_block(block: Mapping[str, Param], trial: Any, prefix: str, fixed_width: bool) -> dict[str, Any]:
-    out = {k: _suggest_param(trial, prefix + k, p) for k, p in block.items() if not isinstance(p, PerLayer)}
+def suggest_block(block: Mapping[str, Param], trial: SuggestTrial, prefix: str, fixed_width: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {k: _suggest_param(trial, prefix + k, p) for k, p in block.items()
+                           if not isinstance(p, PerLayer)}
     for k, p in block.items():
         if isinstance(p, PerLayer):
             n = p.count if isinstance(p.count, int) else int(out[p.count])

@@ -8,9 +8,10 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from . import encoding as _enc
 from . import optuna_bridge as _opt
@@ -26,13 +27,21 @@ class Constraint:
     """A named predicate over an ``Arch``: ``fn(arch)`` is truthy when the arch is allowed."""
 
     name: str
-    fn: Callable[[Arch], Any]
+    fn: Callable[[Arch], object]
 
     def __call__(self, arch: Arch) -> bool:
         return bool(self.fn(arch))
 
 
-def _constraints(spec: Any) -> tuple[Constraint, ...]:
+# a space's constraints: Constraint objects, (name, fn) pairs or named functions, or {name: fn};
+# fn(arch) is truthy when the arch is allowed
+ConstraintSpec: TypeAlias = (
+    "Mapping[str, Callable[[Arch], object]]"
+    " | Iterable[Constraint | tuple[str, Callable[[Arch], object]] | Callable[[Arch], object]] | None"
+)
+
+
+def _constraints(spec: ConstraintSpec) -> tuple[Constraint, ...]:
     if spec is None:
         return ()
     items: list[Constraint] = []
@@ -86,7 +95,7 @@ class SearchSpace:
     rejects archs that break one. ``size`` and ``enumerate`` count the unconstrained space.
     """
 
-    def __init__(self, name: str, constraints: Any = (), **params: Param) -> None:
+    def __init__(self, name: str, constraints: ConstraintSpec = (), **params: Param) -> None:
         if not isinstance(name, str) or not name:
             raise SpaceError("a search space needs a non-empty name", "name")
         self.name = name
@@ -233,13 +242,13 @@ class SearchSpace:
 
     def _enum_block(self, block: Mapping[str, Param]) -> Iterator[dict[str, Any]]:
         scalars = [k for k, p in block.items() if not isinstance(p, PerLayer)]
-        layers = [k for k, p in block.items() if isinstance(p, PerLayer)]
-        inner = {k: list(self._enum_block(block[k].params)) for k in layers}  # type: ignore[attr-defined]
+        layers = {k: p for k, p in block.items() if isinstance(p, PerLayer)}
+        inner = {k: list(self._enum_block(p.params)) for k, p in layers.items()}
         for combo in itertools.product(*(block[k].values() for k in scalars)):
             base = dict(zip(scalars, combo))
             seqs = [
-                itertools.product(inner[k], repeat=_count(block[k], base))  # type: ignore[arg-type]
-                for k in layers
+                itertools.product(inner[k], repeat=_count(p, base))
+                for k, p in layers.items()
             ]
             for chosen in itertools.product(*seqs):
                 out = dict(base)
@@ -297,7 +306,7 @@ class SearchSpace:
         rows = [self.layout.encode(a, normalized) for a in archs]
         return np.stack(rows) if rows else np.zeros((0, self.encoding_size), np.float32)
 
-    def decode(self, vector: Any, normalized: bool = False) -> Arch:
+    def decode(self, vector: npt.ArrayLike, normalized: bool = False) -> Arch:
         """Inverse of ``encode``; values snap to the nearest allowed one."""
         return self.validate(self.layout.decode(vector, normalized), check_constraints=False)
 
@@ -306,7 +315,7 @@ class SearchSpace:
         return self.layout.low.copy(), self.layout.high.copy()
 
     # Optuna -----------------------------------------------------------------------
-    def suggest(self, trial: Any, fixed_width: bool = False) -> Arch:
+    def suggest(self, trial: _opt.SuggestTrial, fixed_width: bool = False) -> Arch:
         """Ask an Optuna trial for an architecture, with flat names like
         ``stages.2.blocks.1.kernel``. Per-layer parameters of inactive layers are not suggested
         unless ``fixed_width`` (then every slot up to the maximum depth is)."""
@@ -350,7 +359,7 @@ class SearchSpace:
         )
 
     @classmethod
-    def from_json(cls, text: str | Mapping[str, Any], constraints: Any = ()) -> SearchSpace:
+    def from_json(cls, text: str | Mapping[str, Any], constraints: ConstraintSpec = ()) -> SearchSpace:
         """Rebuild a space from ``to_json``; pass ``constraints`` to re-attach them."""
         try:
             data = json.loads(text) if isinstance(text, str) else dict(text)
@@ -360,7 +369,7 @@ class SearchSpace:
             raise SpaceError(f"not an archlab search space (format {SPACE_FORMAT} expected)")
         if "params" not in data:
             raise SpaceError("search space JSON has no 'params'")
-        return cls(data.get("name"), constraints=constraints, **block_from_json(data["params"]))
+        return cls(str(data.get("name") or ""), constraints=constraints, **block_from_json(data["params"]))
 
     @property
     def fingerprint(self) -> str:

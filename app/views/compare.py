@@ -21,7 +21,7 @@ def _page() -> None:
     if not chosen:
         st.info("Pick the studies to compare.")
         return
-    frames = {n: cache.trials(ctx.url, n) for n in chosen}
+    frames = {n: cache.trials(ui.selected(ctx)[0], n) for n in chosen}
     sets = [{o["name"]: o for o in f.attrs.get("objectives") or []} for f in frames.values()]
     shared = [name for name in sets[0] if all(name in s for s in sets[1:])]
     if len(shared) < 2:

@@ -20,7 +20,7 @@ def _arch(row: pd.Series) -> dict:
     text = row.get("arch")
     if isinstance(text, str) and text:
         return json.loads(text)
-    return {c.removeprefix("arch."): v for c, v in row.items() if c.startswith("arch.") and pd.notna(v)}
+    return {str(c).removeprefix("arch."): v for c, v in row.items() if str(c).startswith("arch.") and pd.notna(v)}
 
 
 def _bundled_examples() -> set[str]:
@@ -42,7 +42,7 @@ def _page() -> None:
         st.session_state[key] = pending
     if st.session_state.get(key) not in numbers:
         wanted = st.query_params.get("trial")
-        front = cache.explorer(ctx.url, ctx.study, df.attrs["objectives"][:2], {}).front \
+        front = cache.explorer(*ui.selected(ctx), df.attrs["objectives"][:2], {}).front \
             if len(df.attrs.get("objectives") or []) >= 2 else done
         first = int(wanted) if wanted is not None and wanted.isdigit() and int(wanted) in numbers else \
             int(front["number"].iloc[0] if len(front) else numbers[0])
@@ -53,7 +53,7 @@ def _page() -> None:
     row = df[df["number"] == number].iloc[0]
     arch = _arch(row)
     space = analysis.space_of(df)
-    summary = cache.summaries(ctx.url, ctx.study, [number])[0]
+    summary = cache.summaries(*ui.selected(ctx), [number])[0]
     c2.markdown(f"**{ui.esc(summary)}**")
     objs = df.attrs.get("objectives") or []
     cols = st.columns(max(1, len(objs)) + 1)
@@ -107,9 +107,9 @@ def _page() -> None:
         p, m = pair
         both = done[[p, m]].astype(float).dropna()
         if pd.notna(row[p]) and pd.notna(row[m]):
-            a, b = st.columns(3)[:2]
-            a.metric("predicted", f"{row[p]:.4g} ms")
-            b.metric("measured", f"{row[m]:.4g} ms", delta=f"{(row[p] - row[m]) / row[m] * 100:+.1f} % error",
+            left, right = st.columns(3)[:2]
+            left.metric("predicted", f"{row[p]:.4g} ms")
+            right.metric("measured", f"{row[m]:.4g} ms", delta=f"{(row[p] - row[m]) / row[m] * 100:+.1f} % error",
                      delta_color="off")
         sample = both.sample(min(len(both), 3000), random_state=0) if len(both) > 3000 else both
         hl = (float(row[m]), float(row[p])) if pd.notna(row[p]) and pd.notna(row[m]) else None
@@ -123,7 +123,8 @@ def _page() -> None:
     # bundled example's name is filled in; any other recorded file is shown as text to compare
     recorded = str((df.attrs.get("archlab") or {}).get("experiment_file") or "")
     bundled = recorded if recorded.isidentifier() and recorded in _bundled_examples() else None
-    cmd = (f"archlab export {shlex.quote(url)} {shlex.quote(ctx.study)} {number} "
+    study = ctx.study or ""
+    cmd = (f"archlab export {shlex.quote(url)} {shlex.quote(study)} {number} "
            f"{shlex.quote(f'exported/{ctx.study}-trial{number}')} --experiment {bundled or 'EXPERIMENT.py'}")
     st.code(cmd, language="bash")
     if not bundled:

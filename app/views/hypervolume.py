@@ -18,7 +18,7 @@ def _page() -> None:
     if not chosen:
         st.info("Pick at least one study.")
         return
-    frames = {n: cache.trials(ctx.url, n) for n in chosen}
+    frames = {n: cache.trials(ui.selected(ctx)[0], n) for n in chosen}
     objs = frames[chosen[0]].attrs.get("objectives") or []
     same = all([o["name"] for o in f.attrs.get("objectives") or []] == [o["name"] for o in objs]
                for f in frames.values())
@@ -31,7 +31,7 @@ def _page() -> None:
         if not (df["state"] == "COMPLETE").any():
             st.warning(f"Study **{ui.esc(name)}** has no completed trials; left out.")
             continue
-        h = cache.history(ctx.url, name, bounds)
+        h = cache.history(ui.selected(ctx)[0], name, bounds)
         histories[name] = h
         rows.append({"study": name, "complete trials": int((df["state"] == "COMPLETE").sum()),
                      "final hypervolume": float(h["hypervolume"].iloc[-1]) if len(h) else 0.0})

@@ -26,7 +26,7 @@ def _page() -> None:
         st.info("Importance needs at least two completed trials.")
     else:
         with ui.friendly("Importance could not be computed: "):
-            imp = cache.importance(ctx.url, ctx.study, names.index(objective), evaluator, int(max_trials))
+            imp = cache.importance(*ui.selected(ctx), names.index(objective), str(evaluator), int(max_trials))
             st.plotly_chart(figures.importance_figure(imp, f"{evaluator} importance for {objective}"),
                             key="imp_fig", config={"displaylogo": False})
     st.subheader("Parallel coordinates")

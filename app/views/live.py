@@ -21,7 +21,7 @@ def _live() -> None:
     df = ui.study_trials(ctx)
     if df is None:
         return
-    n, done, fail, running = cache.stamp(ctx.url, ctx.study)
+    n, done, fail, running = cache.stamp(*ui.selected(ctx))
     cols = st.columns(5)
     cols[0].metric("trials", n)
     cols[1].metric("complete", done)
@@ -30,8 +30,8 @@ def _live() -> None:
     last = df["datetime_complete"].max()
     cols[4].metric("last finished", "—" if last != last else last.strftime("%H:%M:%S"))
     if done:
-        h = cache.history(ctx.url, ctx.study)
-        st.plotly_chart(figures.history_figure({ctx.study: h}, height=320), key="live_hv",
+        h = cache.history(*ui.selected(ctx))
+        st.plotly_chart(figures.history_figure({ui.selected(ctx)[1]: h}, height=320), key="live_hv",
                         config={"displaylogo": False})
     recent = df.sort_values("number", ascending=False).head(25)
     objs = [o["name"] for o in df.attrs.get("objectives") or []]

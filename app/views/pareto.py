@@ -67,9 +67,9 @@ def _page() -> None:
     plot_col, side = st.columns([4, 1])
     with side:
         bounds = _bounds_panel(df)
-    data = cache.explorer(ctx.url, ctx.study, axes, bounds)
+    data = cache.explorer(*ui.selected(ctx), axes, bounds)
     shown = pd.concat([data.front, data.dominated, data.infeasible])
-    hover = dict(zip(shown["number"].tolist(), cache.summaries(ctx.url, ctx.study, shown["number"].tolist())))
+    hover = dict(zip(shown["number"].tolist(), cache.summaries(*ui.selected(ctx), shown["number"].tolist())))
     color = None if colour == "front / dominated" else colour
     crange = None
     if color is not None and pd.api.types.is_numeric_dtype(df[color]):

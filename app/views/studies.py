@@ -57,7 +57,7 @@ with ui.friendly():
             cols[4].metric("hypervolume", f"{r['hypervolume']:.4f}")
             if r["n_complete"] == 0 and r["n_trials"] > 0:
                 st.warning(f"Every trial of **{ui.esc(ctx.study)}** failed or has not finished; there is no front yet.")
-            df = cache.trials(ctx.url, ctx.study)
+            df = cache.trials(*ui.selected(ctx))
             info = df.attrs.get("archlab") or {}
             bits = [f"sampler **{ui.esc(info.get('sampler'))}**" if info.get("sampler") else "",
                     f"experiment **{ui.esc(info.get('experiment'))}**" if info.get("experiment") else "",

@@ -39,12 +39,14 @@ INPUT_FAULTS: dict[type[BaseException], str] = {
     OverflowError: "a number in the input is too large",
     MemoryError: "out of memory (is an input or setting absurdly large?)",
 }
+# what main() reports in one line (everything else keeps its traceback)
+_REPORTED: tuple[type[BaseException], ...] = (ArchlabError, OSError, json.JSONDecodeError, *INPUT_FAULTS)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with its usage errors on one line: ``archlab: error: archlab train: ...``."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         where = f"{self.prog}: " if self.prog != "archlab" else ""
         self.exit(EXIT_USAGE, f"archlab: error: {where}{message} (see {self.prog} --help)\n")
 
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archlab: interrupted", file=sys.stderr)
         return 130
-    except (ArchlabError, OSError, json.JSONDecodeError, *INPUT_FAULTS) as exc:
+    except _REPORTED as exc:
         if os.environ.get("ARCHLAB_DEBUG"):
             raise
         print(f"archlab: error: {_one_line(exc)}", file=sys.stderr)

@@ -18,6 +18,7 @@ and does not push tokens from one null expert to another. With m = 0 this is exa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -53,7 +54,7 @@ class NullExpertsRouter(Router):
 
     option_names = ("balance", "z_loss")
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.null_gate = self.linear(self.d_max, self.null_max) if self.null_max > 0 else None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ class RandomGrowRouter(Router):
 
     option_names = ("seed",)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         g = torch.Generator().manual_seed(int(self.options.get("seed", 0)))
         w = torch.randn(self.experts_max, self.d_max, generator=g) / math.sqrt(self.d_max)

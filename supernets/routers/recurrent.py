@@ -53,7 +53,7 @@ class RecurrentRouter(Router):
 
     option_names = ("hidden", "balance", "z_loss")
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hidden = _hidden(self.options)
         self.proj = self.linear(self.d_max, self.hidden)
