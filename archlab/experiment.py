@@ -181,7 +181,8 @@ class Experiment:
         (``archlab.search.settings.search_settings`` with this task's metric and space)."""
         from archlab.search.settings import search_settings
 
-        metric = (getattr(self.task, "metric", None), getattr(self.task, "metric_direction", None))
+        name, direction = getattr(self.task, "metric", None), getattr(self.task, "metric_direction", None)
+        metric = (str(name), str(direction)) if name is not None and direction is not None else None
         return search_settings(self.search, overrides, task_metric=metric, space=self.space,
                                where="experiment.search")
 

@@ -132,7 +132,7 @@ class RunLayout:
 def default_storage_url(run_dir: str | Path | None, study_name: str) -> str:
     """The storage a search uses when given none: ``run_dir/study.db``, or
     ``runs/<study_name>/study.db`` without a run folder."""
-    layout = RunLayout(run_dir) if run_dir is not None else RunLayout.named(study_name)
+    layout = RunLayout(Path(run_dir)) if run_dir is not None else RunLayout.named(study_name)
     return layout.storage_url
 
 

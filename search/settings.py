@@ -136,7 +136,7 @@ def search_settings(settings: Mapping[str, Any] | None, overrides: Mapping[str, 
     _check_inherited_direction(task_metric, raw["objectives"])
     if "sampler" not in raw and _expensive(raw["objectives"]):
         raw["sampler"] = EXPENSIVE_SAMPLER
-    if "metrics" not in raw and _expensive(raw["objectives"]) and _routed(space):
+    if "metrics" not in raw and _expensive(raw["objectives"]) and space is not None and _routed(space):
         from .objectives import routing_metrics
 
         raw["metrics"] = routing_metrics(space)  # recorded with every evaluated arch

@@ -21,7 +21,7 @@ Two layers on the reference, each only about speed:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -203,7 +203,7 @@ class FastSliceAdamW(SliceAdamW):
                 continue
             # a second slice of the same tensor (e.g. sandwich training): sum into the bounding box
             _, held_box, held = boxes[key]
-            box = union([held_box, s.box])
+            box = union([cast(Box, held_box), s.box])  # a slice's box: never None here
             if box == held_box:
                 held[box_slices(s.box, box)] += g
                 boxes[key] = (p, box, held)
