@@ -23,11 +23,14 @@ from typing import Any
 
 from archlab.spaces import SearchSpace
 
+from . import optuna_compat as compat
+
 REASON_KEY = "fail_reason"
 
 
 def _backend(study: Any) -> Any:
-    return getattr(study._storage, "_backend", study._storage)
+    """The RDB storage behind ``study`` (``None`` for other storages)."""
+    return compat.rdb_backend(compat.storage_of(study))
 
 
 def _grace(backend: Any) -> float | None:
@@ -45,17 +48,17 @@ def unbeaten_trial_ids(study: Any, now: datetime | None = None) -> list[int]:
 
     backend = _backend(study)
     grace = _grace(backend)
-    if not isinstance(backend, optuna.storages.RDBStorage) or grace is None:
+    models = compat.rdb_models()
+    if backend is None or grace is None or models is None:
         return []
     import sqlalchemy as sa
-    from optuna.storages._rdb import models
 
     t = models.TrialModel.__table__
     h = models.TrialHeartbeatModel.__table__
     cutoff = (now or datetime.now()) - timedelta(seconds=grace)
     query = (
         sa.select(t.c.trial_id)
-        .where(t.c.study_id == study._study_id, t.c.state == optuna.trial.TrialState.RUNNING,
+        .where(t.c.study_id == compat.study_id(study), t.c.state == optuna.trial.TrialState.RUNNING,
                t.c.datetime_start < cutoff, ~sa.exists().where(h.c.trial_id == t.c.trial_id))
         .order_by(t.c.trial_id)
     )
@@ -88,7 +91,7 @@ def fail_trials(study: Any, trial_ids: list[int], reason: str, space: SearchSpac
     someone else meanwhile is left alone)."""
     import optuna
 
-    storage = study._storage
+    storage = compat.storage_of(study)
     failed = []
     for tid in trial_ids:
         try:
@@ -115,15 +118,18 @@ def fail_stale(study: Any, space: SearchSpace | None = None) -> list[int]:
     """Fail the stale trials of ``study`` (both rules of the module docstring, each failure with
     its reason) and queue them again when the storage was opened with ``retry_stale``; returns
     the ids failed here. A no-op on storages without heartbeats."""
-    import optuna
-
     backend = _backend(study)
     grace = _grace(backend)
-    if not isinstance(backend, optuna.storages.RDBStorage) or grace is None:
+    if backend is None or grace is None:
         return []
     requeue = backend.get_heartbeat_stale_trial_callback() is not None
-    silent = fail_trials(study, backend._get_stale_trial_ids(study._study_id),
+    stale = compat.stale_trial_ids(backend, compat.study_id(study))
+    if stale is None:  # Optuna's public API only: both rules on the beats archlab records
+        stale, never = compat.beatless_trial_ids(study, grace)
+    else:
+        never = unbeaten_trial_ids(study)
+    silent = fail_trials(study, stale,
                          f"stale: no heartbeat for over {grace:g} s (its worker died)", space, requeue=requeue)
-    unbeaten = fail_trials(study, unbeaten_trial_ids(study), f"stale: running for over {grace:g} s without a "
+    unbeaten = fail_trials(study, never, f"stale: running for over {grace:g} s without a "
                            "heartbeat (its worker died before the trial began)", space, requeue=requeue)
     return silent + unbeaten

@@ -25,6 +25,8 @@ from typing import Any
 
 from archlab.core.errors import ArchlabError
 
+from . import optuna_compat as compat
+
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 JOURNAL_SCHEME = "journal:///"
@@ -175,7 +177,7 @@ def open_read_only(spec: str | Path) -> Any:
         if "no such table" in first or "does not exist" in first:
             first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"
         raise StorageError(f"cannot open storage {redact(url)}: {first}") from None
-    return optuna.storages.get_storage(rdb)  # Optuna's trial cache: a growing study is read incrementally
+    return compat.cached(rdb)  # Optuna's trial cache: a growing study is read incrementally
 
 
 def _sqlite_read_only(path: Path) -> Any:
@@ -218,12 +220,9 @@ def count_trials(storage: Any, study_id: int, states: tuple[Any, ...]) -> int:
     """How many trials of ``study_id`` are in one of ``states`` (Optuna ``TrialState``s), read
     from the storage itself (not from Optuna's trial cache): one ``SELECT COUNT(*)`` on an RDB
     storage instead of loading every trial, ``get_all_trials`` on other storages."""
-    import optuna
-
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, optuna.storages.RDBStorage):
+    backend, models = compat.rdb_backend(storage), compat.rdb_models()
+    if backend is not None and models is not None:
         import sqlalchemy as sa
-        from optuna.storages._rdb import models
 
         t = models.TrialModel.__table__
         query = sa.select(sa.func.count()).select_from(t).where(t.c.study_id == study_id, t.c.state.in_(states))
@@ -235,12 +234,9 @@ def count_trials(storage: Any, study_id: int, states: tuple[Any, ...]) -> int:
 def count_by_state(storage: Any, study_id: int) -> dict[str, int]:
     """``{state name: number of trials}`` of ``study_id``, read from the storage itself (one
     ``SELECT state, COUNT(*) ... GROUP BY state`` on an RDB storage)."""
-    import optuna
-
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, optuna.storages.RDBStorage):
+    backend, models = compat.rdb_backend(storage), compat.rdb_models()
+    if backend is not None and models is not None:
         import sqlalchemy as sa
-        from optuna.storages._rdb import models
 
         t = models.TrialModel.__table__
         query = sa.select(t.c.state, sa.func.count()).where(t.c.study_id == study_id).group_by(t.c.state)
@@ -251,6 +247,14 @@ def count_by_state(storage: Any, study_id: int) -> dict[str, int]:
     for t in storage.get_all_trials(study_id, deepcopy=False):
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
+
+
+def close_storage(storage: Any) -> None:
+    """Close the database connections of ``storage`` (an RDB storage, cached or not); a no-op
+    on other storages. The storage opens new ones if it is used again."""
+    backend = compat.rdb_backend(storage)
+    if backend is not None:
+        backend.engine.dispose()
 
 
 def supports_heartbeat(storage: Any) -> bool:
