@@ -15,7 +15,7 @@ from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from archlab.search import load_trials, optuna_compat, run_search
+from archlab.search import SearchError, load_trials, optuna_compat, run_search
 from archlab.search.storage import count_by_state, open_storage
 from archlab.spaces.library import mlp_space
 
@@ -160,5 +160,5 @@ def test_fallback_storage_forwards_and_takes_hooks():
         assert created == [optuna_compat.study_id(study)] * 3
         assert len(inner.get_all_trials(optuna_compat.study_id(study))) == 3
         assert optuna_compat.rdb_models() is None and optuna_compat.rdb_backend(hooked) is None
-    with pytest.raises(Exception, match="opened by archlab.search.optuna_compat"), optuna_compat.fallback():
+    with pytest.raises(SearchError, match=r"opened by archlab\.search\.optuna_compat"), optuna_compat.fallback():
         optuna_compat.storage_of(optuna.create_study())
