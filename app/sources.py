@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archlab.search.storage import count_by_state, open_storage, redact, storage_url
+from archlab.search.storage import count_by_state, open_storage, redact, sqlite_file, storage_url
 
 ENV_TARGET = "ARCHLAB_APP_TARGET"
 
@@ -52,10 +52,8 @@ def find_sources(target: str | None) -> list[Source]:
 
 def _run_dir_of(url: str) -> str | None:
     """The run directory of an SQLite storage named ``study.db`` (``runs/<name>/study.db``)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = Path(url[len("sqlite:///") :].split("?", 1)[0])
-    return str(path.parent) if path.name == "study.db" else None
+    path = sqlite_file(url)
+    return str(path.parent) if path is not None and path.name == "study.db" else None
 
 
 def open_readonly(url: str) -> Any:

@@ -23,7 +23,6 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,13 +126,10 @@ class _ArrowReader(_Reader):
 def _sqlite_file(engine: Any) -> str | None:
     """The absolute path of an SQLite file database behind ``engine``, else ``None`` (other
     databases, in-memory SQLite)."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or not url.database:
-        return None
-    path = url.database.removeprefix("file:").split("?", 1)[0]
-    if path in ("", ":memory:") or url.query.get("mode") == "memory":
-        return None
-    return str(Path(path).resolve())
+    from .storage import sqlite_file
+
+    path = sqlite_file(engine.url.render_as_string(hide_password=False))
+    return None if path is None else str(path.resolve())
 
 
 def _readers(engine: Any) -> Iterator[Any]:

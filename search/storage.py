@@ -60,11 +60,21 @@ def storage_url(spec: str | Path) -> str:
     )
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
+_SQLITE_URL = re.compile(r"^sqlite(?:\+\w+)?:///(?P<rest>.*)$", re.S)
+
+
+def sqlite_file(url: Any) -> Path | None:
+    """The file of an SQLite URL (``sqlite:///rel/x.db``, ``sqlite:////abs/x.db``, any
+    ``+driver``, a ``file:`` URI path, a ``?query``), else ``None``: another database, or an
+    in-memory SQLite (``:memory:``, ``mode=memory``). The one place SQLite URLs are parsed."""
+    m = _SQLITE_URL.match(str(url))
+    if m is None:
         return None
-    rest = url[len("sqlite:///") :].split("?", 1)[0]
-    return None if rest in ("", ":memory:") else Path(rest)
+    path, _, query = m.group("rest").partition("?")
+    path = path.removeprefix("file:")
+    if path in ("", ":memory:") or "mode=memory" in query:
+        return None
+    return Path(path)
 
 
 def open_storage(
@@ -102,7 +112,7 @@ def open_storage(
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(path)))
-    sqlite = _sqlite_path(url)
+    sqlite = sqlite_file(url)
     engine_kwargs: dict[str, Any] = {}
     if sqlite is not None:
         if must_exist and not sqlite.is_file():
@@ -151,8 +161,8 @@ def open_read_only(spec: str | Path) -> Any:
     backend, _, driver = parsed.drivername.lower().partition("+")
     kwargs: dict[str, Any]
     if backend == "sqlite":
-        path = Path(parsed.database or "")
-        if not parsed.database or not path.is_file():
+        path = sqlite_file(url)
+        if path is None or not path.is_file():
             raise StorageError(f"storage {redact(url)}: no such SQLite file")
         if not _sqlite_has_optuna_tables(path):
             raise StorageError(f"storage {redact(url)}: the file holds no Optuna study tables (not an Optuna "
@@ -352,7 +362,7 @@ def study_lock(spec: Any, study_name: str) -> Any:
     url = storage_url(spec)
     if url.startswith(JOURNAL_SCHEME):
         return _FileLock(Path(url[len(JOURNAL_SCHEME) :] + ".lock"))
-    sqlite = _sqlite_path(url)
+    sqlite = sqlite_file(url)
     if sqlite is not None:
         return _FileLock(sqlite.with_name(sqlite.name + ".lock"))
     if url.startswith(("postgresql", "postgres")):
