@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archlab.search.storage import count_by_state, open_storage, redact, sqlite_file, storage_url
+from archlab.search.storage import count_by_state, redact, sqlite_file, storage_url
 
 ENV_TARGET = "ARCHLAB_APP_TARGET"
 
@@ -54,13 +54,6 @@ def _run_dir_of(url: str) -> str | None:
     """The run directory of an SQLite storage named ``study.db`` (``runs/<name>/study.db``)."""
     path = sqlite_file(url)
     return str(path.parent) if path is not None and path.name == "study.db" else None
-
-
-def open_readonly(url: str) -> Any:
-    """The storage of ``url`` opened so that it cannot write, create or migrate
-    (``archlab.search.storage.open_read_only``: SQLite in ``mode=ro``, PostgreSQL in read-only
-    transactions, journal files never appended). Raises ``StorageError`` with a one-line reason."""
-    return open_storage(url, read_only=True)
 
 
 def default_study(names: list[str]) -> str | None:

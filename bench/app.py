@@ -202,12 +202,13 @@ def parts(url: str) -> dict[str, Any]:
 
     from archlab.app import analysis, figures, sources
     from archlab.search.results import load_trials, pareto_front
+    from archlab.search.storage import open_storage
 
     out: dict[str, Any] = {}
     t = time.perf_counter()
     df = load_trials(url, STUDY)
     out["load_trials_s"] = time.perf_counter() - t
-    storage = sources.open_readonly(url)
+    storage = open_storage(url, read_only=True)
     t = time.perf_counter()
     sources.study_stamp(storage, STUDY)
     out["trial_counts_s"] = time.perf_counter() - t

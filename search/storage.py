@@ -12,7 +12,7 @@ Accepted specs:
 
 Readers (``must_exist=True``) never create a database: a missing SQLite or journal file is an
 error, not a silently created empty study. ``read_only=True`` (the dashboard) goes further: the
-connection itself cannot write (see ``open_read_only``). Optuna is imported inside the functions, so importing
+connection itself cannot write (see ``_open_read_only``). Optuna is imported inside the functions, so importing
 this module stays cheap.
 """
 
@@ -88,7 +88,8 @@ def open_storage(
 ) -> Any:
     """An Optuna storage for ``spec`` (see the module docstring).
 
-    ``read_only``: ``open_read_only(spec)`` (a storage that cannot write, create or migrate).
+    ``read_only``: a storage that cannot write, create or migrate (``_open_read_only``; a URL
+    or a path only). This is the one function that opens storages.
 
     ``must_exist``: refuse to create a missing SQLite/journal file (readers). For RDB storages
     ``heartbeat_interval``/``grace_period`` (s) turn on Optuna's heartbeat, and ``retry_stale``
@@ -98,7 +99,7 @@ def open_storage(
     import optuna
 
     if read_only:
-        return open_read_only(spec)
+        return _open_read_only(spec)
     if isinstance(spec, optuna.storages.BaseStorage):
         return spec
     if not isinstance(spec, (str, Path)):
@@ -136,7 +137,7 @@ def open_storage(
         raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from None
 
 
-def open_read_only(spec: str | Path) -> Any:
+def _open_read_only(spec: str | Path) -> Any:
     """An Optuna storage for ``spec`` that cannot write, wrapped in Optuna's trial cache.
 
     - SQLite file (``sqlite:///FILE``, any driver, or a path): must exist and hold Optuna's
