@@ -13,6 +13,8 @@ taken from the trial's parameters) and queues each again with the same parameter
 (``retry``), so a re-run reaches its trial count instead of waiting forever. ``fail_trials``
 does the same for trials whose worker the caller knows to be dead (the parent after killing a
 stuck worker). Heartbeats exist on RDB storages only; elsewhere the no-heartbeat rule is off.
+Both rules read Optuna's heartbeat table through ``archlab.search.optuna_compat``; on its
+public-API fallback they read the beat times archlab's workers record on each trial instead.
 """
 
 from __future__ import annotations

@@ -10,10 +10,12 @@ Accepted specs:
 - a path to an SQLite file (``.db``, ``.sqlite``, ``.sqlite3``) or to a run directory holding
   ``study.db``.
 
-Readers (``must_exist=True``) never create a database: a missing SQLite or journal file is an
-error, not a silently created empty study. ``read_only=True`` (the dashboard) goes further: the
-connection itself cannot write (see ``_open_read_only``). Optuna is imported inside the functions, so importing
-this module stays cheap.
+``open_storage`` is the one function that opens storages. Readers (``must_exist=True``) never
+create a database: a missing SQLite or journal file is an error, not a silently created empty
+study. ``read_only=True`` (the results API and the dashboard) goes further: the connection
+itself cannot write (see ``_open_read_only``). SQLite URLs are parsed in one place
+(``sqlite_file``). Optuna is imported inside the functions, so importing this module stays
+cheap.
 """
 
 from __future__ import annotations
