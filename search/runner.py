@@ -297,7 +297,6 @@ class _Run:
     def open_study(self) -> Any:
         """The study on a storage connection of its own (no heartbeat): for the parent or a
         watchdog that fails a worker's trial while the worker's own connection is busy."""
-
         return compat.load_study(study_name=self.study_name, storage=_open(self.url, None, None, must_exist=True))
 
     def work(self, index: int, storage: Any = None, slot: Any = None) -> None:
