@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from archlab.search.results import TrialsReader, hypervolume_history, list_studies, load_trials
+from archlab.search.storage import open_storage
 
 from . import analysis, sources
 
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def storage(url: str) -> BaseStorage:
-    """The read-only Optuna storage of ``url`` (kept for the app's lifetime)."""
-    return sources.open_readonly(url)
+    """The read-only Optuna storage of ``url`` (kept for the app's lifetime): SQLite in
+    ``mode=ro``, PostgreSQL in read-only transactions, journal files never appended, no table
+    ever created or stamped (``archlab.search.storage.open_storage(url, read_only=True)``)."""
+    return open_storage(url, read_only=True)
 
 
 def stamp(url: str, study: str) -> tuple[int, int, int, int]:

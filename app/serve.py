@@ -40,10 +40,11 @@ def warm_up() -> float:
     from archlab.app import analysis, figures, sources
     from archlab.app.demo import make_demo_study
     from archlab.search.results import load_trials
+    from archlab.search.storage import close_storage, open_storage
 
     with tempfile.TemporaryDirectory(prefix="archlab-warm-") as tmp:
         url = make_demo_study(Path(tmp) / "warm.db", "warm", n_trials=WARM_TRIALS, seed=0)
-        storage = sources.open_readonly(url)
+        storage = open_storage(url, read_only=True)
         try:
             df = load_trials(storage, "warm")
             sources.study_stamp(storage, "warm")
@@ -51,9 +52,7 @@ def warm_up() -> float:
             hover = dict(zip(df["number"].tolist(), analysis.summaries(df)))
             figures.pareto_figure(data, hover).to_json()
         finally:
-            backend = getattr(storage, "_backend", storage)
-            if hasattr(backend, "engine"):
-                backend.engine.dispose()
+            close_storage(storage)
     return time.perf_counter() - t
 
 

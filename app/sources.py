@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archlab.core.layout import STUDY_DB, RunLayout
-from archlab.search.storage import open_storage, redact, storage_url
+from archlab.search.storage import count_by_state, redact, sqlite_file, storage_url
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -56,17 +56,8 @@ def find_sources(target: str | None) -> list[Source]:
 
 def _run_dir_of(url: str) -> str | None:
     """The run directory of an SQLite storage named ``study.db`` (``runs/<name>/study.db``)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = Path(url[len("sqlite:///") :].split("?", 1)[0])
-    return str(path.parent) if path.name == STUDY_DB else None
-
-
-def open_readonly(url: str) -> BaseStorage:
-    """The storage of ``url`` opened so that it cannot write, create or migrate
-    (``archlab.search.storage.open_read_only``: SQLite in ``mode=ro``, PostgreSQL in read-only
-    transactions, journal files never appended). Raises ``StorageError`` with a one-line reason."""
-    return open_storage(url, read_only=True)
+    path = sqlite_file(url)
+    return str(path.parent) if path is not None and path.name == STUDY_DB else None
 
 
 def default_study(names: list[str]) -> str | None:
@@ -85,28 +76,10 @@ def study_stamp(storage: BaseStorage, study_name: str) -> tuple[int, int, int, i
 
     Optuna's ``RDBStorage.get_n_trials`` loads every trial to count them (seconds for a study
     of 50,000), so on a database the counts come from one ``GROUP BY`` query on Optuna's
-    ``trials`` table (read only; the schema is Optuna's own). Other storages hold their trials
-    in memory and count them in one pass."""
-    sid = storage.get_study_id_from_name(study_name)
-    counts = _state_counts_sql(storage, sid)
-    if counts is None:
-        counts = {}
-        for t in storage.get_all_trials(sid, deepcopy=False):
-            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    ``trials`` table (``archlab.search.storage.count_by_state``, read only). Other storages
+    hold their trials in memory and count them in one pass."""
+    counts = count_by_state(storage, storage.get_study_id_from_name(study_name))
     return (sum(counts.values()), counts.get("COMPLETE", 0), counts.get("FAIL", 0), counts.get("RUNNING", 0))
-
-
-def _state_counts_sql(storage: BaseStorage, study_id: int) -> dict[str, int] | None:
-    """``{state name: count}`` of a study in an ``RDBStorage`` (None for other storages)."""
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # _CachedStorage wraps it
-    if engine is None:
-        return None
-    import sqlalchemy
-
-    query = sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state")
-    with engine.connect() as conn:
-        rows = conn.execute(query, {"sid": study_id}).all()
-    return {str(getattr(state, "name", state)): int(n) for state, n in rows}
 
 
 def run_files(run_dir: str | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ trials), written once to an SQLite file in the cache directory and reused. Optun
 ``study.add_trials`` checks every new parameter against all earlier trials, so 50,000 trials
 through it take the better part of an hour; this script creates the study through Optuna and
 inserts the trials in one transaction into Optuna's own tables (SQLAlchemy Core on
-``optuna.storages._rdb.models``: the same rows, the same encodings). Before it writes the big
+Optuna's table models, from ``archlab.search.optuna_compat.rdb_models``: the same rows, the same encodings). Before it writes the big
 study it checks that writer: a 240-trial twin written both ways must read back identically
 (every FrozenTrial field, and ``load_trials``' frame).
 
@@ -70,11 +70,17 @@ def bulk_write(url: str, study_name: str, directions: list[str], attr: dict[str,
     import optuna
     import sqlalchemy
     from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
 
+    from archlab.search.optuna_compat import rdb_models
+
+    models = rdb_models()  # Optuna's table models (None outside the tested Optuna range)
     storage = optuna.storages.RDBStorage(url)
     study = optuna.create_study(storage=storage, study_name=study_name, directions=directions)
     study.set_user_attr("archlab", attr)
+    if models is None:  # Optuna's public API only: the slow writer, same rows
+        study.add_trials(trials)
+        storage.engine.dispose()
+        return
     sid = storage.get_study_id_from_name(study_name)
     rows: dict[Any, list[dict[str, Any]]] = {m: [] for m in (
         models.TrialModel, models.TrialValueModel, models.TrialParamModel,
@@ -196,12 +202,13 @@ def parts(url: str) -> dict[str, Any]:
 
     from archlab.app import analysis, figures, sources
     from archlab.search.results import load_trials, pareto_front
+    from archlab.search.storage import open_storage
 
     out: dict[str, Any] = {}
     t = time.perf_counter()
     df = load_trials(url, STUDY)
     out["load_trials_s"] = time.perf_counter() - t
-    storage = sources.open_readonly(url)
+    storage = open_storage(url, read_only=True)
     t = time.perf_counter()
     sources.study_stamp(storage, STUDY)
     out["trial_counts_s"] = time.perf_counter() - t

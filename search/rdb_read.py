@@ -23,12 +23,13 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
+
+from . import optuna_compat as compat
 
 #: the trial user attributes ``load_trials`` reads
 USER_KEYS = ("arch", "metrics", "method")  # method: one-shot trials (search.oneshot_study)
@@ -55,14 +56,6 @@ class TrialTables:
     params: pd.DataFrame
     user: pd.DataFrame
     constraints: pd.DataFrame
-
-
-def _backend(storage: Any) -> Any:
-    """The RDB storage behind ``storage`` (also when wrapped in Optuna's trial cache), or ``None``."""
-    import optuna
-
-    backend = getattr(storage, "_backend", storage)
-    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
 
 
 class _Result:
@@ -133,13 +126,10 @@ class _ArrowReader(_Reader):
 def _sqlite_file(engine: Any) -> str | None:
     """The absolute path of an SQLite file database behind ``engine``, else ``None`` (other
     databases, in-memory SQLite)."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or not url.database:
-        return None
-    path = url.database.removeprefix("file:").split("?", 1)[0]
-    if path in ("", ":memory:") or url.query.get("mode") == "memory":
-        return None
-    return str(Path(path).resolve())
+    from .storage import sqlite_file
+
+    path = sqlite_file(engine.url.render_as_string(hide_password=False))
+    return None if path is None else str(path.resolve())
 
 
 def _readers(engine: Any) -> Iterator[Any]:
@@ -176,10 +166,9 @@ def read_tables(storage: Any, study_id: int, after: int | None = None) -> TrialT
     table is read first, before the other tables: a trial it shows finished had all its rows
     committed by then (Optuna writes values and state in one transaction, archlab its
     attributes before or with the state), so the later reads see all of them."""
-    backend = _backend(storage)
-    if backend is None:
+    backend, models = compat.rdb_backend(storage), compat.rdb_models()
+    if backend is None or models is None:  # not an RDB storage, or Optuna's public API only
         return None
-    from optuna.storages._rdb import models
 
     t = models.TrialModel.__table__
     mine = [t.c.study_id == int(study_id)] + ([t.c.trial_id > int(after)] if after is not None else [])

@@ -80,12 +80,28 @@ class ResultsError(ArchlabError):
 
 
 # studies ------------------------------------------------------------------------------
-def _load_study(storage: Any, study_name: str) -> Any:
+def _open(storage: Any) -> Any:
+    """``storage`` opened read-only (``open_storage(..., read_only=True)``: never creates a
+    database or stamps a schema); an Optuna storage object is used as given."""
     import optuna
 
-    st = open_storage(storage, must_exist=True)
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    return open_storage(storage, read_only=True)
+
+
+def _load_study(storage: Any, study_name: str) -> Any:
+    """The study ``study_name`` of ``storage`` (opened read-only by ``_open``)."""
+    return _study_and_storage(storage, study_name)[0]
+
+
+def _study_and_storage(storage: Any, study_name: str) -> tuple[Any, Any]:
+    """``(study, its storage)``, the storage opened by ``_open``."""
+    import optuna
+
+    st = _open(storage)
     try:
-        return optuna.load_study(study_name=study_name, storage=st)
+        return optuna.load_study(study_name=study_name, storage=st), st
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
         raise ResultsError(
@@ -118,7 +134,7 @@ def list_studies(storage: StorageSpec, trials_of: Callable[[str], pd.DataFrame] 
     """
     import optuna
 
-    st = open_storage(storage, must_exist=True)
+    st = _open(storage)
     rows = []
     for summary in optuna.get_all_study_summaries(st, include_best_trial=False):
         trials = trials_of(summary.study_name) if trials_of else load_trials(st, summary.study_name)
@@ -189,10 +205,11 @@ class TrialsReader:
 
     def read(self) -> pd.DataFrame:
         with self._lock:
-            study = _load_study(self.storage, self.study_name)
-            if study._study_id != self._study_id:
-                self._study_id, self._kept, self._mark = study._study_id, None, None
-            new = read_tables(study._storage, study._study_id, after=self._mark)
+            study, st = _study_and_storage(self.storage, self.study_name)
+            sid = st.get_study_id_from_name(self.study_name)
+            if sid != self._study_id:
+                self._study_id, self._kept, self._mark = sid, None, None
+            new = read_tables(st, sid, after=self._mark)
             if new is None:
                 tables = tables_from_trials(study.get_trials(deepcopy=False))
                 self.last_read_trials = len(tables.trials)

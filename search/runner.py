@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from archlab.core.layout import RunLayout, default_storage_url
 from archlab.spaces import SearchSpace
 
+from . import optuna_compat as compat
 from .errors import SearchError
 from .metric_sources import MetricSources, SearchContext
 from .objectives import OBJECTIVES, Objective, file_sha256, parse_objectives
@@ -162,7 +163,7 @@ def run_search(
         from .watchdog import run_alone
 
         run_alone(run, st)  # one process: keep the storage (and its connection) opened above
-        return optuna.load_study(study_name=run.study_name, storage=st)
+        return compat.load_study(study_name=run.study_name, storage=st)
     if isinstance(st, optuna.storages.RDBStorage):
         st.engine.dispose()  # no pooled connection is shared with the forked workers
     from .workers import run_workers
@@ -233,7 +234,7 @@ def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int
         lock = study_lock(url, study_name)
         with lock:
             st = _open(url, heartbeat_interval, grace_period, must_exist=False)
-            study = optuna.create_study(storage=st, study_name=study_name, directions=[o.direction for o in objs],
+            study = compat.create_study(storage=st, study_name=study_name, directions=[o.direction for o in objs],
                                         sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
             if [d.name.lower() for d in study.directions] != [o.direction for o in objs]:
                 raise SearchError(f"study {study_name!r} has directions {[d.name.lower() for d in study.directions]}, not {[o.direction for o in objs]}")
@@ -317,9 +318,7 @@ class _Run:
     def open_study(self) -> optuna.Study:
         """The study on a storage connection of its own (no heartbeat): for the parent or a
         watchdog that fails a worker's trial while the worker's own connection is busy."""
-        import optuna
-
-        return optuna.load_study(study_name=self.study_name, storage=_open(self.url, None, None, must_exist=True))
+        return compat.load_study(study_name=self.study_name, storage=_open(self.url, None, None, must_exist=True))
 
     def work(self, index: int, storage: Any = None, slot: Any = None) -> None:
         """Run worker ``index`` here, on ``storage`` (opened from the URL when ``None``);
@@ -333,7 +332,7 @@ class _Run:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs),
                                    options=dict(self.sampler_options))
-            study = optuna.load_study(study_name=self.study_name, storage=st, sampler=sampler)
+            study = compat.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)
             repeats = [0]  # count="distinct": trials answered from the study, added to the total
             total: Any = self.n_trials
@@ -344,13 +343,7 @@ class _Run:
             if isinstance(self.url, str) and self.url.startswith("sqlite"):
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
                 # trial, so popping is serialised with the study's file lock.
-                pop = study._pop_waiting_trial_id
-
-                def locked_pop() -> int | None:
-                    with lock:
-                        return pop()
-
-                study._pop_waiting_trial_id = locked_pop  # type: ignore[method-assign]  # Optuna internal
+                compat.lock_pop(study, lock)
             runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
             runner.attach(study)
             bar = SearchProgress(study, self.n_trials, enabled=self.show_progress if index == 0 else False)
@@ -382,7 +375,7 @@ class _Run:
         import optuna
 
         S = optuna.trial.TrialState
-        heartbeat = supports_heartbeat(getattr(study._storage, "_backend", study._storage))
+        heartbeat = supports_heartbeat(compat.rdb_backend(compat.storage_of(study)))
         while self.deadline is None or time.time() < self.deadline:
             if guard.stop:
                 raise KeyboardInterrupt

@@ -13,6 +13,8 @@ taken from the trial's parameters) and queues each again with the same parameter
 (``retry``), so a re-run reaches its trial count instead of waiting forever. ``fail_trials``
 does the same for trials whose worker the caller knows to be dead (the parent after killing a
 stuck worker). Heartbeats exist on RDB storages only; elsewhere the no-heartbeat rule is off.
+Both rules read Optuna's heartbeat table through ``archlab.search.optuna_compat``; on its
+public-API fallback they read the beat times archlab's workers record on each trial instead.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from archlab.spaces import SearchSpace
 if TYPE_CHECKING:
     from optuna import Study
     from optuna.trial import FrozenTrial
+from . import optuna_compat as compat
 
 REASON_KEY = "fail_reason"
 
 
 def _backend(study: Any) -> Any:
-    return getattr(study._storage, "_backend", study._storage)
+    """The RDB storage behind ``study`` (``None`` for other storages)."""
+    return compat.rdb_backend(compat.storage_of(study))
 
 
 def _grace(backend: Any) -> float | None:
@@ -49,17 +53,17 @@ def unbeaten_trial_ids(study: Study, now: datetime | None = None) -> list[int]:
 
     backend = _backend(study)
     grace = _grace(backend)
-    if not isinstance(backend, optuna.storages.RDBStorage) or grace is None:
+    models = compat.rdb_models()
+    if backend is None or grace is None or models is None:
         return []
     import sqlalchemy as sa
-    from optuna.storages._rdb import models
 
     t = models.TrialModel.__table__
     h = models.TrialHeartbeatModel.__table__
     cutoff = (now or datetime.now()) - timedelta(seconds=grace)
     query = (
         sa.select(t.c.trial_id)
-        .where(t.c.study_id == study._study_id, t.c.state == optuna.trial.TrialState.RUNNING,
+        .where(t.c.study_id == compat.study_id(study), t.c.state == optuna.trial.TrialState.RUNNING,
                t.c.datetime_start < cutoff, ~sa.exists().where(h.c.trial_id == t.c.trial_id))
         .order_by(t.c.trial_id)
     )
@@ -92,7 +96,7 @@ def fail_trials(study: Study, trial_ids: list[int], reason: str, space: SearchSp
     someone else meanwhile is left alone)."""
     import optuna
 
-    storage = study._storage
+    storage = compat.storage_of(study)
     failed = []
     for tid in trial_ids:
         try:
@@ -119,15 +123,18 @@ def fail_stale(study: Study, space: SearchSpace | None = None) -> list[int]:
     """Fail the stale trials of ``study`` (both rules of the module docstring, each failure with
     its reason) and queue them again when the storage was opened with ``retry_stale``; returns
     the ids failed here. A no-op on storages without heartbeats."""
-    import optuna
-
     backend = _backend(study)
     grace = _grace(backend)
-    if not isinstance(backend, optuna.storages.RDBStorage) or grace is None:
+    if backend is None or grace is None:
         return []
     requeue = backend.get_heartbeat_stale_trial_callback() is not None
-    silent = fail_trials(study, backend._get_stale_trial_ids(study._study_id),
+    stale = compat.stale_trial_ids(backend, compat.study_id(study))
+    if stale is None:  # Optuna's public API only: both rules on the beats archlab records
+        stale, never = compat.beatless_trial_ids(study, grace)
+    else:
+        never = unbeaten_trial_ids(study)
+    silent = fail_trials(study, stale,
                          f"stale: no heartbeat for over {grace:g} s (its worker died)", space, requeue=requeue)
-    unbeaten = fail_trials(study, unbeaten_trial_ids(study), f"stale: running for over {grace:g} s without a "
+    unbeaten = fail_trials(study, never, f"stale: running for over {grace:g} s without a "
                            "heartbeat (its worker died before the trial began)", space, requeue=requeue)
     return silent + unbeaten

@@ -10,10 +10,12 @@ Accepted specs:
 - a path to an SQLite file (``.db``, ``.sqlite``, ``.sqlite3``) or to a run directory holding
   ``study.db``.
 
-Readers (``must_exist=True``) never create a database: a missing SQLite or journal file is an
-error, not a silently created empty study. ``read_only=True`` (the dashboard) goes further: the
-connection itself cannot write (see ``open_read_only``). Optuna is imported inside the functions, so importing
-this module stays cheap.
+``open_storage`` is the one function that opens storages. Readers (``must_exist=True``) never
+create a database: a missing SQLite or journal file is an error, not a silently created empty
+study. ``read_only=True`` (the results API and the dashboard) goes further: the connection
+itself cannot write (see ``_open_read_only``). SQLite URLs are parsed in one place
+(``sqlite_file``). Optuna is imported inside the functions, so importing this module stays
+cheap.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 from archlab.core.errors import ArchlabError
 from archlab.core.layout import RunLayout
+
+from . import optuna_compat as compat
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
@@ -63,11 +67,21 @@ def storage_url(spec: str | Path) -> str:
     )
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
+_SQLITE_URL = re.compile(r"^sqlite(?:\+\w+)?:///(?P<rest>.*)$", re.S)
+
+
+def sqlite_file(url: Any) -> Path | None:
+    """The file of an SQLite URL (``sqlite:///rel/x.db``, ``sqlite:////abs/x.db``, any
+    ``+driver``, a ``file:`` URI path, a ``?query``), else ``None``: another database, or an
+    in-memory SQLite (``:memory:``, ``mode=memory``). The one place SQLite URLs are parsed."""
+    m = _SQLITE_URL.match(str(url))
+    if m is None:
         return None
-    rest = url[len("sqlite:///") :].split("?", 1)[0]
-    return None if rest in ("", ":memory:") else Path(rest)
+    path, _, query = m.group("rest").partition("?")
+    path = path.removeprefix("file:")
+    if path in ("", ":memory:") or "mode=memory" in query:
+        return None
+    return Path(path)
 
 
 # what a storage argument may be: a URL, an SQLite or journal file path, or an opened storage
@@ -85,7 +99,8 @@ def open_storage(
 ) -> BaseStorage:
     """An Optuna storage for ``spec`` (see the module docstring).
 
-    ``read_only``: ``open_read_only(spec)`` (a storage that cannot write, create or migrate).
+    ``read_only``: a storage that cannot write, create or migrate (``_open_read_only``; a URL
+    or a path only). This is the one function that opens storages.
 
     ``must_exist``: refuse to create a missing SQLite/journal file (readers). For RDB storages
     ``heartbeat_interval``/``grace_period`` (s) turn on Optuna's heartbeat, and ``retry_stale``
@@ -95,7 +110,7 @@ def open_storage(
     import optuna
 
     if read_only:
-        return open_read_only(spec)
+        return _open_read_only(spec)
     if isinstance(spec, optuna.storages.BaseStorage):
         return spec
     if not isinstance(spec, (str, Path)):
@@ -109,7 +124,7 @@ def open_storage(
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(path)))
-    sqlite = _sqlite_path(url)
+    sqlite = sqlite_file(url)
     engine_kwargs: dict[str, Any] = {}
     if sqlite is not None:
         if must_exist and not sqlite.is_file():
@@ -133,7 +148,7 @@ def open_storage(
         raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from None
 
 
-def open_read_only(spec: StorageSpec) -> BaseStorage:
+def _open_read_only(spec: StorageSpec) -> BaseStorage:
     """An Optuna storage for ``spec`` that cannot write, wrapped in Optuna's trial cache.
 
     - SQLite file (``sqlite:///FILE``, any driver, or a path): must exist and hold Optuna's
@@ -158,8 +173,8 @@ def open_read_only(spec: StorageSpec) -> BaseStorage:
     backend, _, driver = parsed.drivername.lower().partition("+")
     kwargs: dict[str, Any]
     if backend == "sqlite":
-        path = Path(parsed.database or "")
-        if not parsed.database or not path.is_file():
+        path = sqlite_file(url)
+        if path is None or not path.is_file():
             raise StorageError(f"storage {redact(url)}: no such SQLite file")
         if not _sqlite_has_optuna_tables(path):
             raise StorageError(f"storage {redact(url)}: the file holds no Optuna study tables (not an Optuna "
@@ -185,7 +200,7 @@ def open_read_only(spec: StorageSpec) -> BaseStorage:
         if "no such table" in first or "does not exist" in first:
             first = "it holds no Optuna tables (not an Optuna storage, or nothing was written yet)"
         raise StorageError(f"cannot open storage {redact(url)}: {first}") from None
-    return optuna.storages.get_storage(rdb)  # Optuna's trial cache: a growing study is read incrementally
+    return compat.cached(rdb)  # Optuna's trial cache: a growing study is read incrementally
 
 
 def _sqlite_read_only(path: Path) -> Any:
@@ -228,12 +243,9 @@ def count_trials(storage: BaseStorage, study_id: int, states: tuple[TrialState, 
     """How many trials of ``study_id`` are in one of ``states`` (Optuna ``TrialState``s), read
     from the storage itself (not from Optuna's trial cache): one ``SELECT COUNT(*)`` on an RDB
     storage instead of loading every trial, ``get_all_trials`` on other storages."""
-    import optuna
-
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, optuna.storages.RDBStorage):
+    backend, models = compat.rdb_backend(storage), compat.rdb_models()
+    if backend is not None and models is not None:
         import sqlalchemy as sa
-        from optuna.storages._rdb import models
 
         t = models.TrialModel.__table__
         query = sa.select(sa.func.count()).select_from(t).where(t.c.study_id == study_id, t.c.state.in_(states))
@@ -245,12 +257,9 @@ def count_trials(storage: BaseStorage, study_id: int, states: tuple[TrialState, 
 def count_by_state(storage: BaseStorage, study_id: int) -> dict[str, int]:
     """``{state name: number of trials}`` of ``study_id``, read from the storage itself (one
     ``SELECT state, COUNT(*) ... GROUP BY state`` on an RDB storage)."""
-    import optuna
-
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, optuna.storages.RDBStorage):
+    backend, models = compat.rdb_backend(storage), compat.rdb_models()
+    if backend is not None and models is not None:
         import sqlalchemy as sa
-        from optuna.storages._rdb import models
 
         t = models.TrialModel.__table__
         query = sa.select(t.c.state, sa.func.count()).where(t.c.study_id == study_id).group_by(t.c.state)
@@ -261,6 +270,14 @@ def count_by_state(storage: BaseStorage, study_id: int) -> dict[str, int]:
     for t in storage.get_all_trials(study_id, deepcopy=False):
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
+
+
+def close_storage(storage: Any) -> None:
+    """Close the database connections of ``storage`` (an RDB storage, cached or not); a no-op
+    on other storages. The storage opens new ones if it is used again."""
+    backend = compat.rdb_backend(storage)
+    if backend is not None:
+        backend.engine.dispose()
 
 
 def supports_heartbeat(storage: Any) -> bool:
@@ -358,7 +375,7 @@ def study_lock(spec: Any, study_name: str) -> Any:
     url = storage_url(spec)
     if url.startswith(JOURNAL_SCHEME):
         return _FileLock(Path(url[len(JOURNAL_SCHEME) :] + ".lock"))
-    sqlite = _sqlite_path(url)
+    sqlite = sqlite_file(url)
     if sqlite is not None:
         return _FileLock(sqlite.with_name(sqlite.name + ".lock"))
     if url.startswith(("postgresql", "postgres")):

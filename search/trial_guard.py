@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import optuna_compat as compat
 from .errors import SearchError
 from .storage import count_by_state
 
@@ -78,12 +79,13 @@ class TrialGuard:
             self.slot.value = -1 if trial_id is None else int(trial_id)
 
     def install(self, study: Any) -> None:
-        """Wrap ``study``'s storage (``create_new_trial``, ``set_trial_state_values``)."""
+        """Wrap ``study``'s storage (``create_new_trial``, ``set_trial_state_values``; through
+        ``optuna_compat.install_hooks``)."""
         import optuna
 
         S = optuna.trial.TrialState
-        storage = self._storage = study._storage
-        study_id = study._study_id
+        storage = self._storage = compat.storage_of(study)
+        study_id = compat.study_id(study)
         self._start = count_by_state(storage, study_id)
         create, set_state = storage.create_new_trial, storage.set_trial_state_values
 
@@ -108,9 +110,8 @@ class TrialGuard:
                 self._set_current(None)
             return done
 
-        storage.create_new_trial = create_new_trial
-        storage.set_trial_state_values = set_trial_state_values
-        if self.heartbeat_interval and _heartbeat_on(storage):
+        compat.install_hooks(study, create_new_trial=create_new_trial, set_trial_state_values=set_trial_state_values)
+        if self.heartbeat_interval and compat.heartbeat_interval(storage):
             self._beat = threading.Thread(target=self._beat_loop, name="archlab-heartbeat", daemon=True)
             self._beat.start()
 
@@ -133,7 +134,7 @@ class TrialGuard:
         if self._beat is None or self.current is None:
             return
         with contextlib.suppress(Exception):  # a missed beat is retried on the next tick
-            self._storage.record_heartbeat(self.current)
+            compat.record_heartbeat(self._storage, self.current)
 
     def _beat_loop(self) -> None:
         while not self._done.wait(float(self.heartbeat_interval or 1)):
@@ -218,21 +219,12 @@ class QuietFailures(logging.Filter):
     @contextlib.contextmanager
     def installed(cls) -> Iterator[None]:
         """This filter on Optuna's optimisation logger while inside."""
-        logger, f = logging.getLogger("optuna.study._optimize"), cls()
+        logger, f = logging.getLogger(compat.OPTIMIZE_LOGGER), cls()
         logger.addFilter(f)
         try:
             yield
         finally:
             logger.removeFilter(f)
-
-
-def _heartbeat_on(storage: Any) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    try:
-        return bool(is_heartbeat_enabled(storage))
-    except Exception:
-        return False
 
 
 def _last_failure(study: Any) -> str:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from archlab.spaces import Arch, SearchSpace
 
+from . import optuna_compat as compat
 from .objectives import Objective, SearchContext, resolve
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ REFRESH_MAX_S = 10.0
 def attrs_with_final_state(study: Study, space: SearchSpace) -> dict[int, dict[str, Any]] | None:
     """On an RDB storage, make ``study``'s storage write a trial's pending user attributes in
     the transaction that records its final state, and return the pending dict
-    (``{trial_id: attrs}``); ``None`` (nothing changed) on other storages.
+    (``{trial_id: attrs}``); ``None`` (nothing changed) on other storages, or with Optuna's
+    public API only (``optuna_compat``: then each attribute is written on its own).
 
     Wraps ``set_trial_state_values`` of the study's storage: before Optuna's own code updates
     the state and values, the attributes are added to the thread's scoped session, which that
@@ -51,16 +53,11 @@ def attrs_with_final_state(study: Study, space: SearchSpace) -> dict[int, dict[s
     """
     import optuna
 
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)
-    write = getattr(backend, "_set_trial_attr_without_commit", None)
-    if not isinstance(backend, optuna.storages.RDBStorage) or write is None:
+    storage = compat.storage_of(study)
+    backend = compat.rdb_backend(storage)
+    write = compat.attrs_in_state_transaction(backend)
+    if write is None:
         return None
-    import json
-
-    from optuna.storages._rdb import models
-
-    insert = models.TrialUserAttributeModel.__table__.insert()
     pending: dict[int, dict[str, Any]] = {}
     original = storage.set_trial_state_values
 
@@ -84,21 +81,10 @@ def attrs_with_final_state(study: Study, space: SearchSpace) -> dict[int, dict[s
         if state.is_finished():
             attrs = attrs if attrs is not None else arch_of(trial_id, state)
             if attrs:
-                session = backend.scoped_session()  # the one set_trial_state_values goes on to use
-                rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
-                try:  # one INSERT: these keys are new (written here only, once per trial)
-                    session.execute(insert, rows)
-                except Exception:  # a key already there: Optuna's upsert, key by key
-                    session.rollback()
-                    try:
-                        for key, value in attrs.items():
-                            write(session, models.TrialUserAttributeModel, trial_id, key, value)
-                    except Exception:
-                        session.rollback()
-                        session.close()
+                write(trial_id, attrs)
         return original(trial_id, state, values)
 
-    storage.set_trial_state_values = set_trial_state_values  # type: ignore[method-assign]  # Optuna internal
+    compat.install_hooks(study, set_trial_state_values=set_trial_state_values)
     return pending
 
 
@@ -127,10 +113,8 @@ class TrialRunner:
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
             return
-        self._pending[trial._trial_id] = attrs
-        cached = getattr(trial, "_cached_frozen_trial", None)
-        if cached is not None:
-            cached.user_attrs.update(attrs)
+        self._pending[compat.trial_id(trial)] = attrs
+        compat.cache_user_attrs(trial, attrs)
 
     def _non_finite(self, metrics: Mapping[str, float]) -> str | None:
         """``"objective 'x' returned nan"`` for the first objective (or constrained metric) whose

@@ -22,6 +22,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from . import optuna_compat as compat
 from .stale import REASON_KEY, fail_trials
 from .workers import STOP_WAIT_S, deadline_grace
 
@@ -74,7 +75,7 @@ def _watch(run: _Run, slot: _Slot, grace_end: float, done: threading.Event, fire
     study = run.open_study()
     if tid >= 0:
         try:
-            study._storage.set_trial_user_attr(tid, REASON_KEY, reason)
+            compat.storage_of(study).set_trial_user_attr(tid, REASON_KEY, reason)
         except Exception:  # finished meanwhile: nothing to stop
             tid = -1
     slot.reason = reason
@@ -84,7 +85,7 @@ def _watch(run: _Run, slot: _Slot, grace_end: float, done: threading.Event, fire
         return
     failed = fail_trials(study, [tid], f"{reason}, stuck (no Python code ran for {STOP_WAIT_S:g} s)",
                          run.space) if tid >= 0 else []
-    number = study._storage.get_trial(failed[0]).number if failed else None
+    number = compat.storage_of(study).get_trial(failed[0]).number if failed else None
     what = f"trial {number} was failed and queued again" if number is not None else "no trial was in hand"
     sys.stderr.write(f"archlab: error: search stopped at its timeout with its only worker stuck in native code; "
                      f"{what} (re-run to continue)\n")

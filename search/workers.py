@@ -188,12 +188,13 @@ def _reap(run: _Run, procs: list[_Worker]) -> None:
             todo[tid] = (w, w.stopped or f"its worker died (exit code {w.proc.exitcode}) during the trial")
     if not todo:
         return
+    from .optuna_compat import storage_of
     from .stale import fail_trials
 
     study = run.open_study()
     for tid, (w, why) in todo.items():
         if fail_trials(study, [tid], why, run.space):
-            w.failed_trial = study._storage.get_trial(tid).number
+            w.failed_trial = storage_of(study).get_trial(tid).number
 
 
 def _report(procs: list[_Worker]) -> None:

@@ -47,3 +47,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=["fast", "fallback"])
+def optuna_path(request, monkeypatch):
+    """Run the test on archlab's fast paths over Optuna internals and again on the public-API
+    fallback (``archlab.search.optuna_compat``; the environment variable reaches workers)."""
+    from archlab.search import optuna_compat
+
+    optuna_compat.use_fallback(None)
+    if request.param == "fallback":
+        monkeypatch.setenv(optuna_compat.ENV_FALLBACK, "1")
+    else:
+        monkeypatch.delenv(optuna_compat.ENV_FALLBACK, raising=False)
+    assert optuna_compat.fast() == (request.param == "fast")
+    return request.param

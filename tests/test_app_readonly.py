@@ -95,6 +95,15 @@ def test_read_only_never_adds_tables_to_an_unrelated_sqlite_file(tmp_path):
         with pytest.raises(StorageError, match="no Optuna study tables"):
             open_storage(spec, read_only=True)
     assert _digest(other) == before and _tables(other) == ["accounts"]
+    # the results API (the dashboard's door) opens read-only too: no tables, no file created
+    from archlab.search.results import list_studies
+
+    for read in (lambda: load_trials(str(other), "s"), lambda: list_studies(f"sqlite:///{other}")):
+        with pytest.raises(StorageError, match="no Optuna study tables"):
+            read()
+    with pytest.raises(StorageError, match="no such"):
+        load_trials(str(tmp_path / "missing.db"), "s")
+    assert _digest(other) == before and sorted(p.name for p in tmp_path.iterdir()) == ["accounts.db"]
     # the plain (writing) opener would have added Optuna's tables: the case the flag guards against
     copy = tmp_path / "copy.db"
     copy.write_bytes(other.read_bytes())
@@ -228,3 +237,24 @@ def test_visitors_choose_only_among_the_servers_storages(monkeypatch, tmp_path, 
     assert not _connected(listener)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
     assert sorted(p.name for p in (runs / "a").iterdir()) == ["study.db"]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///runs/x/study.db", "runs/x/study.db"),
+        ("sqlite:////abs/runs/study.db", "/abs/runs/study.db"),
+        ("sqlite+pysqlite:///a.db?timeout=5", "a.db"),
+        ("sqlite:///file:/abs/a.db?mode=ro&uri=true", "/abs/a.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("sqlite:///file:mem?mode=memory&uri=true", None),
+        ("postgresql+psycopg2://u@h/db", None),
+        ("journal:///x.log", None),
+    ],
+)
+def test_sqlite_urls_are_parsed_in_one_place(url, expected):
+    from archlab.search.storage import sqlite_file
+
+    got = sqlite_file(url)
+    assert (None if got is None else str(got)) == expected

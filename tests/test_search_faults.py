@@ -172,7 +172,7 @@ def test_nan_with_two_workers_ends_with_one_message(tmp_path):
 
 # 15.8: RUNNING with no heartbeat row -------------------------------------------------------
 @pytest.mark.timeout(120)
-def test_running_trial_without_heartbeat_is_failed_and_rerun(tmp_path):
+def test_running_trial_without_heartbeat_is_failed_and_rerun(tmp_path, optuna_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     obj = {"size": ("min", width), "depth": ("max", depth)}
     run_search(SPACE, obj, n_trials=4, storage=url, study_name="h", seed=0, sampler="random",

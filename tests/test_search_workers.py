@@ -66,7 +66,7 @@ def _check_exact(study: optuna.Study, total: int) -> list[optuna.trial.FrozenTri
     return trials
 
 
-def test_four_forked_workers_on_sqlite(tmp_path):
+def test_four_forked_workers_on_sqlite(tmp_path, optuna_path):
     from archlab.spaces.library import mlp_space
 
     space = mlp_space(n_layer=(1, 4), width=(16, 32, 64, 128, 256))

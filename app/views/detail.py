@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from archlab.app import analysis, cache, figures, ui
+from archlab.search.storage import sqlite_file
 
 ctx = ui.context()
 st.title("Architecture detail")
@@ -117,8 +118,8 @@ def _page() -> None:
                         key="latency_parity", config={"displaylogo": False})
     st.subheader("Export")
     url = ctx.url or ""
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///"):]
+    path = sqlite_file(url)  # an SQLite study is named by its file
+    url = str(path) if path is not None else url
     # the experiment is the user's to give: a study (data) never names code to run, so only a
     # bundled example's name is filled in; any other recorded file is shown as text to compare
     recorded = str((df.attrs.get("archlab") or {}).get("experiment_file") or "")
