@@ -212,12 +212,13 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
 
     for b in [x for x in ("100", budgets[-1] if budgets else None) if x in budgets]:
         rows = []
+        main = eff.get("summary", {}).get("sampler", "ehvi")
         for name, p in probs.items():
             d = p.get("ehvi_minus_tpe", {}).get(b)
             diff = f"{d['median']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
             rows.append([name, *[cell(p, n, b) for n in samplers], diff])
         lines += [f"Gap after {b} distinct evaluations:", "",
-                  *_table(["problem", *samplers, "ehvi - tpe (paired)"], rows), ""]
+                  *_table(["problem", *samplers, f"{main} - tpe (paired)"], rows), ""]
     rows = [[name, *[f"{_f(p['samplers'][n].get('evals_to_0.99_median'), 0)} / {_f(p['samplers'][n].get('evals_to_0.999_median'), 0)}"
                      if n in p.get("samplers", {}) else "-" for n in samplers]] for name, p in probs.items()]
     lines += [f"Distinct evaluations to reach 0.99 / 0.999 of the exact hypervolume (median; - = not within "
@@ -230,12 +231,14 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
         return lines
     sm = eff.get("summary", {})
     last = budgets[-1] if budgets else "?"
+    main = sm.get("sampler", "ehvi")
+    pre = "ehvi_" if "sampler" not in sm else ""  # results written before the summary named its sampler
     lines += [f"Goal ({sm.get('goal')}): {_goal(sm.get('goal_met'))}"
-              + (f" ({sm['goal_note']})" if sm.get("goal_note") else "") + f". Largest ehvi median gap over the "
-              f"{sm.get('two_objective_pairs')} pairs: {_f(sm.get('ehvi_max_gap_at_100'), 4)} at 100, "
-              f"{_f(sm.get(f'ehvi_max_gap_at_{last}'), 4)} at {last}; pairs where ehvi beats plain TPE (paired interval "
-              f"below zero): {sm.get('ehvi_pairs_better_than_tpe_at_100')} at 100, "
-              f"{sm.get(f'ehvi_pairs_better_than_tpe_at_{last}')} at {last}.", ""]
+              + (f" ({sm['goal_note']})" if sm.get("goal_note") else "") + f". Largest {main} median gap over the "
+              f"{sm.get('two_objective_pairs')} pairs: {_f(sm.get(f'{pre}max_gap_at_100'), 4)} at 100, "
+              f"{_f(sm.get(f'{pre}max_gap_at_{last}'), 4)} at {last}; pairs where {main} beats plain TPE (paired "
+              f"interval below zero): {sm.get(f'{pre}pairs_better_than_tpe_at_100')} at 100, "
+              f"{sm.get(f'{pre}pairs_better_than_tpe_at_{last}')} at {last}.", ""]
     return lines
 
 

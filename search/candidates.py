@@ -125,3 +125,38 @@ class Moves:
     def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         """Uniform crossover of two genomes."""
         return {k: (a[k] if self.rng.random() < 0.5 else b[k]) for k in a}
+
+
+class WholeSpace:
+    """Every architecture of a small space, enumerated once, with encodings and cached values.
+
+    ``WholeSpace.of(space, limit)`` is ``None`` for a space larger than ``limit`` (or with a
+    continuous parameter): the sampler then scores a candidate pool instead.
+    """
+
+    def __init__(self, space: SearchSpace, featurize: Any = None) -> None:
+        self.archs = list(space.enumerate(limit=max(space.size, 1)))
+        self.keys = [a.key for a in self.archs]
+        self.index = {k: i for i, k in enumerate(self.keys)}
+        X = space.encode_many(self.archs, normalized=True).astype(float)
+        self.X = featurize(X) if featurize is not None else X  # the model's inputs
+
+    @classmethod
+    def of(cls, space: SearchSpace, limit: int, featurize: Any = None) -> WholeSpace | None:
+        """The enumerated space, or ``None`` when it has more than ``limit`` architectures."""
+        from archlab.spaces import SpaceError
+
+        try:
+            size = space.size
+        except SpaceError:  # a continuous parameter: no finite enumeration
+            return None
+        return cls(space, featurize) if 0 < size <= limit else None
+
+    def untaken(self, taken: set[str]) -> np.ndarray:
+        """Indices of the architectures whose keys are not in ``taken``."""
+        mask = np.ones(len(self.keys), dtype=bool)
+        for k in taken:
+            i = self.index.get(k)
+            if i is not None:
+                mask[i] = False
+        return np.flatnonzero(mask)
