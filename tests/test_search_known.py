@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from test_search_ehvi import _nb201, _proxy
+from test_search_ehvi import _proxy, nb201_table
 
 from archlab.search import run_search
 from archlab.search.errors import SearchError
@@ -100,11 +100,7 @@ def test_known_objective_is_computed_not_evaluated_and_its_constraint_holds():
 
 
 def test_known_latency_from_a_fitted_predictor_beats_random_on_a_real_nb201_subproblem():
-    nb = _nb201()
-    path = nb.find_table()
-    if path is None:
-        pytest.skip("nb201_dev.csv not found (set ARCHLAB_DATA or put ../shared/data beside the project)")
-    table = nb.load_table(path)
+    nb, table = nb201_table()
     prob = nb.Problem(table, "cifar100_acc", ("samsung_a50_ms",))
     known, taus = prob.latency_known(seed=0, n=100)
     assert taus["samsung_a50_ms"] > 0.8  # the LUT predictor ranks the profiled device's latencies well
