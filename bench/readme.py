@@ -246,8 +246,12 @@ def _costs(doc: dict[str, Any]) -> list[str]:
     ov, oe = doc.get("overhead", {}), doc.get("overhead_ehvi", {})
     lines: list[str] = []
     if oe:
-        lines += [f"ehvi sampler cost with {oe.get('evaluated'):,} evaluated architectures: "
-                  f"{_f(oe.get('s_per_trial_amortised'), 2)} s per trial amortised ({_f(oe.get('s_per_trial_median'), 2)} s "
+        both = oe.get("samplers", {})
+        plain = both.get("ehvi", {}).get("s_per_trial_amortised")
+        lines += [(f"{', '.join(both)} sampler" if both else "ehvi sampler")
+                  + f" cost with {oe.get('evaluated'):,} evaluated architectures: "
+                  + (f"every objective modelled {_f(plain, 2)} s per trial amortised; with the known latency " if both else "")
+                  + f"{_f(oe.get('s_per_trial_amortised'), 2)} s per trial amortised ({_f(oe.get('s_per_trial_median'), 2)} s "
                   f"median of {len(oe.get('s_per_trial', []))} proposals, {_f(oe.get('first_with_hyperparameter_fit_s'), 2)} s "
                   f"with a hyperparameter fit, every {oe.get('refit_every', 8)} trials; "
                   f"goal {oe.get('goal')}: {_goal(oe.get('goal_met'))}).", ""]
