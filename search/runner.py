@@ -25,7 +25,7 @@ from archlab.spaces import SearchSpace
 from .errors import SearchError
 from .objectives import OBJECTIVES, Objective, SearchContext, file_sha256, parse_objectives
 from .progress import SearchProgress
-from .samplers import check_sampler, make_sampler
+from .samplers import cheap_metrics, check_sampler, make_sampler
 from .stale import fail_stale
 from .storage import JOURNAL_SCHEME, open_storage, storage_url, study_lock, supports_heartbeat
 from .trial_guard import QuietFailures, TrialGuard, _QueueEmpty, default_max_failures
@@ -310,8 +310,12 @@ class _Run:
         seed = None if self.seed is None else int(self.seed) + index
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs),
-                                   options=dict(self.sampler_options))
+            runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
+            options = dict(self.sampler_options)
+            cheap = cheap_metrics(runner.fns, [o.name for o in self.objs] + list(self.bounds))
+            if self.sampler == "ehvi" and "known" not in options and cheap:
+                options["known"] = cheap  # computed for every candidate, not modelled
+            sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs), options=options)
             study = optuna.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)
             repeats = [0]  # count="distinct": trials answered from the study, added to the total
@@ -330,7 +334,6 @@ class _Run:
                         return pop()
 
                 study._pop_waiting_trial_id = locked_pop
-            runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
             runner.attach(study)
             bar = SearchProgress(study, self.n_trials, enabled=self.show_progress if index == 0 else False)
             objective = guard.wrap(runner if not bar.enabled else _stepping(runner, bar))
