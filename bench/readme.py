@@ -202,6 +202,16 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
              + (f"; GP (Optuna's GPSampler) ran {eff.get('gp', {}).get('budget')} evaluations on "
                 f"{len(eff.get('gp', {}).get('seeds', []))} seeds, first {eff.get('gp', {}).get('problems')} problem(s) only"
                 if "gp" in samplers else "") + f"{_quick(doc)}.", ""]
+    taus = [t for p in probs.values() for t in p.get("latency_predictor", {}).get("kendall_tau_median", {}).values()]
+    if "ehvi+lat" in samplers:
+        lp = next(p["latency_predictor"] for p in probs.values() if "latency_predictor" in p)
+        lines += [f"`ehvi+lat` is the `ehvi` sampler told the latency as archlab's workflow gives it: an archlab "
+                  f"`{lp['model']}` latency predictor fitted on {lp['profiled_cells']} profiled cells (a separate sample, "
+                  f"not counted as evaluations; Kendall tau against the table {min(taus):.2f}-{max(taus):.2f}), so only "
+                  "accuracy is modelled; the hypervolume is always measured on the table's true values. `ehvi` models "
+                  "every objective" + (f" (its rows{' and gp' if 'gp' in eff.get('carried_over', []) else ''} are "
+                                       "carried over from the previous run, which ran to fewer evaluations)"
+                                       if "ehvi" in eff.get("carried_over", []) else "") + ".", ""]
 
     def cell(p: dict[str, Any], name: str, b: str) -> str:
         s = p.get("samplers", {}).get(name, {})
