@@ -63,6 +63,8 @@ class Planner:
     this many architectures is scored whole each trial instead of through a candidate pool, when
     the acquisition is exact and cheap (at most one modelled objective, two or three in all).
     ``n_quantiles``: quadrature nodes of the expected improvement with one uncertain objective.
+    ``correct_known``: a GP on the evaluated architectures' residuals (observed value minus the
+    cheap value, e.g. measured minus predicted latency) corrects the cheap values of candidates.
     ``features``: the GP's inputs, ``"onehot"`` (``space.encode(normalized=True)``),
     ``"pairwise"`` (with every pair of parameters' interactions appended, see
     ``archlab.spaces.encoding.pairwise_features``) or ``"auto"`` (pairwise up to
@@ -78,7 +80,7 @@ class Planner:
                  known: Mapping[int, Callable[[Sequence[Arch]], Any]] | None = None,
                  known_feasible: Callable[[Sequence[Arch]], Any] | None = None,
                  modelled: Sequence[int] | None = None, whole_space: int = 0, n_quantiles: int = 24,
-                 features: str = "onehot") -> None:
+                 features: str = "onehot", correct_known: bool = True) -> None:
         self.space = space
         self.seed = 0 if seed is None else int(seed)
         self.rng = np.random.default_rng(seed)
@@ -87,6 +89,8 @@ class Planner:
         self.local_rounds, self.n_samples = int(local_rounds), int(n_samples)
         self.model = GPModel(seed=self.seed, refit_every=refit_every, max_fit=max_fit)
         self.cons_model = GPModel(seed=self.seed + 1, refit_every=refit_every, max_fit=max_fit)
+        self.res_model = GPModel(seed=self.seed + 2, refit_every=refit_every, max_fit=max_fit)
+        self.correct_known = bool(correct_known)
         self.warp, self.ref_margin, self.max_condition = bool(warp), float(ref_margin), int(max_condition)
         self.known = dict(known or {})
         self.known_feasible = known_feasible
@@ -175,6 +179,18 @@ class Planner:
         if unknown:
             Yu = Y[rows][:, unknown]
             self.model.fit(X, np.column_stack([w.z for w in warps]) if warps else Yu, seen=len(Y))
+        correct = self.correct_known and bool(kcols)
+        if correct:  # the cheap values' errors on what was evaluated, for a correction of the rest
+            sub = [archs[i] for i in rows]
+            self.res_model.fit(X, Y[rows][:, kcols] - self.known_values(sub), seen=len(Y))
+
+        def cheap(cands: Sequence[Arch], Xc: np.ndarray | None = None, K: np.ndarray | None = None) -> np.ndarray:
+            """Known losses of ``cands``, corrected by the residual model's mean when asked."""
+            K = self.known_values(cands) if K is None else K
+            if not correct or not len(cands):
+                return K
+            return K + self.res_model.predict(self.encode(cands) if Xc is None else Xc)[0]
+
         has_c = C is not None and C.size > 0
         cm_cols = list(range(C.shape[1])) if has_c and self.modelled is None else [c for c in (self.modelled or [])
                                                                                      if has_c and c < C.shape[1]]
@@ -197,21 +213,21 @@ class Planner:
         front = (Y[feas] - lo) / span
         if len(pending):
             Zp = self.model.predict(self.encode(pending))[0] if unknown else np.zeros((len(pending), 0))
-            front = np.vstack([front, to_loss(Zp, self.known_values(pending))])
+            front = np.vstack([front, to_loss(Zp, cheap(pending))])
         front = front[non_dominated_mask(front)] if len(front) else front
 
         def score(cands: list[Arch], Xc: np.ndarray | None = None, pred: Any = None, cpred: Any = None,
                   K: np.ndarray | None = None) -> np.ndarray:
             """Acquisition of ``cands`` (``pred``/``cpred``: their objective / constraint posteriors
             and ``K`` their known losses, when already computed)."""
-            Xc = self.encode(cands) if Xc is None and (pred is None or cpred is None) else Xc
+            Xc = self.encode(cands) if Xc is None and (pred is None or cpred is None or correct) else Xc
             pof = np.ones(len(cands))
             if cm_cols:
                 cmean, cstd = self.cons_model.predict(Xc) if cpred is None else cpred
                 pof = np.prod(norm.cdf(-cmean / cstd), axis=1)
             if not feas.any():
                 return pof
-            K = self.known_values(cands) if K is None else K
+            K = cheap(cands, Xc, K)
             if not unknown:
                 point = to_loss(np.zeros((len(cands), 0)), K)
                 return hvi_known(front, point, point[:, :1], ref, 0) * pof

@@ -161,3 +161,25 @@ def test_predicted_latency_builtin_is_known_to_ehvi_and_its_bound_always_met(tmp
                       storage=optuna.storages.InMemoryStorage(), study_name="r", sampler="random", seed=0,
                       experiment=exp, constraints={"latency_ms": bound})
     assert max(t.values[1] for t in rand.get_trials()) > bound  # the bound bites: random search breaks it
+
+
+def test_residual_model_corrects_a_biased_cheap_value():
+    from archlab.search.ehvi_sampler import Planner
+
+    space, acc, lat = _proxy()
+    archs = list(space.enumerate())[::13][:60]
+    Y = np.array([[-acc(a), lat(a)] for a in archs])
+    ops = [[e["op"] for e in a["edges"]] for a in archs]
+    bias = np.array([0.8 * sum(o == "conv3" for o in x) for x in ops])  # the cheap model misses this part
+
+    def biased(batch):
+        return np.array([lat(a) - 0.8 * sum(e["op"] == "conv3" for e in a["edges"]) for a in batch])
+
+    planner = Planner(space, seed=0, known={1: biased}, n_random=20)
+    planner.propose(archs, Y, None)
+    X = planner.encode(archs)
+    resid = planner.res_model.predict(X)[0][:, 0]
+    assert np.corrcoef(resid, bias)[0, 1] > 0.95 and np.abs(resid - bias).max() < 0.2
+    off = Planner(space, seed=0, known={1: biased}, n_random=20, correct_known=False)
+    off.propose(archs, Y, None)
+    assert off.res_model._state == []  # not fitted when the correction is off
