@@ -185,12 +185,13 @@ def _paired(samplers: dict, a: str, b: str) -> dict:
     return out
 
 
-def _summary(probs: dict) -> dict:
-    """The issue's goals for the default sampler (``MAIN``) on the two-objective pairs."""
+def _summary(probs: dict, budgets: list[int] | None = None) -> dict:
+    """The issue's goals for the default sampler (``MAIN``) on the two-objective pairs, at
+    ``budgets`` (default every budget found)."""
     pairs = {k: v for k, v in probs.items() if len(v["objectives"]) == 2 and v["bound_ms"] is None}
     s: dict = {"two_objective_pairs": len(pairs), "sampler": MAIN}
     rows = [v["samplers"][MAIN] for v in pairs.values() if MAIN in v["samplers"]]
-    for b in sorted({b for r in rows for b in r["gap_median"]}, key=int):
+    for b in sorted({b for r in rows for b in r["gap_median"] if budgets is None or int(b) in budgets}, key=int):
         gaps = [r["gap_median"][b] for r in rows if b in r["gap_median"]]
         s[f"max_gap_at_{b}"] = max(gaps)
         s[f"pairs_better_than_tpe_at_{b}"] = sum(bool(v["paired_vs_tpe"].get(MAIN, {}).get(b, {}).get("a_better"))
@@ -264,7 +265,7 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
         doc["efficiency_long"] = {**{k: v for k, v in longer[0]["efficiency"].items() if k != "summary"},
                                   "problems": {n: e for d in longer for n, e in d["efficiency"]["problems"].items()},
                                   "complete": all(d.get("complete") for d in longer)}
-    eff["summary"] = _summary(eff["problems"])
+    eff["summary"] = _summary(eff["problems"], eff["budgets"])
     eff["parts_wall_s"] = [d.get("wall_s") for d in docs]
     doc["efficiency"] = eff
     doc["complete"] = all(d.get("complete") for d in docs) and len(eff["problems"]) == len(order)
