@@ -42,7 +42,7 @@ from scipy.stats import norm
 from archlab.spaces import Arch, SearchSpace
 from archlab.spaces.encoding import pairwise_features, pairwise_width
 
-from .candidates import Moves, WholeSpace
+from .candidates import Moves, WholeSpace, pool_search
 from .errors import SearchError
 from .pareto import non_dominated_mask, non_dominated_rank
 from .plan_sampler import PlanSampler
@@ -265,39 +265,10 @@ class Planner:
                 cmean, cstd = self._post[1].predict(self.cons_model, keys)
                 cpred = cmean[idx], cstd[idx]
             return cands[int(np.argmax(score(cands, None, pred, cpred, self._whole_k[0][idx])))]
-        cands, acq = self._pool_search(archs, Y, feas, taken, score)
-        return cands[int(np.argmax(acq))] if cands else self.random_arch(taken)
-
-    def _pool_search(self, archs: Sequence[Arch], Y: np.ndarray, feas: np.ndarray, taken: set[str],
-                     score: Callable[[list[Arch]], np.ndarray]) -> tuple[list[Arch], np.ndarray]:
-        """Candidates around the front (moves, crossovers, random draws) and a hill climb on the
-        acquisition from the best of them (see the module docstring): candidates and scores."""
         rank = non_dominated_rank(np.where(feas[:, None], Y, Y + 1e6))
         parents = [archs[i] for i in np.argsort(rank, kind="stable")[: self.n_parents]]
-        genomes = [self.moves.genome(a) for a in parents]
-        pool_g = [g for gen in genomes for g in self.moves.neighbours(gen)]
-        pool_g += [self.moves.mutate(genomes[int(self.rng.integers(len(genomes)))], 2) for _ in range(self.n_random)]
-        pool_g += [self.moves.crossover(genomes[int(self.rng.integers(len(genomes)))],
-                                        genomes[int(self.rng.integers(len(genomes)))]) for _ in range(self.n_random // 2)]
-        pool_g += [self.moves.genome(None) for _ in range(self.n_random)]
-        pool: dict[str, Arch] = {}
-        gmap: dict[str, dict[str, Any]] = {}
-        self._add(pool, gmap, pool_g, taken)
-        if not pool:
-            return [], np.zeros(0)
-        cands = list(pool.values())
-        acq = score(cands)
-        for _ in range(self.local_rounds):
-            top = [cands[i] for i in np.argsort(-acq)[:8]]
-            fresh: dict[str, Arch] = {}
-            self._add(fresh, gmap, [g for a in top for g in self.moves.neighbours(gmap[a.key])], taken | set(pool))
-            if not fresh:
-                break
-            new = list(fresh.values())
-            pool.update(fresh)
-            cands += new
-            acq = np.concatenate([acq, score(new)])
-        return cands, acq
+        cands, acq = pool_search(self.moves, parents, score, taken, self.feasible, self.n_random, self.local_rounds)
+        return cands[int(np.argmax(acq))] if cands else self.random_arch(taken)
 
     def _conditioning_rows(self, Y: np.ndarray, C: np.ndarray | None) -> np.ndarray:
         """Every row, or beyond ``max_condition``: the best-ranked half and a seeded random rest
@@ -311,21 +282,6 @@ class Planner:
         rest = np.setdiff1d(np.arange(n), best)
         pick = np.random.default_rng(self.seed + n).choice(rest, self.max_condition - len(best), replace=False)
         return np.sort(np.concatenate([best, pick]))
-
-    def _add(self, pool: dict[str, Arch], gmap: dict[str, dict[str, Any]], genomes: list[dict[str, Any]],
-             taken: set[str]) -> None:
-        new: dict[str, tuple[str, Arch, dict[str, Any]]] = {}
-        for g in genomes:
-            a, key = self.moves.arch_and_key(g)
-            if key not in taken and key not in pool and key not in new:
-                new[key] = (key, a, g)
-        new_rows = list(new.values())
-        ok = self.feasible([a for _, a, _ in new_rows]) if new_rows else np.zeros(0, dtype=bool)
-        for (key, a, g), good in zip(new_rows, ok):
-            if good:
-                pool[key] = a
-                gmap.setdefault(key, g)
-
 
 class EHVISampler(PlanSampler):
     """Optuna sampler around ``Planner`` (see module docstring); options as ``Planner``'s.
