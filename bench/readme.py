@@ -222,7 +222,7 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
 
     for b in [x for x in ("100", budgets[-1] if budgets else None) if x in budgets]:
         rows = []
-        main = eff.get("summary", {}).get("sampler", "ehvi")
+        main = eff.get("summary", {}).get("sampler") or ("ehvi+lat" if "ehvi+lat" in samplers else "ehvi")
         for name, p in probs.items():
             d = p.get("ehvi_minus_tpe", {}).get(b)
             diff = f"{d['median']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"

@@ -264,7 +264,7 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
     if longer:  # parts run further than the main budgets (their first budgets are the main run's)
         doc["efficiency_long"] = {**{k: v for k, v in longer[0]["efficiency"].items() if k != "summary"},
                                   "problems": {n: e for d in longer for n, e in d["efficiency"]["problems"].items()},
-                                  "complete": all(d.get("complete") for d in longer)}
+                                  "complete": all(d.get("complete") for d in longer), "carried_over": carry}
     eff["summary"] = _summary(eff["problems"], eff["budgets"])
     eff["parts_wall_s"] = [d.get("wall_s") for d in docs]
     doc["efficiency"] = eff
