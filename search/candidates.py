@@ -125,3 +125,88 @@ class Moves:
     def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         """Uniform crossover of two genomes."""
         return {k: (a[k] if self.rng.random() < 0.5 else b[k]) for k in a}
+
+
+class WholeSpace:
+    """Every architecture of a small space, enumerated once, with encodings and cached values.
+
+    ``WholeSpace.of(space, limit)`` is ``None`` for a space larger than ``limit`` (or with a
+    continuous parameter): the sampler then scores a candidate pool instead.
+    """
+
+    def __init__(self, space: SearchSpace, featurize: Any = None) -> None:
+        self.archs = list(space.enumerate(limit=max(space.size, 1)))
+        self.keys = [a.key for a in self.archs]
+        self.index = {k: i for i, k in enumerate(self.keys)}
+        X = space.encode_many(self.archs, normalized=True).astype(float)
+        self.X = featurize(X) if featurize is not None else X  # the model's inputs
+
+    @classmethod
+    def of(cls, space: SearchSpace, limit: int, featurize: Any = None) -> WholeSpace | None:
+        """The enumerated space, or ``None`` when it has more than ``limit`` architectures."""
+        from archlab.spaces import SpaceError
+
+        try:
+            size = space.size
+        except SpaceError:  # a continuous parameter: no finite enumeration
+            return None
+        return cls(space, featurize) if 0 < size <= limit else None
+
+    def untaken(self, taken: set[str]) -> np.ndarray:
+        """Indices of the architectures whose keys are not in ``taken``."""
+        mask = np.ones(len(self.keys), dtype=bool)
+        for k in taken:
+            i = self.index.get(k)
+            if i is not None:
+                mask[i] = False
+        return np.flatnonzero(mask)
+
+
+def pool_search(moves: Moves, parents: list[Arch], score: Any, taken: set[str], feasible: Any,
+                n_random: int, local_rounds: int) -> tuple[list[Arch], np.ndarray]:
+    """Candidates around ``parents`` (every one-parameter move, ``n_random`` two-parameter
+    moves, ``n_random // 2`` crossovers and ``n_random`` random draws), scored by ``score``
+    (list of ``Arch`` -> array), then ``local_rounds`` of moves of the 8 best joining the pool (a
+    hill climb on the score). Keys in ``taken`` and architectures ``feasible`` rejects are left
+    out. Returns the candidates and their scores (empty when nothing is left)."""
+    rng = moves.rng
+    genomes = [moves.genome(a) for a in parents]
+    pool_g = [g for gen in genomes for g in moves.neighbours(gen)]
+    pool_g += [moves.mutate(genomes[int(rng.integers(len(genomes)))], 2) for _ in range(n_random)]
+    pool_g += [moves.crossover(genomes[int(rng.integers(len(genomes)))],
+                               genomes[int(rng.integers(len(genomes)))]) for _ in range(n_random // 2)]
+    pool_g += [moves.genome(None) for _ in range(n_random)]
+    pool: dict[str, Arch] = {}
+    gmap: dict[str, dict[str, Any]] = {}
+    _add(moves, feasible, pool, gmap, pool_g, taken)
+    if not pool:
+        return [], np.zeros(0)
+    cands = list(pool.values())
+    acq = score(cands)
+    for _ in range(local_rounds):
+        top = [cands[i] for i in np.argsort(-acq)[:8]]
+        fresh: dict[str, Arch] = {}
+        _add(moves, feasible, fresh, gmap, [g for a in top for g in moves.neighbours(gmap[a.key])], taken | set(pool))
+        if not fresh:
+            break
+        new = list(fresh.values())
+        pool.update(fresh)
+        cands += new
+        acq = np.concatenate([acq, score(new)])
+    return cands, acq
+
+
+def _add(moves: Moves, feasible: Any, pool: dict[str, Arch], gmap: dict[str, dict[str, Any]],
+         genomes: list[dict[str, Any]], taken: set[str]) -> None:
+    """Add the architectures of ``genomes`` not taken, not pooled yet and feasible to ``pool``."""
+    new: dict[str, tuple[str, Arch, dict[str, Any]]] = {}
+    for g in genomes:
+        a, key = moves.arch_and_key(g)
+        if key not in taken and key not in pool and key not in new:
+            new[key] = (key, a, g)
+    rows = list(new.values())
+    ok = feasible([a for _, a, _ in rows]) if rows else np.zeros(0, dtype=bool)
+    for (key, a, g), good in zip(rows, ok):
+        if good:
+            pool[key] = a
+            gmap.setdefault(key, g)

@@ -18,13 +18,21 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
 5. ``local_rounds`` times, the moves of the best-scored candidates join the pool (a hill
    climb on the acquisition); the best candidate overall is proposed.
 
+Cheap objectives (``known``: a fitted latency predictor, an analytic count) are not modelled:
+they are computed for every candidate, only the expensive one is predicted, and with one
+uncertain objective among two or three the expected improvement is exact up to a 24-node
+quadrature of its predictive distribution (``archlab.search.surrogate.ehvi_known``). A
+constraint on a cheap metric is met by every proposal. Measured on NAS-Bench-201
+(``bench/search.py``): scoring the whole space (``whole_space``) instead of the pool around
+the front was not better, so it is off by default.
+
 The sampler's state is the study itself: a resumed study, another worker, or a new process
 rebuilds the model from the stored trials, so nothing is evaluated twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,20 +40,47 @@ import optuna
 from scipy.stats import norm
 
 from archlab.spaces import Arch, SearchSpace
+from archlab.spaces.encoding import pairwise_features, pairwise_width
 
-from .candidates import Moves
+from .candidates import Moves, WholeSpace, pool_search
+from .errors import SearchError
 from .pareto import non_dominated_mask, non_dominated_rank
 from .plan_sampler import PlanSampler
-from .surrogate import GPModel, Warp, expected_hvi
+from .surrogate import CachedPosterior, GPModel, Warp, expected_hvi, hvi_known, quantile_draws
+
+FEATURES = ("auto", "onehot", "pairwise")
 
 
 class Planner:
-    """The proposal step on plain arrays (no Optuna): see the module docstring."""
+    """The proposal step on plain arrays (no Optuna): see the module docstring.
+
+    ``known``: ``{objective column: callable archs -> losses}`` for cheap objectives (a fitted
+    latency predictor, an analytic count), computed exactly for every candidate (vectorised,
+    cached per architecture) instead of modelled; losses as in ``Y`` (smaller is better).
+    ``known_feasible``: callable ``archs -> bool array`` for constraints on cheap metrics, which
+    candidates (and the random start) must meet; ``modelled``: the constraint columns of ``C``
+    the feasibility GP models (default every column). ``whole_space``: a space with at most
+    this many architectures is scored whole each trial instead of through a candidate pool, when
+    the acquisition is exact and cheap (at most one modelled objective, two or three in all).
+    ``n_quantiles``: quadrature nodes of the expected improvement with one uncertain objective.
+    ``correct_known``: a GP on the evaluated architectures' residuals (observed value minus the
+    cheap value, e.g. measured minus predicted latency) corrects the cheap values of candidates.
+    ``features``: the GP's inputs, ``"onehot"`` (``space.encode(normalized=True)``),
+    ``"pairwise"`` (with every pair of parameters' interactions appended, see
+    ``archlab.spaces.encoding.pairwise_features``) or ``"auto"`` (pairwise up to
+    ``PAIRWISE_MAX`` features).
+    """
+
+    PAIRWISE_MAX = 2000
 
     def __init__(self, space: SearchSpace, *, seed: int | None = None, n_startup: int = 10,
                  n_parents: int = 12, n_random: int = 200, local_rounds: int = 2, n_samples: int = 32,
                  refit_every: int = 8, max_fit: int = 300,
-                 warp: bool = True, ref_margin: float = 0.5, max_condition: int = 400) -> None:
+                 warp: bool = True, ref_margin: float = 0.5, max_condition: int = 400,
+                 known: Mapping[int, Callable[[Sequence[Arch]], Any]] | None = None,
+                 known_feasible: Callable[[Sequence[Arch]], Any] | None = None,
+                 modelled: Sequence[int] | None = None, whole_space: int = 0, n_quantiles: int = 24,
+                 features: str = "onehot", correct_known: bool = True) -> None:
         self.space = space
         self.seed = 0 if seed is None else int(seed)
         self.rng = np.random.default_rng(seed)
@@ -54,21 +89,70 @@ class Planner:
         self.local_rounds, self.n_samples = int(local_rounds), int(n_samples)
         self.model = GPModel(seed=self.seed, refit_every=refit_every, max_fit=max_fit)
         self.cons_model = GPModel(seed=self.seed + 1, refit_every=refit_every, max_fit=max_fit)
+        self.res_model = GPModel(seed=self.seed + 2, refit_every=refit_every, max_fit=max_fit)
+        self.correct_known = bool(correct_known)
         self.warp, self.ref_margin, self.max_condition = bool(warp), float(ref_margin), int(max_condition)
+        self.known = dict(known or {})
+        self.known_feasible = known_feasible
+        self.modelled = None if modelled is None else list(modelled)
+        self.whole_space_limit, self.n_quantiles = int(whole_space), int(n_quantiles)
+        if features not in FEATURES:
+            raise SearchError(f"features must be one of {', '.join(FEATURES)}, got {features!r}")
+        names = space.feature_names()
+        self.pairwise = features == "pairwise" or (features == "auto" and pairwise_width(names) <= self.PAIRWISE_MAX)
+        self._whole: WholeSpace | bool | None = False  # False: not looked at yet
+        self._whole_k: tuple[np.ndarray, np.ndarray] | None = None
         self._enc: dict[str, np.ndarray] = {}
+        self._kval: dict[str, np.ndarray] = {}
+        self._kok: dict[str, bool] = {}
 
     def encode(self, archs: Sequence[Arch]) -> np.ndarray:
         new = [a for a in archs if a.key not in self._enc]
         if new:
-            for a, x in zip(new, self.space.encode_many(new, normalized=True)):
+            for a, x in zip(new, self.featurize(self.space.encode_many(new, normalized=True))):
                 self._enc[a.key] = x
         return np.array([self._enc[a.key] for a in archs], dtype=float).reshape(len(archs), -1)
+
+    def featurize(self, X: np.ndarray) -> np.ndarray:
+        """The GP's inputs for encoding rows ``X`` (see ``features``)."""
+        return pairwise_features(X, self.space.feature_names()) if self.pairwise else np.asarray(X, dtype=float)
+
+    def known_values(self, archs: Sequence[Arch]) -> np.ndarray:
+        """(n, len(known)) losses of the cheap objectives (columns in ``sorted(known)`` order)."""
+        new = list({a.key: a for a in archs if a.key not in self._kval}.values())
+        if new:
+            cols = [np.asarray(self.known[j](new), dtype=float).reshape(len(new)) for j in sorted(self.known)]
+            for i, a in enumerate(new):
+                self._kval[a.key] = np.array([c[i] for c in cols])
+        return np.array([self._kval[a.key] for a in archs], dtype=float).reshape(len(archs), len(self.known))
+
+    def feasible(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Whether each architecture meets the space's and the cheap constraints."""
+        new = list({a.key: a for a in archs if a.key not in self._kok}.values())
+        if new:
+            ok = np.ones(len(new), dtype=bool)
+            if self.known_feasible is not None:
+                ok &= np.asarray(self.known_feasible(new), dtype=bool).reshape(len(new))
+            if self.space.constraints:
+                ok &= np.array([self.space.is_feasible(a) for a in new], dtype=bool)
+            self._kok.update({a.key: bool(v) for a, v in zip(new, ok)})
+        return np.array([self._kok[a.key] for a in archs], dtype=bool)
+
+    def whole(self) -> WholeSpace | None:
+        """The enumerated space when it is small enough (see ``whole_space``), else ``None``."""
+        if self._whole is False:
+            self._whole = WholeSpace.of(self.space, self.whole_space_limit, self.featurize)
+            if self._whole is not None:
+                for a, x in zip(self._whole.archs, self._whole.X):
+                    self._enc.setdefault(a.key, x)
+                self._post = (CachedPosterior(self._whole.X), CachedPosterior(self._whole.X))
+        return self._whole  # type: ignore[return-value]
 
     def random_arch(self, taken: set[str]) -> Arch:
         a = None
         for _ in range(500):
             a = self.moves.arch(self.moves.genome(None))
-            if a.key not in taken and self.space.is_feasible(a):
+            if a.key not in taken and self.feasible([a])[0]:
                 return a
         return a  # type: ignore[return-value]  # a nearly exhausted space: the runner answers a repeat
 
@@ -86,66 +170,111 @@ class Planner:
 
     def _propose(self, archs: Sequence[Arch], Y: np.ndarray, C: np.ndarray | None, pending: Sequence[Arch],
                  taken: set[str]) -> Arch:
+        m = Y.shape[1]
+        unknown = [j for j in range(m) if j not in self.known]
+        kcols = sorted(self.known)
         rows = self._conditioning_rows(Y, C)
         X = self.encode([archs[i] for i in rows])
-        warps = [Warp(Y[rows, j]) for j in range(Y.shape[1])] if self.warp else []
-        self.model.fit(X, np.column_stack([w.z for w in warps]) if warps else Y[rows], seen=len(Y))
+        warps = [Warp(Y[rows, j]) for j in unknown] if self.warp else []
+        if unknown:
+            Yu = Y[rows][:, unknown]
+            self.model.fit(X, np.column_stack([w.z for w in warps]) if warps else Yu, seen=len(Y))
+        correct = self.correct_known and bool(kcols)
+        if correct:  # the cheap values' errors on what was evaluated, for a correction of the rest
+            sub = [archs[i] for i in rows]
+            self.res_model.fit(X, Y[rows][:, kcols] - self.known_values(sub), seen=len(Y))
+
+        def cheap(cands: Sequence[Arch], Xc: np.ndarray | None = None, K: np.ndarray | None = None) -> np.ndarray:
+            """Known losses of ``cands``, corrected by the residual model's mean when asked."""
+            K = self.known_values(cands) if K is None else K
+            if not correct or not len(cands):
+                return K
+            return K + self.res_model.predict(self.encode(cands) if Xc is None else Xc)[0]
+
         has_c = C is not None and C.size > 0
-        if has_c and C is not None:
-            self.cons_model.fit(X, C[rows], seen=len(Y))
+        cm_cols = ((list(range(C.shape[1])) if self.modelled is None else [c for c in self.modelled if c < C.shape[1]])
+                   if has_c and C is not None else [])
+        if cm_cols and C is not None:
+            self.cons_model.fit(X, C[rows][:, cm_cols], seen=len(Y))
         feas = np.all(C <= 0, axis=1) if has_c and C is not None else np.ones(len(archs), dtype=bool)
         lo, hi = Y.min(axis=0), Y.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
-        ref = np.full(Y.shape[1], 1.0 + self.ref_margin)
+        ref = np.full(m, 1.0 + self.ref_margin)
 
-        def to_loss(Z: np.ndarray) -> np.ndarray:
+        def to_loss(Zu: np.ndarray, K: np.ndarray) -> np.ndarray:
+            """Model-space draws of the unknown columns (..., u) and known losses -> normalised losses."""
             if warps:
-                Z = np.stack([w.inverse(Z[..., j]) for j, w in enumerate(warps)], axis=-1)
-            return (Z - lo) / span
+                Zu = np.stack([w.inverse(Zu[..., i]) for i, w in enumerate(warps)], axis=-1)
+            full = np.empty((*np.broadcast_shapes(Zu.shape[:-1], K.shape[:-1]), m))
+            full[..., unknown] = Zu
+            full[..., kcols] = K
+            return (full - lo) / span
 
         front = (Y[feas] - lo) / span
         if len(pending):
-            front = np.vstack([front, to_loss(self.model.predict(self.encode(pending))[0])])
+            Zp = self.model.predict(self.encode(pending))[0] if unknown else np.zeros((len(pending), 0))
+            front = np.vstack([front, to_loss(Zp, cheap(pending))])
         front = front[non_dominated_mask(front)] if len(front) else front
 
-        def score(cands: list[Arch]) -> np.ndarray:
-            Xc = self.encode(cands)
-            mean, std = self.model.predict(Xc)
+        def score(cands: list[Arch], Xc: np.ndarray | None = None, pred: Any = None, cpred: Any = None,
+                  K: np.ndarray | None = None) -> np.ndarray:
+            """Acquisition of ``cands`` (``pred``/``cpred``: their objective / constraint posteriors
+            and ``K`` their known losses, when already computed)."""
+            Xc = self.encode(cands) if Xc is None and (pred is None or cpred is None or correct) else Xc
             pof = np.ones(len(cands))
-            if has_c:
-                cm, cs = self.cons_model.predict(Xc)
-                pof = np.prod(norm.cdf(-cm / cs), axis=1)
+            if cm_cols:
+                if cpred is None:
+                    assert Xc is not None  # encoded above whenever a posterior is missing
+                    cpred = self.cons_model.predict(Xc)
+                cmean, cstd = cpred
+                pof = np.prod(norm.cdf(-cmean / cstd), axis=1)
             if not feas.any():
                 return pof
-            ehvi = expected_hvi(front, mean, std, ref, self.n_samples, seed=self.seed + len(archs), inverse=to_loss)
-            return ehvi * pof + 1e-12 * pof * std.sum(axis=1)  # ties: the more uncertain
+            K = cheap(cands, Xc, K)
+            if not unknown:
+                point = to_loss(np.zeros((len(cands), 0)), K)
+                return hvi_known(front, point, point[:, :1], ref, 0) * pof
+            if pred is None:
+                assert Xc is not None
+                pred = self.model.predict(Xc)
+            mean, std = pred
+            if len(unknown) == 1 and m in (2, 3):
+                draws = to_loss(quantile_draws(mean[:, 0], std[:, 0], self.n_quantiles)[..., None], K[:, None, :])
+                acq = hvi_known(front, to_loss(mean, K), draws[..., unknown[0]], ref, unknown[0])
+            else:
+                mean_l, std_l = np.zeros((len(cands), m)), np.full((len(cands), m), 1e-9)
+                mean_l[:, unknown], std_l[:, unknown] = mean, std
+                mean_l[:, kcols] = (K - lo[kcols]) / span[kcols]
 
+                def inverse(Z: np.ndarray) -> np.ndarray:
+                    return to_loss(Z[..., unknown], Z[..., kcols] * span[kcols] + lo[kcols] if kcols else Z[..., :0])
+
+                acq = expected_hvi(front, mean_l, std_l, ref, self.n_samples, seed=self.seed + len(archs),
+                                   inverse=inverse)
+            return acq * pof + 1e-12 * pof * std.sum(axis=1)  # ties: the more uncertain
+
+        whole = self.whole() if len(unknown) <= 1 and m in (2, 3) else None  # the exact acquisition's case
+        if whole is not None:
+            if self._whole_k is None:  # cheap values and feasibility of every architecture, once
+                self._whole_k = (self.known_values(whole.archs), self.feasible(whole.archs))
+            idx = whole.untaken(taken)
+            idx = idx[self._whole_k[1][idx]]
+            cands = [whole.archs[i] for i in idx]
+            if not cands:
+                return self.random_arch(taken)
+            keys = [archs[i].key for i in rows]
+            pred = cpred = None
+            if unknown:
+                mean, std = self._post[0].predict(self.model, keys)
+                pred = mean[idx], std[idx]
+            if cm_cols:
+                cmean, cstd = self._post[1].predict(self.cons_model, keys)
+                cpred = cmean[idx], cstd[idx]
+            return cands[int(np.argmax(score(cands, None, pred, cpred, self._whole_k[0][idx])))]
         rank = non_dominated_rank(np.where(feas[:, None], Y, Y + 1e6))
         parents = [archs[i] for i in np.argsort(rank, kind="stable")[: self.n_parents]]
-        genomes = [self.moves.genome(a) for a in parents]
-        pool_g = [g for gen in genomes for g in self.moves.neighbours(gen)]
-        pool_g += [self.moves.mutate(genomes[int(self.rng.integers(len(genomes)))], 2) for _ in range(self.n_random)]
-        pool_g += [self.moves.crossover(genomes[int(self.rng.integers(len(genomes)))],
-                                        genomes[int(self.rng.integers(len(genomes)))]) for _ in range(self.n_random // 2)]
-        pool_g += [self.moves.genome(None) for _ in range(self.n_random)]
-        pool: dict[str, Arch] = {}
-        gmap: dict[str, dict[str, Any]] = {}
-        self._add(pool, gmap, pool_g, taken)
-        if not pool:
-            return self.random_arch(taken)
-        cands = list(pool.values())
-        acq = score(cands)
-        for _ in range(self.local_rounds):
-            top = [cands[i] for i in np.argsort(-acq)[:8]]
-            fresh: dict[str, Arch] = {}
-            self._add(fresh, gmap, [g for a in top for g in self.moves.neighbours(gmap[a.key])], taken | set(pool))
-            if not fresh:
-                break
-            new = list(fresh.values())
-            pool.update(fresh)
-            cands += new
-            acq = np.concatenate([acq, score(new)])
-        return cands[int(np.argmax(acq))]
+        cands, acq = pool_search(self.moves, parents, score, taken, self.feasible, self.n_random, self.local_rounds)
+        return cands[int(np.argmax(acq))] if cands else self.random_arch(taken)
 
     def _conditioning_rows(self, Y: np.ndarray, C: np.ndarray | None) -> np.ndarray:
         """Every row, or beyond ``max_condition``: the best-ranked half and a seeded random rest
@@ -160,27 +289,59 @@ class Planner:
         pick = np.random.default_rng(self.seed + n).choice(rest, self.max_condition - len(best), replace=False)
         return np.sort(np.concatenate([best, pick]))
 
-    def _add(self, pool: dict[str, Arch], gmap: dict[str, dict[str, Any]], genomes: list[dict[str, Any]],
-             taken: set[str]) -> None:
-        for g in genomes:
-            a, key = self.moves.arch_and_key(g)
-            if key in taken or key in pool or (self.space.constraints and not self.space.is_feasible(a)):
-                continue
-            pool[key] = a
-            gmap.setdefault(key, g)
-
-
 class EHVISampler(PlanSampler):
-    """Optuna sampler around ``Planner`` (see module docstring); options as ``Planner``'s."""
+    """Optuna sampler around ``Planner`` (see module docstring); options as ``Planner``'s.
 
-    def __init__(self, space: SearchSpace, *, seed: int | None = None, **options: Any) -> None:
+    ``known``: ``{objective or constraint metric name: callable archs -> values}`` for cheap
+    metrics (a fitted latency predictor, an analytic parameter count), in the metric's own
+    unit and direction; they are computed for every candidate instead of modelled, and a
+    constraint on one of them (``run_search(constraints=...)``) is met by every proposal.
+    Names are checked against the study's objectives and constraints at the first trial.
+    """
+
+    def __init__(self, space: SearchSpace, *, seed: int | None = None,
+                 known: Mapping[str, Callable[[Sequence[Arch]], Any]] | None = None, **options: Any) -> None:
         super().__init__(space, seed)
+        for name, fn in (known or {}).items():
+            if not callable(fn):
+                raise SearchError(f"known[{name!r}] must be a callable archs -> values, got {type(fn).__name__}")
+        self.known_fns = dict(known or {})
+        self.seed, self.options = seed, dict(options)
         self.planner = Planner(space, seed=seed, **options)
+        self._configured = not self.known_fns
         self._seen: dict[int, tuple[Arch, list[float], list[float]] | None] = {}
 
     def plan(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Arch:
+        if not self._configured:
+            self.planner = self._planner_for(study)
+            self._configured = True
         archs, Y, C, pending, taken = self._read(study, trial.number)
         return self.planner.propose(archs, Y, C, pending, taken)
+
+    def _planner_for(self, study: Any) -> Planner:
+        """A ``Planner`` told which of the study's objectives and constraints are cheap."""
+        info = study.user_attrs.get("archlab") or {}
+        names = [o["name"] for o in info.get("objectives", [])]
+        bounds = dict(info.get("constraints") or {})
+        bad = [n for n in self.known_fns if n not in names and n not in bounds]
+        if bad or len(names) != len(study.directions):
+            allowed = ", ".join(list(dict.fromkeys(names + list(bounds)))) or "none recorded"
+            raise SearchError(f"known: {', '.join(map(repr, bad)) or 'objectives'} not among this study's "
+                              f"objectives and constraints ({allowed})")
+        max_dir = optuna.study.StudyDirection.MAXIMIZE
+        known = {j: _signed(self.known_fns[n], -1.0 if study.directions[j] == max_dir else 1.0)
+                 for j, n in enumerate(names) if n in self.known_fns}
+        cnames = list(bounds) + (["space"] if self.space.constraints else [])
+        cheap = {n: b for n, b in bounds.items() if n in self.known_fns}
+
+        def known_feasible(archs: Sequence[Arch]) -> np.ndarray:
+            ok = np.ones(len(archs), dtype=bool)
+            for n, bound in cheap.items():
+                ok &= np.asarray(self.known_fns[n](archs), dtype=float).reshape(len(archs)) <= bound
+            return ok
+
+        return Planner(self.space, seed=self.seed, known=known, known_feasible=known_feasible if cheap else None,
+                       modelled=[i for i, n in enumerate(cnames) if n not in cheap], **self.options)
 
     def reseed_rng(self) -> None:
         self.planner.rng = self.planner.moves.rng = np.random.default_rng()
@@ -226,3 +387,8 @@ class EHVISampler(PlanSampler):
         except Exception:  # parameters of another shape: not this space's trial
             return None
         return a, list(t.values), [float(v) for v in t.constraints.values()] if t.constraints else []
+
+
+def _signed(fn: Callable[[Sequence[Arch]], Any], sign: float) -> Callable[[Sequence[Arch]], np.ndarray]:
+    """``fn``'s values as losses (``sign`` -1 for a maximised objective)."""
+    return lambda archs: sign * np.asarray(fn(archs), dtype=float).reshape(len(archs))

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from archlab.spaces import Arch, SearchSpace
 
 from .errors import SearchError
@@ -163,6 +165,7 @@ def _predicted_latency(ctx: SearchContext) -> MetricFn:
     def fn(arch: Arch) -> float:
         return float(pred.predict([arch])[0])
 
+    fn.batch = lambda archs: np.asarray(pred.predict(list(archs)), dtype=float)  # type: ignore[attr-defined]  # cheap: see samplers.cheap_metrics
     return fn
 
 
@@ -198,10 +201,14 @@ def _cost(ctx: SearchContext, which: str) -> MetricFn | None:
     options = {k: v for k, v in ctx.sources.model_kwargs.items() if k in accepted}
     space = ctx.space
 
-    def fn(arch: Arch) -> float:
-        keys, cols = cost_features(model, space.encode_many([arch]), names, options)
-        return float(cols[0, keys.index(f"cost.{which}")])
+    def batch(archs: Any) -> np.ndarray:
+        keys, cols = cost_features(model, space.encode_many(list(archs)), names, options)
+        return np.asarray(cols[:, keys.index(f"cost.{which}")], dtype=float)
 
+    def fn(arch: Arch) -> float:
+        return float(batch([arch])[0])
+
+    fn.batch = batch  # type: ignore[attr-defined]  # analytic, so cheap: see samplers.cheap_metrics
     return fn
 
 

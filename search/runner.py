@@ -29,7 +29,7 @@ from .errors import SearchError
 from .metric_sources import MetricSources, SearchContext
 from .objectives import OBJECTIVES, Objective, file_sha256, parse_objectives
 from .progress import SearchProgress
-from .samplers import check_sampler, make_sampler
+from .samplers import cheap_metrics, check_sampler, make_sampler
 from .stale import fail_stale
 from .storage import JOURNAL_SCHEME, open_storage, storage_url, study_lock, supports_heartbeat
 from .trial_guard import QuietFailures, TrialGuard, _QueueEmpty, default_max_failures
@@ -330,8 +330,12 @@ class _Run:
         seed = None if self.seed is None else int(self.seed) + index
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs),
-                                   options=dict(self.sampler_options))
+            runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
+            options = dict(self.sampler_options)
+            cheap = cheap_metrics(runner.fns, [o.name for o in self.objs] + list(self.bounds))
+            if self.sampler == "ehvi" and "known" not in options and cheap:
+                options["known"] = cheap  # computed for every candidate, not modelled
+            sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs), options=options)
             study = compat.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)
             repeats = [0]  # count="distinct": trials answered from the study, added to the total
@@ -344,7 +348,6 @@ class _Run:
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
                 # trial, so popping is serialised with the study's file lock.
                 compat.lock_pop(study, lock)
-            runner = TrialRunner(self.space, self.objs, self.extra, self.bounds, self.ctx)
             runner.attach(study)
             bar = SearchProgress(study, self.n_trials, enabled=self.show_progress if index == 0 else False)
             objective = guard.wrap(runner if not bar.enabled else _stepping(runner, bar))

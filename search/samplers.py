@@ -11,7 +11,8 @@
 - ``predictor``: ``PredictorSampler``, predictor-in-the-loop search (LINAS-like);
 - ``ehvi``: ``EHVISampler``, for expensive objectives: Gaussian processes with uncertainty,
   expected hypervolume improvement over candidates around the front, constraint feasibility
-  model, never proposes an architecture the study has (``archlab.search.ehvi_sampler``).
+  model, never proposes an architecture the study has (``archlab.search.ehvi_sampler``); cheap
+  objectives and constraint metrics (``cheap_metrics``) are passed to it as ``known``.
 
 Constraints reach every sampler through ``trial.set_constraint`` (stored with the trial), so no
 ``constraints_func`` is passed.
@@ -86,6 +87,15 @@ SAMPLERS: dict[str, Callable[..., Any]] = {
     "predictor": _predictor,
     "ehvi": _ehvi,
 }
+
+
+def cheap_metrics(fns: dict[str, Any], names: list[str]) -> dict[str, Callable[..., Any]]:
+    """The batch forms (``archs -> values``) of the metrics that are cheap to compute: built-ins
+    marked with a ``batch`` attribute (``predicted_latency``: the fitted latency predictor;
+    ``macs``, analytic ``params``), or a user's callable given one. The ``ehvi`` sampler gets
+    them as ``known`` (computed for every candidate, not modelled) unless told otherwise.
+    ``names``: the objectives and constrained metrics (other metrics are only recorded)."""
+    return {n: fns[n].batch for n in names if n in fns and callable(getattr(fns[n], "batch", None))}
 
 
 def check_sampler(name: str) -> str:

@@ -18,6 +18,7 @@ Acquisitions take losses (smaller is better in every column):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -219,3 +220,137 @@ def expected_hvi(front: np.ndarray, mean: np.ndarray, std: np.ndarray, ref: np.n
     P = inverse(mean - std)
     lo = np.minimum(np.min(P, axis=0), np.min(front, axis=0) if len(front) else ref)
     return MCBox(front, lo, ref, seed=seed).hvi(P)
+
+
+def quantile_draws(mean: np.ndarray, std: np.ndarray, k: int = 24) -> np.ndarray:
+    """``k`` stratified normal quantiles per row of ``mean``/``std`` (n,) -> (n, k): a
+    deterministic quadrature of the predictive distribution (midpoint of each 1/k stratum)."""
+    from scipy.stats import norm
+
+    q = norm.ppf((np.arange(k) + 0.5) / k)
+    return mean[:, None] + std[:, None] * q[None, :]
+
+
+def _edges(col: np.ndarray, ref: float) -> np.ndarray:
+    """Cell edges along one known axis: -inf, the front's distinct coordinates below ``ref``, ``ref``."""
+    xs = np.unique(col[col < ref])
+    return np.concatenate([[-np.inf], xs, [ref]])
+
+
+def _widths(edges: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """(n, cells): length of each cell ``[e_i, e_i+1)`` right of each candidate coordinate ``at``."""
+    lo = np.maximum(edges[None, :-1], at[:, None])
+    return np.clip(edges[None, 1:] - lo, 0.0, None)
+
+
+def ehvi_known(front: np.ndarray, known: np.ndarray, draws: np.ndarray, ref: np.ndarray, uncertain: int,
+               chunk: int = 512) -> np.ndarray:
+    """Expected hypervolume improvement when one objective is uncertain and the rest are known.
+
+    ``front`` (F, m) and ``ref`` (m,) are losses; column ``uncertain`` is predicted, the other
+    one or two columns are known exactly for every candidate (``known`` (n, m-1), in column
+    order without ``uncertain``). ``draws`` (n, k) are equally weighted samples (or quadrature
+    nodes, see ``quantile_draws``) of each candidate's uncertain loss.
+
+    The known axes are cut into cells at the front's coordinates; over the cell with lower
+    corner ``c`` the front covers the uncertain axis from ``m_c`` (the smallest uncertain
+    loss of the front points dominating ``c`` on the known axes; ``ref`` when none) upwards,
+    so a candidate at uncertain loss ``e`` adds ``sum_c area_c (m_c - e)+`` (the part of each
+    cell inside the candidate's box), exact for every draw; the mean over draws is returned.
+    """
+    front = np.asarray(front, dtype=float).reshape(-1, len(ref))
+    kcols = [j for j in range(len(ref)) if j != uncertain]
+    if len(kcols) not in (1, 2):
+        raise ValueError(f"ehvi_known handles 1 or 2 known objectives, got {len(kcols)}")
+    F = front[np.all(front < ref, axis=1)]
+    edges = [_edges(F[:, j], ref[j]) for j in kcols]
+    fu = F[:, uncertain]
+    ru = ref[uncertain]
+    if len(kcols) == 1:
+        corner = edges[0][:-1]  # (cells,)
+        dom = F[:, kcols[0]][None, :] <= corner[:, None]  # (cells, F)
+        m_cell = np.where(dom, fu[None, :], ru).min(axis=1, initial=ru)
+    else:
+        c1, c2 = edges[0][:-1], edges[1][:-1]
+        dom = (F[:, kcols[0]][None, None, :] <= c1[:, None, None]) & (F[:, kcols[1]][None, None, :] <= c2[None, :, None])
+        m_cell = np.where(dom, fu[None, None, :], ru).min(axis=2, initial=ru)  # (c1, c2)
+    draws = np.minimum(np.asarray(draws, dtype=float), ru)
+    out = np.zeros(len(draws))
+    for s in range(0, len(draws), chunk):
+        d = draws[s:s + chunk]
+        w1 = _widths(edges[0], known[s:s + chunk, 0])
+        if len(kcols) == 1:
+            gain = np.clip(m_cell[None, :, None] - d[:, None, :], 0.0, None).mean(axis=2)  # (n, cells)
+            out[s:s + chunk] = (w1 * gain).sum(axis=1)
+        else:
+            w2 = _widths(edges[1], known[s:s + chunk, 1])
+            acc = np.zeros(len(d))
+            for q in range(d.shape[1]):
+                g = np.clip(m_cell[None, :, :] - d[:, q, None, None], 0.0, None)  # (n, c1, c2)
+                acc += np.einsum("ni,nj,nij->n", w1, w2, g, optimize=True)
+            out[s:s + chunk] = acc / d.shape[1]
+    return out
+
+
+class CachedPosterior:
+    """Posterior of a fitted ``GPModel`` on one fixed matrix ``X`` (every architecture of a small
+    space), kept up to date incrementally.
+
+    When the model's conditioning rows only grew since the last call (same leading rows, same
+    hyperparameters and scale), the cross-kernel gains the new columns and the solved factor
+    ``V = L^-1 K(X_train, X)`` gains its new rows by forward substitution: O(len(X) x n) per new
+    row instead of O(len(X) x n^2) for a fresh solve. Otherwise it is rebuilt.
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = np.asarray(X, dtype=float)
+        self.sq = (self.X * self.X).sum(1)
+        self._keys: list[str] = []
+        self._outs: list[dict[str, Any]] = []
+        self._scale: float | None = None
+
+    def predict(self, model: GPModel, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (len(X), k) of ``model``, conditioned on rows named ``keys``."""
+        n_old = len(self._keys)
+        grow = (self._scale == model._scale and len(self._outs) == len(model._state) and n_old <= len(keys)
+                and self._keys == keys[:n_old]
+                and all(o["hyper"] == s[4] for o, s in zip(self._outs, model._state)))
+        if not grow:
+            self._keys, self._scale, n_old = [], model._scale, 0
+            self._outs = [{"hyper": s[4], "Ks": np.zeros((len(self.X), 0)), "V": np.zeros((0, len(self.X))),
+                           "ss": np.zeros(len(self.X))} for s in model._state]
+        Xn = model._X[n_old:]
+        D, G = model._pairs(self.X, Xn)
+        mean, std = [], []
+        for o, (L, alpha, mu, sd, hyper) in zip(self._outs, model._state):
+            if len(Xn):
+                K_new = model._kernel(D, G, hyper)
+                Ks = np.hstack([o["Ks"], K_new])
+                V = np.vstack([o["V"], np.zeros((len(Xn), len(self.X)))])
+                for i in range(n_old, len(keys)):
+                    V[i] = (Ks[:, i] - L[i, :i] @ V[:i]) / L[i, i]
+                o["Ks"], o["V"], o["ss"] = Ks, V, o["ss"] + (V[n_old:] ** 2).sum(0)
+            w = hyper[1]
+            var = (1.0 - w) + w * self.sq / model._scale - o["ss"]
+            mean.append(mu + sd * (o["Ks"] @ alpha))
+            std.append(sd * np.sqrt(np.clip(var, 1e-12, None)))
+        self._keys = list(keys)
+        return np.stack(mean, axis=1), np.maximum(np.stack(std, axis=1), 1e-9)
+
+
+def hvi_known(front: np.ndarray, point: np.ndarray, draws: np.ndarray, ref: np.ndarray, uncertain: int) -> np.ndarray:
+    """``ehvi_known`` on the candidates whose optimistic point (the smallest draw on the
+    uncertain axis, the known values elsewhere) the front does not dominate; 0 for the rest."""
+    opt = point.copy()
+    opt[:, uncertain] = draws.min(axis=1)
+    alive = np.all(opt < ref, axis=1)
+    if len(front):
+        dominated = np.zeros(len(opt), dtype=bool)
+        for f in front:
+            dominated |= np.all(f <= opt, axis=1)
+        alive &= ~dominated
+    out = np.zeros(len(point))
+    if alive.any():
+        rest = np.delete(point[alive], uncertain, axis=1)
+        out[alive] = ehvi_known(front, rest, draws[alive], ref, uncertain)
+    return out

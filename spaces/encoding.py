@@ -10,7 +10,7 @@ Layout, in the space's parameter order:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -172,3 +172,36 @@ def summary(params: Mapping[str, Param], arch: Mapping[str, Any]) -> str:
         return parts
 
     return " ".join(block(params, arch))
+
+
+def feature_groups(names: Sequence[str]) -> list[str]:
+    """The parameter each encoding feature belongs to (``edges.0.op=none`` -> ``edges.0.op``)."""
+    return [n.split("=", 1)[0] for n in names]
+
+
+def pairwise_features(X: np.ndarray, names: Sequence[str], scale: float | None = None) -> np.ndarray:
+    """``X`` (n, d) with the products of every pair of features of *different* parameters
+    appended (for one-hot categories: one indicator per pair of choices, i.e. the interactions
+    a BANANAS-style path or adjacency encoding carries for cell spaces).
+
+    The products are scaled so that their squared norm matches the base features' when every
+    parameter is set (``scale``: override the factor). ``names``: ``space.feature_names()``.
+    """
+    X = np.asarray(X, dtype=float)
+    groups = feature_groups(names)
+    order = list(dict.fromkeys(groups))
+    cols = [np.flatnonzero(np.asarray(groups) == g) for g in order]
+    blocks = [(X[:, a][:, :, None] * X[:, b][:, None, :]).reshape(len(X), -1)
+              for i, a in enumerate(cols) for b in cols[i + 1:]]
+    if not blocks:
+        return X
+    P = np.hstack(blocks)
+    k = len(order)
+    factor = np.sqrt(k / (k * (k - 1) / 2)) if scale is None else float(scale)
+    return np.hstack([X, P * factor])
+
+
+def pairwise_width(names: Sequence[str]) -> int:
+    """Width of ``pairwise_features`` for a layout with these feature ``names``."""
+    sizes = list({g: sum(1 for h in feature_groups(names) if h == g) for g in feature_groups(names)}.values())
+    return len(names) + (sum(sizes) ** 2 - sum(s * s for s in sizes)) // 2

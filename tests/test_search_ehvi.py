@@ -29,6 +29,15 @@ def _nb201():
     return mod
 
 
+def nb201_table():
+    """``(bench/nb201 module, the NB201 table)``; skips the test when the shared table is absent."""
+    nb = _nb201()
+    path = nb.find_table()
+    if path is None:
+        pytest.skip("nb201_dev.csv not found (set ARCHLAB_DATA or put ../shared/data beside the project)")
+    return nb, nb.load_table(path)
+
+
 def test_hvi_2d_is_exact_and_mcbox_close():
     rng = np.random.default_rng(0)
     F, P, ref = rng.random((12, 2)), rng.random((40, 2)), np.array([1.1, 1.2])
@@ -140,11 +149,7 @@ def test_ehvi_honours_a_constraint():
 
 
 def test_ehvi_beats_random_on_a_real_nb201_subproblem():
-    nb = _nb201()
-    path = nb.find_table()
-    if path is None:
-        pytest.skip("nb201_dev.csv not found (set ARCHLAB_DATA or put ../shared/data beside the project)")
-    table = nb.load_table(path)
+    _, table = nb201_table()
     ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")  # 4^6 = 4,096 cells of the table
     sub = cell_space("nb201_sub", n_edges=6, ops=ops)
     keep = [i for i, k in enumerate(table.keys) if "avg_pool" not in k]
