@@ -165,8 +165,9 @@ class Supernet(nn.Module):
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # moving to another device: re-send the encoding so routers' tensors follow
         out = super()._apply(fn, *args, **kwargs)
-        if getattr(self, "_arch", None) is not None:
-            encoding = torch.as_tensor(self.space.encode(self._arch, normalized=True), device=self._device())
+        arch = getattr(self, "_arch", None)
+        if arch is not None:
+            encoding = torch.as_tensor(self.space.encode(arch, normalized=True), device=self._device())
             banks.set_arch_encoding(self, encoding)
         return out
 
