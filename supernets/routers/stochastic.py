@@ -16,13 +16,17 @@ and an extracted module reproduces the supernet's outputs exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Dispatch, Router, RouteSettings, RoutingState, register_router
+
+if TYPE_CHECKING:
+    from ..layers.moe import _RoutedFFN
 
 DEFAULT_ALPHA = 1.0
 
@@ -52,16 +56,20 @@ def thor_alpha(net: nn.Module) -> float:
     last forward in training mode (0.0 otherwise: no second pass needed)."""
     if not net.training:
         return 0.0
-    alphas = [float(m.rule_options().get("alpha", DEFAULT_ALPHA)) for m in net.modules()
-              if getattr(m, "last_routing", None) is not None and m.last_routing.router == "stochastic"]
+    alphas = [float(m.rule_options().get("alpha", DEFAULT_ALPHA)) for m in _routed(net)
+              if m.last_routing is not None and m.last_routing.router == "stochastic"]
     return max(alphas, default=0.0)
 
 
 def clear_routing(net: nn.Module) -> None:
     """Forget every layer's last dispatch (so ``thor_alpha`` sees only the next forward)."""
-    for m in net.modules():
-        if getattr(m, "last_routing", None) is not None:
-            m.last_routing = None
+    for m in _routed(net):
+        m.last_routing = None
+
+
+def _routed(net: nn.Module) -> Iterator[_RoutedFFN]:
+    """The modules of ``net`` with a ``last_routing`` recorded (routed FFNs that routed)."""
+    return (cast("_RoutedFFN", m) for m in net.modules() if getattr(m, "last_routing", None) is not None)
 
 
 @register_router("stochastic")
