@@ -18,16 +18,13 @@ mean, so data-dependent routers get their expected value on the batch).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from .moe import RoutingRecord, _RoutedFFN
-
-if TYPE_CHECKING:
-    from ..families.transformer_plain import PlainBlock
 
 
 def layer_metrics(record: RoutingRecord) -> dict[str, Any]:
@@ -148,7 +145,8 @@ def active_costs(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     inactive = 0.0
     routed = [m for _, m in routed_layers(model)]
     ept_by_module = {id(m): layers[i]["experts_per_token"] for i, m in routed_layers(model) if i in layers}
-    for block in cast("list[PlainBlock]", model.blocks):  # a PlainTransformerLM's blocks
+    # PlainBlocks (archlab.supernets.families, a room above this one: not imported), read by name
+    for block in cast("Iterable[Any]", model.blocks):
         attn = block.attn
         inner = attn.proj.in_features
         macs += _linear_macs(attn) + 2 * context * inner

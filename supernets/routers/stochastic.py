@@ -17,16 +17,13 @@ and an extracted module reproduces the supernet's outputs exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, cast
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Dispatch, Router, RouteSettings, RoutingState, register_router
-
-if TYPE_CHECKING:
-    from ..layers.moe import _RoutedFFN
 
 DEFAULT_ALPHA = 1.0
 
@@ -67,9 +64,21 @@ def clear_routing(net: nn.Module) -> None:
         m.last_routing = None
 
 
-def _routed(net: nn.Module) -> Iterator[_RoutedFFN]:
+class _Record(Protocol):
+    router: str
+
+
+class _Routed(Protocol):
+    """What this module reads of a routed FFN (layers.moe, not imported: it imports the routers)."""
+
+    last_routing: _Record | None
+
+    def rule_options(self) -> dict[str, Any]: ...
+
+
+def _routed(net: nn.Module) -> Iterator[_Routed]:
     """The modules of ``net`` with a ``last_routing`` recorded (routed FFNs that routed)."""
-    return (cast("_RoutedFFN", m) for m in net.modules() if getattr(m, "last_routing", None) is not None)
+    return (cast(_Routed, m) for m in net.modules() if getattr(m, "last_routing", None) is not None)
 
 
 @register_router("stochastic")
