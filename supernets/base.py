@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ from archlab.spaces.errors import SpaceError
 from .layers import banks
 from .layers.banks import BankFactory
 from .layers.moe import reject_moe_params
+
+if TYPE_CHECKING:
+    from archlab.spaces.soft import SoftLayout
 
 CONFIG_FORMAT = 1
 
@@ -110,6 +113,9 @@ class Supernet(nn.Module):
     # whether the family reads mixture-of-experts parameters (``moe_*``, archlab.supernets.layers.moe);
     # other families reject a space that has them instead of ignoring them
     supports_moe: ClassVar[bool] = False
+    # set only while / after soft mode is used (archlab.supernets.soft.ops; hasattr tells)
+    _soft_layout: SoftLayout
+    _soft_previous: Arch | None
 
     def __init__(
         self,
@@ -165,8 +171,9 @@ class Supernet(nn.Module):
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # moving to another device: re-send the encoding so routers' tensors follow
         out = super()._apply(fn, *args, **kwargs)
-        if getattr(self, "_arch", None) is not None:
-            encoding = torch.as_tensor(self.space.encode(self._arch, normalized=True), device=self._device())
+        arch = getattr(self, "_arch", None)
+        if arch is not None:
+            encoding = torch.as_tensor(self.space.encode(arch, normalized=True), device=self._device())
             banks.set_arch_encoding(self, encoding)
         return out
 

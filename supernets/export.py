@@ -123,8 +123,8 @@ def load_subnet(out_dir: str | os.PathLike[str], device: str | torch.device = "c
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ArchlabError(f"{out}: weights do not match config.json ({first})") from None
-    module.meta = config.get("meta", {})  # type: ignore[assignment]
-    spec = config.get("preprocessing")
+    module.meta = config.get("meta", {})
+    spec: Any = config.get("preprocessing")  # JSON; make_preprocessor checks it
     try:
         pre = make_preprocessor(spec) if preprocess else None
     except ArchlabError as exc:

@@ -5,7 +5,8 @@ soft appliers (``soft_appliers``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from archlab.core.errors import ArchlabError
 from archlab.spaces import SearchSpace
@@ -26,7 +27,8 @@ def make_supernet(family: str, space: SearchSpace | None = None, **kwargs: Any) 
     cls = FAMILIES.get(family)
     if cls is None:
         raise ArchlabError(f"family: unknown {family!r}; allowed: {', '.join(FAMILIES)}")
-    return cls(space, **kwargs)
+    # a family takes space=None (its default space), which the abstract base's __init__ does not
+    return cast(Callable[..., Supernet], cls)(space, **kwargs)
 
 
 __all__ = ["FAMILIES", "CellNet", "ConvNet", "MLPNet", "TransformerLM", "make_supernet", "register_family"]

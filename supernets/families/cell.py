@@ -25,7 +25,7 @@ Options of the cell's mixed op (soft mode, ``archlab.supernets.soft.ops``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -182,7 +182,7 @@ class _Body(nn.Module):
 
     def set_ops(self, ops: list[str]) -> None:
         for cell in self.cells():
-            for edge, op in zip(cell.edges, ops):
+            for edge, op in zip(cast("list[MixedEdge]", cell.edges), ops):  # ModuleList: untyped items
                 edge.op = op
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,7 +234,7 @@ class CellNet(Supernet):
     def _apply_arch(self, arch: Arch) -> None:
         for cell in self.body.cells():
             cell.edge_weights = None
-            for edge in cell.edges:
+            for edge in cast("list[MixedEdge]", cell.edges):  # ModuleList: untyped items
                 edge.probs = None
         self.body.set_ops([str(e["op"]) for e in arch["edges"]])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -155,7 +155,7 @@ class ConvNet(Supernet):
             ]
             stages.append(ElasticDepth(blocks))
             cin, widest = cout, max(widest, cout)
-        self.stages = nn.ModuleList(stages)
+        self.stages = nn.ModuleList(stages)  # of ElasticDepth[ElasticInvertedResidual]
         self.head = ElasticConv2d(widest, head_channels, 1, factory=f, role="conv")
         self.head_bn = ElasticBatchNorm2d(head_channels, factory=f)
         self.classifier = ElasticLinear(head_channels, num_classes, True, f, role="head")
@@ -175,7 +175,7 @@ class ConvNet(Supernet):
         self.stem_bn.set_active(stem)
         cin, plan = stem, []
         self.n_active_stages = len(arch["stages"])
-        for stage, base, s_arch in zip(self.stages, self.dims["stage_channels"], arch["stages"]):
+        for stage, base, s_arch in zip(cast("list[ElasticDepth[ElasticInvertedResidual]]", self.stages), self.dims["stage_channels"], arch["stages"]):
             cout = scale_channels(base, wm)
             stage.set_depth(int(s_arch["depth"]))
             for j, b in enumerate(s_arch["blocks"]):
@@ -198,7 +198,8 @@ class ConvNet(Supernet):
         plain = PlainConvNet(dims, self.arch.to_dict()).to(device=p.device, dtype=p.dtype)
         self.stem.copy_to(plain.stem)
         self.stem_bn.copy_to(plain.stem_bn)
-        blocks = [self.stages[i][j] for i in range(self.n_active_stages) for j in range(self.stages[i].depth)]
+        stages = cast("list[ElasticDepth[ElasticInvertedResidual]]", self.stages)
+        blocks = [stages[i][j] for i in range(self.n_active_stages) for j in range(stages[i].depth)]
         for elastic, plain_block in zip(blocks, plain.blocks):
             elastic.copy_to(plain_block)
         self.head.copy_to(plain.head)

@@ -7,7 +7,7 @@ categorical ``activation`` parameter picks the activation, else the ``activation
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -70,7 +70,7 @@ class MLPNet(Supernet):
         self.depth = int(arch["n_layer"])
         cin = self.dims["in_features"]
         self.widths = [int(layer["width"]) for layer in arch["layers"]]
-        for layer, w in zip(self.hidden, self.widths):
+        for layer, w in zip(cast("list[ElasticLinear]", self.hidden), self.widths):  # ModuleList: untyped items
             layer.set_active(cin, w)
             cin = w
         self.classifier.set_active(cin, self.dims["num_classes"])
@@ -90,7 +90,7 @@ class MLPNet(Supernet):
         p = next(self.parameters())
         plain = PlainMLP(dims, self.arch.to_dict()).to(device=p.device, dtype=p.dtype)
         for i in range(self.depth):
-            self.hidden[i].copy_to(plain.hidden[i])
+            cast(ElasticLinear, self.hidden[i]).copy_to(plain.hidden[i])  # ModuleList: untyped items
         self.classifier.copy_to(plain.classifier)
         return plain
 

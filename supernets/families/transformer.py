@@ -16,7 +16,7 @@ last forward.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +36,10 @@ from ..layers.elastic import (
     ElasticLinear,
     make_activation,
 )
-from ..layers.moe import ElasticMoEFFN
+from ..layers.moe import ElasticExpert, ElasticMoEFFN
 from ..layers.moe_space import MoELimits, layer_settings, moe_space_limits, settings_entry
 from ..routers import ROUTERS, RoutingState
-from .transformer_plain import PlainTransformerLM
+from .transformer_plain import PlainBlock, PlainTransformerLM
 
 
 class ElasticBlock(nn.Module):
@@ -82,7 +82,7 @@ class ElasticBlock(nn.Module):
         return x + self.ffn_out(self.act(self.ffn_in(self.ln2(x))))
 
     @torch.no_grad()
-    def copy_to(self, plain: nn.Module) -> None:
+    def copy_to(self, plain: PlainBlock) -> None:
         self.ln1.copy_to(plain.ln1)
         self.attn.qkv.copy_to(plain.attn.qkv)
         self.attn.proj.copy_to(plain.attn.proj)
@@ -93,8 +93,9 @@ class ElasticBlock(nn.Module):
         elif plain.moe is not None:
             self.moe.copy_to(plain.moe)
         else:  # a dense layer of an MoE space: expert 0 is its FFN
-            self.moe.experts[0].ffn_in.copy_to(plain.ffn_in)
-            self.moe.experts[0].ffn_out.copy_to(plain.ffn_out)
+            expert = cast(ElasticExpert, self.moe.experts[0])  # ModuleList: untyped items
+            expert.ffn_in.copy_to(plain.ffn_in)
+            expert.ffn_out.copy_to(plain.ffn_out)
 
 
 class TransformerLM(Supernet):
@@ -221,10 +222,10 @@ class TransformerLM(Supernet):
         self.tok.copy_to(plain.tok)
         self.pos.copy_to(plain.pos)
         for i in range(self.blocks.depth):
-            self.blocks[i].copy_to(plain.blocks[i])
+            self.blocks[i].copy_to(cast(PlainBlock, plain.blocks[i]))  # ModuleList: untyped items
         self.ln_f.copy_to(plain.ln_f)
         if self.head is not None:
-            self.head.copy_to(plain.head)
+            self.head.copy_to(cast(nn.Linear, plain.head))  # untied here, so untied there
         if self.routing_shared is not None and plain.routing_shared is not None:
             for name, module in plain.routing_shared.items():
                 module.load_state_dict(self.routing_shared[name].state_dict())

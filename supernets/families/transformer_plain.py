@@ -4,7 +4,7 @@ layers only, rebuilt from its JSON ``dims`` (see ``archlab.supernets.families.pl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,7 @@ class PlainTransformerLM(PlainSubnet):
     """
 
     family = "transformer_lm"
+    positions: torch.Tensor  # a buffer (register_buffer in __init__)
 
     def __init__(self, dims: Mapping[str, Any], arch: Mapping[str, Any] | None = None) -> None:
         super().__init__(dims, arch)
@@ -104,5 +105,6 @@ class PlainTransformerLM(PlainSubnet):
 
     def aux_loss(self) -> torch.Tensor:
         """Sum of the MoE layers' load-balancing losses of the last forward (zero if none)."""
-        losses = [b.moe.aux_loss for b in self.blocks if b.moe is not None and b.moe.aux_loss is not None]
+        blocks = cast("list[PlainBlock]", self.blocks)  # ModuleList: untyped items
+        losses = [b.moe.aux_loss for b in blocks if b.moe is not None and b.moe.aux_loss is not None]
         return torch.stack(losses).sum() if losses else torch.zeros((), device=self.positions.device)

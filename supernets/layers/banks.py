@@ -184,7 +184,8 @@ class BankFactory:
         if role not in ROLES:
             raise ArchlabError(f"role: unknown layer role {role!r}; allowed: {', '.join(ROLES)}")
         if role in self._roles and self.sharing != "entangled":
-            cls = BANKS[self.sharing]
+            # a registered sharing bank takes the factory's options (WeightBank's own __init__ does not)
+            cls: Callable[..., WeightBank] = BANKS[self.sharing]
             bank = cls(weight_shape, bias, role, encoding_size=self.encoding_size, **self.options, **init)
         else:
             bank = EntangledBank(weight_shape, bias, role, **init)

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,10 @@ class ElasticBatchNorm2d(ElasticModule):
     """``F.batch_norm`` over the first ``channels`` channels; the running statistics of the
     active prefix are used (eval) and updated in place (training), the rest untouched."""
 
+    running_mean: torch.Tensor  # buffers (register_buffer in __init__)
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
     def __init__(
         self,
         channels_max: int,
@@ -144,9 +148,10 @@ class ElasticBatchNorm2d(ElasticModule):
     def copy_to(self, module: nn.Module) -> nn.Module:
         super().copy_to(module)
         c = self.channels
-        module.running_mean.copy_(self.running_mean[:c])
-        module.running_var.copy_(self.running_var[:c])
-        module.num_batches_tracked.copy_(self.num_batches_tracked)
+        # a plain BatchNorm2d tracking running stats; nn.Module's stubs give Tensor | Module
+        cast(torch.Tensor, module.running_mean).copy_(self.running_mean[:c])
+        cast(torch.Tensor, module.running_var).copy_(self.running_var[:c])
+        cast(torch.Tensor, module.num_batches_tracked).copy_(self.num_batches_tracked)
         return module
 
     def to_plain(self) -> nn.BatchNorm2d:

@@ -16,9 +16,9 @@ fills an existing one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -79,9 +79,10 @@ class ElasticModule(nn.Module):
     def copy_to(self, module: nn.Module) -> nn.Module:
         """Copy the active weight (and bias) into an ordinary layer of the active shape."""
         w, b = self.active_weight()
-        module.weight.copy_(w)
+        # nn.Module's stubs type any attribute as Tensor | Module; these are the layer's parameters
+        cast(torch.Tensor, module.weight).copy_(w)
         if b is not None:
-            module.bias.copy_(b)
+            cast(torch.Tensor, module.bias).copy_(b)
         return module
 
 
@@ -191,19 +192,34 @@ class ElasticLayerNorm(ElasticModule):
         return f"dim={self.dim}/{self.dim_max}, eps={self.eps}"
 
 
-class ElasticDepth(nn.ModuleList):
-    """Elastic depth: a list of blocks of which the first ``depth`` run, in order."""
+B = TypeVar("B", bound=nn.Module)
+
+
+class ElasticDepth(nn.ModuleList, Generic[B]):
+    """Elastic depth: a list of blocks (all of type ``B``) of which the first ``depth`` run, in order."""
 
     soft: Any = None  # a SoftDepth (archlab.supernets.soft.ops) while a soft architecture is set
 
-    def __init__(self, blocks: list[nn.Module] | Iterator[nn.Module]) -> None:
+    if TYPE_CHECKING:  # ModuleList's stubs yield plain Modules; declare the blocks' type
+
+        def __iter__(self) -> Iterator[B]: ...
+
+        @overload
+        def __getitem__(self, idx: slice) -> ElasticDepth[B]: ...
+
+        @overload
+        def __getitem__(self, idx: int) -> B: ...
+
+        def __getitem__(self, idx: int | slice) -> B | ElasticDepth[B]: ...
+
+    def __init__(self, blocks: Iterable[B]) -> None:
         super().__init__(blocks)
         self.depth = len(self)
 
     def set_depth(self, depth: int) -> None:
         self.depth = _check("depth", depth, 0, len(self))
 
-    def active(self) -> list[nn.Module]:
+    def active(self) -> list[B]:
         """The blocks that run for the active depth."""
         return list(self)[: self.depth]
 

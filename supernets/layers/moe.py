@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -247,7 +247,7 @@ class ElasticMoEFFN(_RoutedFFN):
         self.ffn = _check("ffn", ffn, 1, self.ffn_max)
         self.n_experts = _check(MOE_EXPERTS, experts, 1, self.experts_max)
         self.top_k = active_top_k(self.n_experts, _check(MOE_TOP_K, top_k, 1, 1 << 16))
-        for expert in self.experts[: self.n_experts]:
+        for expert in cast("list[ElasticExpert]", self.experts[: self.n_experts]):  # ModuleList: untyped items
             expert.set_active(self.d_model, self.ffn)
         self.router_name = router
         self.settings = RouteSettings(self.n_experts, self.top_k, top_p, capacity, null).check(self.where)
@@ -279,7 +279,8 @@ class ElasticMoEFFN(_RoutedFFN):
     @torch.no_grad()
     def copy_to(self, plain: PlainMoEFFN) -> PlainMoEFFN:
         """Fill a ``PlainMoEFFN`` of the active shape with the active weights."""
-        for src, dst in zip(self.experts[: self.n_experts], plain.experts):
+        experts = cast("list[ElasticExpert]", self.experts[: self.n_experts])  # ModuleList: untyped items
+        for src, dst in zip(experts, cast("list[PlainExpert]", plain.experts)):
             src.ffn_in.copy_to(dst.ffn_in)
             src.ffn_out.copy_to(dst.ffn_out)
         if plain.router is not None and self.router is not None:

@@ -18,13 +18,13 @@ mean, so data-dependent routers get their expected value on the batch).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from .moe import RoutingRecord
+from .moe import RoutingRecord, _RoutedFFN
 
 
 def layer_metrics(record: RoutingRecord) -> dict[str, Any]:
@@ -54,10 +54,12 @@ def layer_metrics(record: RoutingRecord) -> dict[str, Any]:
     }
 
 
-def routed_layers(net: nn.Module) -> list[tuple[int, nn.Module]]:
+def routed_layers(net: nn.Module) -> list[tuple[int, _RoutedFFN]]:
     """``(layer index, MoE module)`` of every token-routed FFN under ``net``, in order."""
-    return [(int(getattr(m, "layer_index", 0)), m) for m in net.modules()
-            if hasattr(m, "last_routing") and hasattr(m, "routing_state")]
+    # the modules with both attributes are the routed FFNs (ElasticMoEFFN, PlainMoEFFN)
+    return cast("list[tuple[int, _RoutedFFN]]",
+                [(int(getattr(m, "layer_index", 0)), m) for m in net.modules()
+                 if hasattr(m, "last_routing") and hasattr(m, "routing_state")])
 
 
 def current_metrics(net: nn.Module) -> dict[int, dict[str, Any]]:
@@ -143,7 +145,8 @@ def active_costs(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     inactive = 0.0
     routed = [m for _, m in routed_layers(model)]
     ept_by_module = {id(m): layers[i]["experts_per_token"] for i, m in routed_layers(model) if i in layers}
-    for block in model.blocks:
+    # PlainBlocks (archlab.supernets.families, a room above this one: not imported), read by name
+    for block in cast("Iterable[Any]", model.blocks):
         attn = block.attn
         inner = attn.proj.in_features
         macs += _linear_macs(attn) + 2 * context * inner
@@ -161,8 +164,9 @@ def active_costs(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
             if gru is not None:
                 macs += 3 * (gru.input_size + gru.hidden_size) * gru.hidden_size
         inactive += (moe.n_experts - ept) * expert_params
-    d = model.tok.embedding_dim
-    macs += d * model.tok.num_embeddings  # output head (tied or not)
+    tok = cast(nn.Embedding, model.tok)
+    d = tok.embedding_dim
+    macs += d * tok.num_embeddings  # output head (tied or not)
     ept_all = [layers[i]["experts_per_token"] for i in layers]
     return {"params": float(total), "active_params": float(total - inactive), "macs_per_token": float(macs),
             "experts_per_token": float(np.mean(ept_all)) if ept_all else 0.0, "routed_layers": float(len(routed))}

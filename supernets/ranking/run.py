@@ -34,6 +34,7 @@ from archlab.core.progress import progress
 from archlab.core.provenance import code_version
 from archlab.spaces import Arch, SearchSpace
 
+from ..base import Supernet
 from ..layers.banks import BANKS
 from ..training.evaluation import evaluate_many
 from ..training.step import Updater, resolve_device, step_seed
@@ -209,12 +210,12 @@ def _read_cached(path: Path, arch: Arch, settings: Mapping[str, Any]) -> dict[st
 # supernets ---------------------------------------------------------------------------
 def trained_supernet(
     sharing: str,
-    build: Callable[[str], nn.Module],
+    build: Callable[[str], Supernet],
     task: Any,
     cfg: Any,
     out_dir: str | os.PathLike[str],
     steps: int | None = None,
-) -> nn.Module:
+) -> Supernet:
     """The supernet of ``sharing`` trained with ``cfg`` (``steps`` overrides ``cfg.steps``) in
     ``out_dir`` (resumes a killed run; an already finished one is loaded, not retrained)."""
     net = build(sharing)
@@ -244,7 +245,7 @@ def run_ranking(
     space: SearchSpace,
     task: Any,
     cfg: Any,
-    build: Callable[[str], nn.Module],
+    build: Callable[[str], Supernet],
     sharing: Sequence[str] = ("entangled",),
     n_archs: int = 10,
     steps: int | None = None,
@@ -252,7 +253,7 @@ def run_ranking(
     seed: int = 0,
     eval_batches: int | None = None,
     top_k: int | None = None,
-    supernets: Mapping[str, nn.Module] | None = None,
+    supernets: Mapping[str, Supernet] | None = None,
     train_missing: bool = True,
     sources: Mapping[str, Mapping[str, Any]] | None = None,
     extremes: bool = False,

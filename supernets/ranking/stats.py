@@ -92,7 +92,7 @@ def _as_seeds(name: str, scores: Any, n: int) -> list[np.ndarray]:
     return list(a)
 
 
-def ranking_stats(truth: Sequence[float], methods: Mapping[str, Any], proxies: Mapping[str, Sequence[float]] | None = None,
+def ranking_stats(truth: Sequence[float] | np.ndarray, methods: Mapping[str, Any], proxies: Mapping[str, Sequence[float] | np.ndarray] | None = None,
                   ceiling_scores: Any = None, reference: str | None = None, level: float = 0.95,
                   n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Tau and Spearman with intervals per method and proxy, paired differences against
@@ -105,7 +105,7 @@ def ranking_stats(truth: Sequence[float], methods: Mapping[str, Any], proxies: M
     """
     t = np.asarray(truth, dtype=np.float64)
     n = len(t)
-    kw = {"level": level, "n_resamples": n_resamples, "seed": seed}
+    kw: dict[str, Any] = {"level": level, "n_resamples": n_resamples, "seed": seed}  # keyword arguments of core.stats
     out: dict[str, Any] = {"n_archs": n, "level": level, "methods": {}, "proxies": {}}
     per_method = {m: _as_seeds(m, s, n) for m, s in methods.items()}
     per_proxy = {p: _as_seeds(p, v, n) for p, v in (proxies or {}).items()}

@@ -18,12 +18,13 @@ and does not push tokens from one null expert to another. With m = 0 this is exa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from archlab.core.errors import ArchlabError
 
+from ..layers.elastic import ElasticLinear
 from .base import (
     Dispatch,
     Router,
@@ -64,7 +65,7 @@ class NullExpertsRouter(Router):
         if self.n_null > self.null_max:
             raise ArchlabError(f"moe_null: {self.n_null} is outside the layer's range 0..{self.null_max}")
         if self.null_gate is not None and not self.plain and self.n_null > 0:
-            self.null_gate.set_active(d_model, self.n_null)
+            cast(ElasticLinear, self.null_gate).set_active(d_model, self.n_null)  # not plain: an ElasticLinear
 
     def route(self, x: torch.Tensor, gate: Callable[[torch.Tensor], torch.Tensor], settings: RouteSettings,
               state: RoutingState) -> Dispatch:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ class RandomGrowRouter(Router):
     """Fixed random router with a growing k (option ``seed``, default 0)."""
 
     option_names = ("seed",)
+    fixed: torch.Tensor  # a buffer (register_buffer in __init__)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,7 +51,7 @@ class RandomGrowRouter(Router):
 
     @torch.no_grad()
     def copy_to(self, plain: Router) -> Router:
-        plain.fixed.copy_(self.fixed[: plain.experts_max, : plain.d_max])
+        cast(torch.Tensor, plain.fixed).copy_(self.fixed[: plain.experts_max, : plain.d_max])  # the same router's buffer
         return plain
 
     def route(self, x: torch.Tensor, gate: Callable[[torch.Tensor], torch.Tensor], settings: RouteSettings,

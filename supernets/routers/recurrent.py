@@ -17,13 +17,14 @@ network owns once (``shared_modules``) and every recurrent layer reads from the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from archlab.core.errors import ArchlabError
 
+from ..layers.elastic import ElasticLinear
 from .base import (
     Dispatch,
     Router,
@@ -67,8 +68,9 @@ class RecurrentRouter(Router):
     def set_active(self, d_model: int, settings: RouteSettings) -> None:
         super().set_active(d_model, settings)
         if not self.plain:
-            self.proj.set_active(d_model, self.hidden)
-            self.gate.set_active(self.hidden, settings.experts)
+            # not plain: self.linear made ElasticLinears
+            cast(ElasticLinear, self.proj).set_active(d_model, self.hidden)
+            cast(ElasticLinear, self.gate).set_active(self.hidden, settings.experts)
 
     def route(self, x: torch.Tensor, gate: Callable[[torch.Tensor], torch.Tensor], settings: RouteSettings,
               state: RoutingState) -> Dispatch:

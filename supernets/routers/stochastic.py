@@ -16,7 +16,8 @@ and an extracted module reproduces the supernet's outputs exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -52,16 +53,32 @@ def thor_alpha(net: nn.Module) -> float:
     last forward in training mode (0.0 otherwise: no second pass needed)."""
     if not net.training:
         return 0.0
-    alphas = [float(m.rule_options().get("alpha", DEFAULT_ALPHA)) for m in net.modules()
-              if getattr(m, "last_routing", None) is not None and m.last_routing.router == "stochastic"]
+    alphas = [float(m.rule_options().get("alpha", DEFAULT_ALPHA)) for m in _routed(net)
+              if m.last_routing is not None and m.last_routing.router == "stochastic"]
     return max(alphas, default=0.0)
 
 
 def clear_routing(net: nn.Module) -> None:
     """Forget every layer's last dispatch (so ``thor_alpha`` sees only the next forward)."""
-    for m in net.modules():
-        if getattr(m, "last_routing", None) is not None:
-            m.last_routing = None
+    for m in _routed(net):
+        m.last_routing = None
+
+
+class _Record(Protocol):
+    router: str
+
+
+class _Routed(Protocol):
+    """What this module reads of a routed FFN (layers.moe, not imported: it imports the routers)."""
+
+    last_routing: _Record | None
+
+    def rule_options(self) -> dict[str, Any]: ...
+
+
+def _routed(net: nn.Module) -> Iterator[_Routed]:
+    """The modules of ``net`` with a ``last_routing`` recorded (routed FFNs that routed)."""
+    return (cast(_Routed, m) for m in net.modules() if getattr(m, "last_routing", None) is not None)
 
 
 @register_router("stochastic")

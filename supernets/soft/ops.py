@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -199,28 +199,34 @@ class SoftActivation(nn.Module):
         self.probs, self.acts = probs, list(acts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sum(p.to(x.dtype) * a(x) for p, a in zip(self.probs, self.acts))  # type: ignore[return-value]
+        return sum(p.to(x.dtype) * a(x) for p, a in zip(self.probs, self.acts))
 
 
 # entering and leaving soft mode ---------------------------------------------------------
+class _SoftBound(Protocol):
+    """A layer bound to a soft op (``soft``: the op, ``None`` when discrete)."""
+
+    soft: Any
+
+
 def _layout(net: Supernet) -> SoftLayout:
     layout = getattr(net, "_soft_layout", None)
     if layout is None or layout.space is not net.space:
         layout = SoftLayout(net.space)
-        net._soft_layout = layout  # type: ignore[attr-defined]
+        net._soft_layout = layout
     return layout
 
 
 def expected_encoding(layout: SoftLayout, probs: Probs, normalized: bool = True) -> torch.Tensor:
     """Differentiable ``E[space.encode(arch, normalized)]`` under the slot distributions."""
     vecs = [probs[s.path] for s in layout.slots]
-    feats = []
+    feats: list[torch.Tensor] = []
     for factors in layout.encoding_terms[bool(normalized)]:
         v = None
         for j, coef in factors:
             t = vecs[j] @ torch.as_tensor(coef, dtype=vecs[j].dtype, device=vecs[j].device)
             v = t if v is None else v * t
-        feats.append(v)
+        feats.append(cast(torch.Tensor, v))  # a feature has at least one factor
     return torch.stack(feats) if feats else torch.zeros(0)
 
 
@@ -238,7 +244,7 @@ def set_soft(net: Supernet, probs: Probs) -> None:
         if p is None or p.shape != (s.size,):
             raise ArchlabError(f"soft architecture: slot {s.path!r} needs a vector of {s.size} probabilities")
     if not hasattr(net, "_soft_previous"):
-        net._soft_previous = net._arch  # type: ignore[attr-defined]
+        net._soft_previous = net._arch
     net._apply_arch(extreme_arch(net.space))  # every layer at its largest shape
     apply(net, probs)
     banks.set_arch_encoding(net, expected_encoding(layout, probs).to(net._device()))
@@ -248,10 +254,10 @@ def clear_soft(net: Supernet) -> None:
     """Leave soft mode: drop every binding and re-apply the discrete architecture."""
     for m in net.modules():
         if getattr(m, "soft", None) is not None:
-            m.soft = None
+            cast(_SoftBound, m).soft = None
     if hasattr(net, "_soft_previous"):
-        previous = net._soft_previous  # type: ignore[attr-defined]
-        del net._soft_previous  # type: ignore[attr-defined]
+        previous = net._soft_previous
+        del net._soft_previous
         net._arch = None
         if previous is not None:
             net.set_arch(previous)

@@ -13,13 +13,16 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from archlab.core.errors import ArchlabError
 from archlab.core.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from ..base import Supernet
 
 FORMAT = "archlab-checkpoint"
 VERSION = 1
@@ -35,7 +38,8 @@ class NonFiniteError(CheckpointError):
 
 def rng_state() -> dict[str, Any]:
     """The global RNG states: torch CPU (and CUDA), numpy's legacy global and Python's."""
-    np_state = np.random.get_state()
+    # the legacy (default) form is a tuple; numpy's stubs type the call as that tuple or a dict
+    np_state = cast(tuple[Any, ...], np.random.get_state())
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
@@ -121,7 +125,7 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
 
 
 def _space_label(cfg: dict[str, Any]) -> str:
-    space = cfg.get("space")
+    space: Any = cfg.get("space")  # JSON; None is caught below like any other bad value
     try:
         from archlab.spaces import SearchSpace
 
@@ -150,7 +154,7 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: str)
     raise CheckpointError(f"{where}: checkpoint has {k}={saved.get(k)!r}, the model has {k}={current.get(k)!r}")
 
 
-def load_model_state(net: torch.nn.Module, body: dict[str, Any], where: str) -> None:
+def load_model_state(net: Supernet, body: dict[str, Any], where: str) -> None:
     """Check ``body['net_config']`` against ``net.config()`` and load the weights."""
     check_compatible(body["net_config"], net.config(), where)
     from .runguard import first_non_finite

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from torch import nn
 from archlab.spaces import Arch
 
 from ..tasks.base import Batch, Task, input_adapter, model_device
+
+if TYPE_CHECKING:
+    from ..base import Supernet
 
 CALIBRATION_SEED = 0x5EED
 
@@ -64,7 +67,7 @@ class Evaluator:
     ``recalibrate``: None = only when the net has BatchNorm.
     """
 
-    def __init__(self, net: nn.Module, task: Task, split: str = "val", max_batches: int | None = None,
+    def __init__(self, net: Supernet, task: Task, split: str = "val", max_batches: int | None = None,
                  recalibrate: bool | None = None, calib_batches: int = 4, calib_batch_size: int = 256) -> None:
         self.net, self.task, self.split = net, task, split
         device = model_device(net)
@@ -93,14 +96,14 @@ class Evaluator:
         return out
 
 
-def evaluate(net: nn.Module, task: Task, arch: Mapping[str, Any] | str, split: str = "val",
+def evaluate(net: Supernet, task: Task, arch: Mapping[str, Any] | str, split: str = "val",
              max_batches: int | None = None, recalibrate: bool | None = None) -> dict[str, float]:
     """Metrics of the subnet ``arch`` with inherited weights (BatchNorm recalibrated for
     conv nets); see ``Evaluator``."""
     return Evaluator(net, task, split, max_batches, recalibrate)(arch)
 
 
-def evaluate_many(net: nn.Module, task: Task, archs: Iterable[Mapping[str, Any] | str], split: str = "val",
+def evaluate_many(net: Supernet, task: Task, archs: Iterable[Mapping[str, Any] | str], split: str = "val",
                   max_batches: int | None = None, recalibrate: bool | None = None,
                   show_progress: bool = False) -> list[dict[str, float]]:
     """``evaluate`` for every arch, in order, sharing the prepared batches (no gradients)."""
@@ -117,7 +120,7 @@ def evaluate_many(net: nn.Module, task: Task, archs: Iterable[Mapping[str, Any] 
     return out
 
 
-def extract_calibrated(net: nn.Module, task: Task, arch: Mapping[str, Any] | str) -> nn.Module:
+def extract_calibrated(net: Supernet, task: Task, arch: Mapping[str, Any] | str) -> nn.Module:
     """``net.extract(arch)`` (eval mode) with the BatchNorm statistics ``evaluate`` scores it
     with: recalibrated for ``arch`` on the task's fixed calibration batches. The supernet's
     own buffers and active architecture are restored, so the extracted module scores exactly

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from .evaluation import evaluate, evaluate_many
 from .step import Updater, _Step, resolve_device, step_seed
 from .strategies import make_strategy
 from .weights import CKPT_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, save_weights
+
+if TYPE_CHECKING:
+    from ..base import Supernet
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -84,7 +87,7 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(k + "\n" for k in keep))
 
 
-def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
+def train(net: Supernet, task: Task, config: TrainConfig | None = None,
           out_dir: str | os.PathLike[str] | None = None, *, resume: bool = True,
           on_step: StepCallback | None = None, force_config: bool = False) -> TrainResult:
     """Train supernet ``net`` on ``task``; see the module docstring.
@@ -134,7 +137,7 @@ def train(net: nn.Module, task: Task, config: TrainConfig | None = None,
 
 
 class _Trainer:
-    def __init__(self, net: nn.Module, task: Task, cfg: TrainConfig, out_dir: Any, device: torch.device,
+    def __init__(self, net: Supernet, task: Task, cfg: TrainConfig, out_dir: Any, device: torch.device,
                  info: dist_util.DistInfo, on_step: StepCallback | None) -> None:
         self.net, self.task, self.cfg, self.device, self.info, self.on_step = net, task, cfg, device, info, on_step
         self.out = Path(out_dir) if out_dir is not None else None

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from archlab.core.errors import ArchlabError
 from archlab.core.io import atomic_write_bytes, atomic_write_json
@@ -18,10 +16,13 @@ from archlab.core.layout import WEIGHTS_NAME
 from . import checkpoint as ckpt
 from . import runguard
 
+if TYPE_CHECKING:
+    from ..base import Supernet
+
 CONFIG_NAME = "config.json"
 
 
-def save_weights(net: nn.Module, out_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
+def save_weights(net: Supernet, out_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
     """Write ``model.safetensors`` (the state dict; tied tensors stored once each) and
     ``config.json`` (``net.config()`` under ``"net"``, plus ``meta``), atomically."""
     from safetensors.torch import save
@@ -35,7 +36,7 @@ def save_weights(net: nn.Module, out_dir: str | os.PathLike[str], meta: Mapping[
     atomic_write_json(out / CONFIG_NAME, {"net": net.config(), **dict(meta or {})})
 
 
-def load_weights(out_dir: str | os.PathLike[str], net: nn.Module | None = None) -> nn.Module:
+def load_weights(out_dir: str | os.PathLike[str], net: Supernet | None = None) -> Supernet:
     """The trained supernet in ``out_dir``: final weights if present, else the checkpoint.
     With ``net`` given, load into it (its config must match); otherwise rebuild from config."""
     from safetensors import SafetensorError

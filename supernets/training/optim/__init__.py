@@ -11,7 +11,7 @@ needs an optimizer's slice gradients (``clip_gradients``) is given the optimizer
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -42,12 +42,21 @@ def _sgd(groups: list[dict[str, Any]], cfg: Any) -> torch.optim.Optimizer:
 OPTIMIZERS: dict[str, OptimizerFactory] = {"adamw": _adamw, "sgd": _sgd}
 
 
+@runtime_checkable
+class _NoWeightDecay(Protocol):
+    """A module listing parameters that get no weight decay (``isinstance`` checks ``hasattr``)."""
+
+    def no_weight_decay(self) -> Iterable[torch.Tensor]: ...
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two groups: matrices and kernels (dim >= 2) get ``weight_decay``; biases, norms,
     other vectors and what a module lists in ``no_weight_decay()`` (a mixture bank's router
     and stacked expert biases) get none. Parameters shared by several modules appear once."""
-    exempt = {id(p) for m in model.modules() if hasattr(m, "no_weight_decay") for p in m.no_weight_decay()}
-    decay, no_decay, seen = [], [], set()
+    exempt = {id(p) for m in model.modules() if isinstance(m, _NoWeightDecay) for p in m.no_weight_decay()}
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for p in model.parameters():
         if not p.requires_grad or id(p) in seen:
             continue

@@ -21,7 +21,7 @@ Two layers on the reference, each only about speed:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -44,6 +44,12 @@ class _Views:
 
     __slots__ = ("b", "dynamic", "index", "slots", "w")
 
+    b: torch.Tensor | None
+    dynamic: bool
+    index: tuple[slice, ...]
+    slots: list[_Slot]
+    w: torch.Tensor | None
+
 
 class _BankCache:
     """A bank's served views, per index value (an architecture's index recurs: few distinct
@@ -53,6 +59,8 @@ class _BankCache:
     __slots__ = ("by_value", "key", "last", "token")
 
     def __init__(self, token: object, key: Any) -> None:
+        self.last: _Views | None
+        self.by_value: dict[tuple[tuple[Any, Any, Any], ...], _Views]
         self.token, self.key, self.last, self.by_value = token, key, None, {}
 
 
@@ -133,17 +141,17 @@ class FastSliceAdamW(SliceAdamW):
 
     def __init__(self, params: Any, model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
         # per parameter: (param, box, gradient of the box) gathered from the tracker
-        self._boxes: dict[int, Item] = {}
+        self._boxes: dict[int, tuple[torch.Tensor, Box, torch.Tensor]] = {}  # a slice's box: never None
         self._buffers: dict[int, torch.Tensor] = {}  # per parameter: room for dense copies of a box
         self._plans: dict[tuple[int, Box | None], tuple[Any, ...]] = {}  # see _plan
         # per parameter whose box moments live in its dense buffer: (box, state views, dense views)
-        self._resident: dict[int, tuple[Box, list[torch.Tensor], list[torch.Tensor]]] = {}
+        self._resident: dict[int, tuple[Box | None, list[torch.Tensor], list[torch.Tensor]]] = {}
         super().__init__(params, model, *args, **kwargs)
 
     def _make_tracker(self, params: list[torch.Tensor]) -> LeafViewTracker:
         return LeafViewTracker(params)
 
-    @property  # type: ignore[override]
+    @property
     def state(self) -> Any:
         """torch's optimizer state; reading it first writes back the moments a box keeps in the
         dense workspace between steps (see ``_update``), so it always shows current values."""
@@ -203,7 +211,7 @@ class FastSliceAdamW(SliceAdamW):
                 continue
             # a second slice of the same tensor (e.g. sandwich training): sum into the bounding box
             _, held_box, held = boxes[key]
-            box = union([cast(Box, held_box), s.box])  # a slice's box: never None here
+            box = union([held_box, s.box])
             if box == held_box:
                 held[box_slices(s.box, box)] += g
                 boxes[key] = (p, box, held)

@@ -93,7 +93,7 @@ class SliceAdamW(torch.optim.AdamW):
         ref = weakref.ref(self.tracker)
         for m in model.modules():
             sliced = m.slice_params() if isinstance(m, WeightBank) else None
-            if sliced is not None and id(sliced[0]) in self.tracker.ids:
+            if isinstance(m, WeightBank) and sliced is not None and id(sliced[0]) in self.tracker.ids:
                 m._slice_tracker = ref
                 m._slice_views = None
                 self._banks.append(weakref.ref(m))
@@ -142,7 +142,7 @@ class SliceAdamW(torch.optim.AdamW):
 
     # update ------------------------------------------------------------------------------
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
