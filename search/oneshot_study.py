@@ -51,8 +51,10 @@ def _costs(ctx: SearchContext, cfg: OneShotConfig) -> ChoiceCosts | None:
 def _complete(study_name: str, url: Any) -> int:
     import optuna
 
+    from .storage import open_storage
+
     try:
-        study = optuna.load_study(study_name=study_name, storage=url)
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
     except KeyError:
         return 0
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
