@@ -90,6 +90,16 @@ def test_standalone_cache_resumes_a_killed_run(tmp_path, digits, monkeypatch):
     calls.clear()
     again = rk.standalone_results(archs, lambda: _build("entangled"), digits, cfg, 3, tmp_path, eval_batches=1)
     assert calls == [] and again == first
+    # a second training seed (multi-seed ground truth) gets files of its own: both seeds resume
+    calls.clear()
+    other = cfg.replace(seed=cfg.seed + 1)
+    rk.standalone_results(archs, lambda: _build("entangled"), digits, other, 3, tmp_path, eval_batches=1)
+    assert len(calls) == 4
+    calls.clear()
+    assert rk.standalone_results(archs, lambda: _build("entangled"), digits, cfg, 3, tmp_path, eval_batches=1) == first
+    rk.standalone_results(archs, lambda: _build("entangled"), digits, other, 3, tmp_path, eval_batches=1)
+    assert calls == []  # neither seed overwrote the other's results
+    calls.clear()
     rk.standalone_results(archs[:1], lambda: _build("entangled"), digits, cfg, 4, tmp_path, eval_batches=1)
     assert len(calls) == 1  # other budget: not reused
 

@@ -4,7 +4,7 @@ For ``K`` architectures (seeded sample, the largest and smallest included) each 
 from scratch as a standalone model: a freshly initialised, seeded entangled supernet's
 ``extract(arch)``, trained for ``steps`` with the optimizer settings of the run's
 ``TrainConfig`` (same batches per step as supernet training). Each standalone result is cached
-as one JSON file per architecture (``rank/standalone/<digest>.json``, atomic), so a killed
+as one JSON file per architecture and seed (``rank/standalone/<digest>-seed<seed>.json``, atomic), so a killed
 run resumes where it stopped. Every supernet (one per sharing mode: ``entangled``,
 ``mos-layer``, ``mos-neuron``, ...) then scores the same architectures with inherited weights,
 and ``rank_correlations`` compares the two: Kendall tau-b, Spearman, top-k overlap and the
@@ -170,8 +170,12 @@ def standalone_results(
     settings = {**standalone_settings(cfg, steps, eval_batches), "init_seed": int(init_seed)}
     out: dict[str, dict[str, Any]] = {}
     todo: list[Arch] = []
+
+    def path(a: Arch) -> Path:
+        return cache / f"{a.digest}-seed{int(cfg.seed)}.json"
+
     for a in archs:
-        hit = _read_cached(cache / f"{a.digest}.json", a, settings)
+        hit = _read_cached(path(a), a, settings)
         if hit is not None:
             out[a.key] = hit
         else:
@@ -184,7 +188,7 @@ def standalone_results(
             model = fresh.extract(a)  # type: ignore[operator]
             del fresh
             metrics = train_standalone(model, task, cfg, steps, eval_batches)
-            atomic_write_json(cache / f"{a.digest}.json", {"arch": a.key, "settings": settings, "metrics": metrics})
+            atomic_write_json(path(a), {"arch": a.key, "settings": settings, "metrics": metrics})
             out[a.key] = metrics
             bar.update(1)
     return {a.key: out[a.key] for a in archs}
