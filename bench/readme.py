@@ -208,10 +208,12 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
         lines += [f"`ehvi+lat` is the `ehvi` sampler told the latency as archlab's workflow gives it: an archlab "
                   f"`{lp['model']}` latency predictor fitted on {lp['profiled_cells']} profiled cells (a separate sample, "
                   f"not counted as evaluations; Kendall tau against the table {min(taus):.2f}-{max(taus):.2f}), so only "
-                  "accuracy is modelled; the hypervolume is always measured on the table's true values. `ehvi` models "
-                  "every objective" + (f" (its rows{' and gp' if 'gp' in eff.get('carried_over', []) else ''} are "
-                                       "carried over from the previous run, which ran to fewer evaluations)"
-                                       if "ehvi" in eff.get("carried_over", []) else "") + ".", ""]
+                  "accuracy is modelled; the hypervolume is always measured on the table's true values. Every third "
+                  "proposal after the start is a focus step (the expected improvement of accuracy alone) and the "
+                  "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`). "
+                  "`ehvi` models every objective" + _ran_to(eff, "ehvi") + "."
+                  + "".join(f" `{n}`'s rows are carried over from the previous run (same seeds and code path)."
+                            for n in eff.get("carried_over", []) if n != "ehvi" and n in samplers), ""]
 
     def cell(p: dict[str, Any], name: str, b: str) -> str:
         s = p.get("samplers", {}).get(name, {})
@@ -250,6 +252,16 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
               f"interval below zero): {sm.get(f'{pre}pairs_better_than_tpe_at_100')} at 100, "
               f"{sm.get(f'{pre}pairs_better_than_tpe_at_{last}')} at {last}.", ""]
     return lines
+
+
+def _ran_to(eff: dict[str, Any], name: str) -> str:
+    """`` (carried over ...)`` / `` (run to N evaluations)`` when ``name``'s rows stop short of the run."""
+    if name in eff.get("carried_over", []):
+        return " (its rows are carried over from the previous run, which ran to fewer evaluations)"
+    runs = [max(map(int, p["samplers"][name]["gap_median"])) for p in eff.get("problems", {}).values()
+            if name in p.get("samplers", {})]
+    last = max(eff.get("budgets", [0]))
+    return f" (run to {max(runs)} evaluations only)" if runs and max(runs) < last else ""
 
 
 def _costs(doc: dict[str, Any]) -> list[str]:

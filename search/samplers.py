@@ -10,8 +10,9 @@
 - ``gp``: ``GPSampler`` (Gaussian process; imports torch);
 - ``predictor``: ``PredictorSampler``, predictor-in-the-loop search (LINAS-like);
 - ``ehvi``: ``EHVISampler``, for expensive objectives: Gaussian processes with uncertainty,
-  expected hypervolume improvement over candidates around the front, constraint feasibility
-  model, never proposes an architecture the study has (``archlab.search.ehvi_sampler``); cheap
+  expected hypervolume improvement over candidates around the front (on the modelled
+  objectives' rank scores; every third proposal a focus step on one of them), constraint
+  feasibility model, never proposes an architecture the study has (``archlab.search.ehvi_sampler``); cheap
   objectives and constraint metrics (``cheap_metrics``) are passed to it as ``known``.
 
 Constraints reach every sampler through ``trial.set_constraint`` (stored with the trial), so no

@@ -157,6 +157,10 @@ class Warp:
         self.lo_slope = (self.ys[k] - self.ys[0]) / dz_lo if len(y) > k and dz_lo > 0 else 0.0
         self.hi_slope = (self.ys[-1] - self.ys[-1 - k]) / dz_hi if len(y) > k and dz_hi > 0 else 0.0
 
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        """Scores of values ``y`` (interpolated between the observed pairs, clamped at the ends)."""
+        return np.interp(np.asarray(y, dtype=float), self.ys, self.zs)
+
     def inverse(self, z: np.ndarray) -> np.ndarray:
         out = np.interp(z, self.zs, self.ys)
         out = np.where(z < self.zs[0], self.ys[0] + (z - self.zs[0]) * self.lo_slope, out)
