@@ -27,10 +27,8 @@ The hypervolume improvement is computed on the modelled objectives' rank scores
 (``acq_scale="rank"``, the GP's own warped targets), not on their values: in value units a
 column's spread in its long tail (collapsed architectures at chance accuracy) makes the
 model's uncertainty there look worth far more than a gain of a point among the best ones.
-Both measured on NAS-Bench-201's 8 (accuracy, device) pairs, 5 seeds, gap at 100 evaluations
-(mean of the pairs' median gaps): with the table's exact latency known, 0.026 with neither,
-0.022 with the rank scale, 0.012 with both; with latency from a LUT predictor fitted on 150
-profiled cells (``bench/search.py``'s ``ehvi+lat``), 0.031 before and 0.024 after.
+Both were kept because they lowered the gap on NAS-Bench-201 (``bench/search.py``; its figures
+are in ``bench/results/search.json`` and the README).
 
 Cheap objectives (``known``: a fitted latency predictor, an analytic count) are not modelled:
 they are computed for every candidate, only the expensive one is predicted, and with one
@@ -331,7 +329,7 @@ class Planner:
         hypervolume acquisition. Measured on NAS-Bench-201 (``bench/search.py``): with the cheap
         latency known, the hypervolume improvement spends most evaluations on the front's
         crowded low-latency end and finds its high-accuracy end late; a focus step every third
-        trial finds it early (see the module docstring for the gaps)."""
+        trial finds it early."""
         if not self.focus_every or m < 2 or not unknown or not feasible_rows.any():
             return None
         step = n - self.n_startup
