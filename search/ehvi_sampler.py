@@ -2,7 +2,9 @@
 
 Each trial proposes one architecture not evaluated (nor running) in the study yet:
 
-1. the first ``n_startup`` are random draws;
+1. the first ``n_startup`` (default 5) are random draws; on NAS-Bench-201 a start of 5
+   instead of 10 lowered the gap at 50 and 100 evaluations (paired over 8 pairs x 10 seeds)
+   and left it unchanged at 200 and 300;
 2. then one Gaussian process per objective (and per constraint) is conditioned on every
    distinct evaluated architecture (``space.encode(normalized=True)``; see
    ``archlab.search.surrogate.GPModel``; beyond ``max_condition`` of them, on the best-ranked
@@ -89,7 +91,7 @@ class Planner:
 
     PAIRWISE_MAX = 2000
 
-    def __init__(self, space: SearchSpace, *, seed: int | None = None, n_startup: int = 10,
+    def __init__(self, space: SearchSpace, *, seed: int | None = None, n_startup: int = 5,
                  n_parents: int = 12, n_random: int = 200, local_rounds: int = 2, n_samples: int = 32,
                  refit_every: int = 8, max_fit: int = 300,
                  warp: bool = True, ref_margin: float = 0.5, max_condition: int = 400,
