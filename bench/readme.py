@@ -208,8 +208,8 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
         lines += [f"`ehvi+lat` is the `ehvi` sampler told the latency as archlab's workflow gives it: an archlab "
                   f"`{lp['model']}` latency predictor fitted on {lp['profiled_cells']} profiled cells (a separate sample, "
                   f"not counted as evaluations; Kendall tau against the table {min(taus):.2f}-{max(taus):.2f}), so only "
-                  "accuracy is modelled; the hypervolume is always measured on the table's true values. Every third "
-                  "proposal after the start is a focus step (the expected improvement of accuracy alone) and the "
+                  "accuracy is modelled; the hypervolume is always measured on the table's true values. After "
+                  f"{_ehvi_default('n_startup')} random draws, every third proposal is a focus step (the expected improvement of accuracy alone) and the "
                   "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`). "
                   "`ehvi` models every objective" + _ran_to(eff, "ehvi") + "."
                   + "".join(f" `{n}`'s rows are carried over from the previous run (same seeds and code path)."
@@ -252,6 +252,15 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
               f"interval below zero): {sm.get(f'{pre}pairs_better_than_tpe_at_100')} at 100, "
               f"{sm.get(f'{pre}pairs_better_than_tpe_at_{last}')} at {last}.", ""]
     return lines
+
+
+def _ehvi_default(option: str) -> Any:
+    """The ``ehvi`` sampler's default for ``option`` (the text describes the code that ran)."""
+    import inspect
+
+    from archlab.search.ehvi_sampler import Planner
+
+    return inspect.signature(Planner).parameters[option].default
 
 
 def _ran_to(eff: dict[str, Any], name: str) -> str:
