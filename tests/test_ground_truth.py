@@ -33,7 +33,7 @@ def test_build_and_load_a_small_table(tmp_path):
     assert side["seed_to_seed_tau"]["accuracy"]["estimate"] == pytest.approx(want)
     assert side["standalone_steps"] == 3 and side["train"]["steps"] == 3 and side["code_version"]["source"]
     gt = load_ground_truth(out)
-    assert gt.scores.shape == (4, 2) and np.allclose(gt.mean, df[["accuracy_s0", "accuracy_s1"]].mean(1))
+    assert gt.scores.shape == (4, 2) and np.allclose(gt.mean, df[["accuracy_s0", "accuracy_s1"]].mean(axis=1))
     lossy = load_ground_truth(out, metric="loss")
     assert np.allclose(lossy.scores, -df[["loss_s0", "loss_s1"]].to_numpy())  # oriented: higher is better
     # a second build reuses every cached standalone run
