@@ -239,11 +239,14 @@ class Planner:
             full[..., kcols] = K
             return (full - lo) / span
 
-        front = (Y[feas] - lo) / span
-        if len(pending):
-            Zp = self.model.predict(self.encode(pending))[0] if unknown else np.zeros((len(pending), 0))
-            front = np.vstack([front, to_loss(Zp, cheap(pending))])
-        front = front[non_dominated_mask(front)] if len(front) else front
+        focus = self._focus(len(archs) + len(pending), unknown, m, feas[rows])
+        front = np.zeros((0, m))  # a focus step does not use the front
+        if focus is None:
+            front = (Y[feas] - lo) / span
+            if len(pending):
+                Zp = self.model.predict(self.encode(pending))[0] if unknown else np.zeros((len(pending), 0))
+                front = np.vstack([front, to_loss(Zp, cheap(pending))])
+            front = front[non_dominated_mask(front)] if len(front) else front
 
         def score(cands: list[Arch], Xc: np.ndarray | None = None, pred: Any = None, cpred: Any = None,
                   K: np.ndarray | None = None) -> np.ndarray:
@@ -282,7 +285,6 @@ class Planner:
                                    inverse=inverse)
             return acq * pof + 1e-12 * pof * std.sum(axis=1)  # ties: the more uncertain
 
-        focus = self._focus(len(archs) + len(pending), unknown, m, feas[rows])
         if focus is not None:  # this trial: the expected improvement of one modelled objective alone
             i = unknown.index(focus)
             target = warps[i].z if warps else Y[rows, focus]
