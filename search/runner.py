@@ -342,7 +342,9 @@ class _Run:
             total: Any = self.n_trials
             if self.n_trials is not None and self.count == "distinct":
                 total = lambda: self.n_trials + repeats[0]  # noqa: E731
-            guard = TrialGuard(total, self.max_failures, lock, self.heartbeat, slot)
+            beats = bool(self.heartbeat) and supports_heartbeat(compat.rdb_backend(compat.storage_of(study)))
+            guard = TrialGuard(total, self.max_failures, lock, self.heartbeat, slot,
+                               sweep=(lambda: fail_stale(study, self.space)) if beats else None)
             guard.install(study)
             if isinstance(self.url, str) and self.url.startswith("sqlite"):
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
@@ -387,7 +389,7 @@ class _Run:
                 return True
             if not trials or not heartbeat:
                 return False
-            fail_stale(study, self.space)
+            guard.sweep_stale()
             time.sleep(min(1.0, float(self.heartbeat)))
         return False
 

@@ -5,6 +5,10 @@
 - **exact total**: a new trial is created only while completed + running + queued trials are
   fewer than ``n_trials``, counted in the storage under the study lock (``_QueueEmpty``
   otherwise; queued trials, such as a dead worker's re-queued one, are still popped first);
+- **stale trials under the same lock**: with ``sweep`` (the runner's ``fail_stale``), a dead
+  worker's trial is failed and queued again under the study lock, right before the count, and
+  Optuna's own unlocked stale pass is turned off; otherwise another worker could count between
+  the failure and the re-queue, see one trial too few and run one too many;
 - **failures end a run**: once ``max_failures`` trials failed since this run began (every
   worker's failures, counted in the storage), the next creation raises ``TooManyFailures`` with
   the last failure's reason, so an objective that returns NaN can never loop forever;
@@ -57,8 +61,10 @@ class TrialGuard:
     """One worker's guard over trial creation (see the module docstring)."""
 
     def __init__(self, n_trials: int | Callable[[], int] | None, max_failures: int | None, lock: Any,
-                 heartbeat_interval: float | None = None, slot: Any = None) -> None:
+                 heartbeat_interval: float | None = None, slot: Any = None,
+                 sweep: Callable[[], Any] | None = None) -> None:
         self.n_trials = n_trials
+        self.sweep = sweep
         self.max_failures = max_failures
         self.lock = lock
         self.heartbeat_interval = heartbeat_interval
@@ -95,6 +101,8 @@ class TrialGuard:
             if self.stop:
                 raise KeyboardInterrupt
             with self.lock:
+                if self.sweep is not None:
+                    self.sweep()
                 self._check(count_by_state(storage, study_id), study)
                 trial_id = create(sid, None)
             self._set_current(trial_id)
@@ -110,7 +118,11 @@ class TrialGuard:
                 self._set_current(None)
             return done
 
-        compat.install_hooks(study, create_new_trial=create_new_trial, set_trial_state_values=set_trial_state_values)
+        hooks: dict[str, Callable[..., Any]] = {"create_new_trial": create_new_trial,
+                                                "set_trial_state_values": set_trial_state_values}
+        if self.sweep is not None and compat.fast():  # Optuna's pass before each trial: unlocked
+            hooks["_get_stale_trial_ids"] = lambda sid: []
+        compat.install_hooks(study, **hooks)
         if self.heartbeat_interval and compat.heartbeat_interval(storage):
             self._beat = threading.Thread(target=self._beat_loop, name="archlab-heartbeat", daemon=True)
             self._beat.start()
@@ -128,6 +140,12 @@ class TrialGuard:
                 f"search stopped: {failed} trials failed in this run (limit {limit}; "
                 f"max_failures / --max-failures raises it){_last_failure(study)}"
             )
+
+    def sweep_stale(self) -> None:
+        """Fail and re-queue stale trials under the study lock (see the module docstring)."""
+        if self.sweep is not None:
+            with self.lock:
+                self.sweep()
 
     # heartbeat ---------------------------------------------------------------------------
     def _beat_now(self) -> None:

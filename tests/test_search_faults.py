@@ -205,6 +205,57 @@ def test_running_trial_without_heartbeat_is_failed_and_rerun(tmp_path, optuna_pa
     assert "fail_reason" not in retried[0].user_attrs
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_stale_trials_are_failed_and_requeued_under_the_creation_lock(tmp_path):
+    # workers count trials under the study lock before creating one: a stale trial failed and
+    # re-queued outside it leaves a moment where another worker sees one trial too few and runs
+    # one too many (seen once: 15 of 14 with kill -9 beside a CPU hog)
+    import sqlalchemy as sa
+
+    from archlab.search.stale import fail_stale
+    from archlab.search.storage import open_storage
+    from archlab.search.trial_guard import TrialGuard
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", must_exist=False, heartbeat_interval=1,
+                           grace_period=2, retry_stale=True)
+    study = optuna.create_study(storage=storage, study_name="g", directions=["minimize"])
+    tid = storage.create_new_trial(study._study_id)
+    dist = optuna.distributions.IntDistribution(1, 4)
+    storage.set_trial_param(tid, "n_layer", dist.to_internal_repr(3), dist)
+    storage.record_heartbeat(tid)
+    with storage.engine.begin() as conn:  # its worker died 30 s ago
+        conn.execute(sa.text("UPDATE trial_heartbeats SET heartbeat = :t WHERE trial_id = :i"),
+                     {"t": datetime.now() - timedelta(seconds=30), "i": tid})
+    assert storage._get_stale_trial_ids(study._study_id) == [tid]
+
+    class Lock:
+        held = False
+
+        def __enter__(self):
+            self.held = True
+
+        def __exit__(self, *exc):
+            self.held = False
+
+    lock, held_while_sweeping = Lock(), []
+
+    def sweep():
+        held_while_sweeping.append(lock.held)
+        return fail_stale(study, SPACE)
+
+    guard = TrialGuard(5, None, lock, 1, sweep=sweep)
+    guard.install(study)
+    assert study._storage._get_stale_trial_ids(study._study_id) == []  # Optuna's unlocked pass is off
+    new = study.ask()
+    guard.close()
+    assert held_while_sweeping == [True]
+    by_id = {t._trial_id: t for t in study.get_trials()}
+    assert by_id[tid].state.name == "FAIL" and "no heartbeat" in by_id[tid].user_attrs["fail_reason"]
+    retried = [t for t in by_id.values() if t.system_attrs.get("failed_trial") == by_id[tid].number]
+    assert len(retried) == 1 and retried[0].state.name == "WAITING" and retried[0].params == {"n_layer": 3}
+    assert by_id[new._trial_id].state.name == "RUNNING" and len(by_id) == 3
+
+
 def test_a_live_trial_in_its_sampler_is_not_stale(tmp_path):
     # a sampler slower than the grace period: the worker's own heartbeat covers it
     from archlab.search import samplers
