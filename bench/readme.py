@@ -207,8 +207,10 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
         lp = next(p["latency_predictor"] for p in probs.values() if "latency_predictor" in p)
         lines += [f"`ehvi+lat` is the `ehvi` sampler told the latency as archlab's workflow gives it: an archlab "
                   f"`{lp['model']}` latency predictor fitted on {lp['profiled_cells']} profiled cells (a separate sample, "
-                  f"not counted as evaluations; Kendall tau against the table {min(taus):.2f}-{max(taus):.2f}), so only "
-                  "accuracy is modelled; the hypervolume is always measured on the table's true values. After "
+                  f"not counted as evaluations; Kendall tau against the table {min(taus):.2f}-{max(taus):.2f}), so for the "
+                  f"first {_ehvi_default('model_known_after')} evaluations only accuracy is modelled and latency is the "
+                  "prediction; from then on the measured latency is modelled as well, with the prediction as an input of "
+                  "its Gaussian process. The hypervolume is always measured on the table's true values. After "
                   f"{_ehvi_default('n_startup')} random draws, every third proposal is a focus step (the expected improvement of accuracy alone) and the "
                   "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`). "
                   "`ehvi` models every objective" + _ran_to(eff, "ehvi") + "."

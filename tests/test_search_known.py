@@ -252,3 +252,42 @@ def test_rank_scale_proposals_depend_only_on_the_order_of_the_modelled_values(fo
 
     assert proposals(lambda v: v, "rank") == proposals(cube, "rank")
     assert proposals(lambda v: v, "value") != proposals(cube, "value")
+
+
+def _run_planner(planner, space, acc, observed, n):
+    """``n`` proposals of ``planner`` on the proxy (losses: -acc, ``observed`` latency)."""
+    archs, Y = [], []
+    for _ in range(n):
+        a = planner.propose(archs, np.array(Y, dtype=float).reshape(-1, 2), None)
+        assert a.key not in {b.key for b in archs}
+        archs.append(a)
+        Y.append([-acc(a), observed(a)])
+    return archs, np.array(Y)
+
+
+def test_a_predicted_latency_becomes_a_gp_input_after_model_known_after():
+    from archlab.search.ehvi_sampler import Planner
+
+    space, acc, lat = _proxy()
+
+    def predicted(archs):  # a latency predictor that misses the "pool" edges' cost
+        return [lat(a) - 0.15 * sum(e["op"] == "pool" for e in a["edges"]) for a in archs]
+
+    width = space.encode_many([space.sample(np.random.default_rng(0))], normalized=True).shape[1]
+    pl = Planner(space, seed=0, known={1: predicted}, model_known_after=12, **OPTS)
+    archs, Y = _run_planner(pl, space, acc, lat, 11)
+    assert pl.modelled_known(archs, Y) == []  # before the switch: known, one GP (accuracy) on the encoding
+    assert len(pl.model._state) == 1 and pl.model._X.shape[1] == width
+    archs, Y = _run_planner(pl, space, acc, lat, 20)
+    assert pl.modelled_known(archs, Y) == [1]
+    assert len(pl.model._state) == 2 and pl.model._X.shape[1] == width + 1  # latency modelled, prediction an input
+    col = pl.model._X[:, -1]
+    raw = np.array(predicted(archs))
+    assert np.corrcoef(col, raw[: len(col)])[0, 1] > 0.999 and abs(col.mean()) < 1.5  # standardised, same order
+    exact = Planner(space, seed=0, known={1: lambda archs: [lat(a) for a in archs]}, model_known_after=12, **OPTS)
+    archs, Y = _run_planner(exact, space, acc, lat, 20)
+    assert exact.modelled_known(archs, Y) == []  # the cheap value is the objective itself: it stays exact
+    assert len(exact.model._state) == 1
+    for bad in (-1, True, 2.5, "100"):
+        with pytest.raises(SearchError, match=r"model_known_after must be an int >= 0 or None"):
+            Planner(space, known={1: predicted}, model_known_after=bad)
