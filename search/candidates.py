@@ -134,15 +134,15 @@ class WholeSpace:
     continuous parameter): the sampler then scores a candidate pool instead.
     """
 
-    def __init__(self, space: SearchSpace, featurize: Any = None) -> None:
+    def __init__(self, space: SearchSpace, features: Any = None) -> None:
         self.archs = list(space.enumerate(limit=max(space.size, 1)))
         self.keys = [a.key for a in self.archs]
         self.index = {k: i for i, k in enumerate(self.keys)}
-        X = space.encode_many(self.archs, normalized=True).astype(float)
-        self.X = featurize(X) if featurize is not None else X  # the model's inputs
+        # the model's inputs: ``features(archs)``, or the normalised encoding
+        self.X = features(self.archs) if features is not None else space.encode_many(self.archs, normalized=True).astype(float)
 
     @classmethod
-    def of(cls, space: SearchSpace, limit: int, featurize: Any = None) -> WholeSpace | None:
+    def of(cls, space: SearchSpace, limit: int, features: Any = None) -> WholeSpace | None:
         """The enumerated space, or ``None`` when it has more than ``limit`` architectures."""
         from archlab.spaces import SpaceError
 
@@ -150,7 +150,7 @@ class WholeSpace:
             size = space.size
         except SpaceError:  # a continuous parameter: no finite enumeration
             return None
-        return cls(space, featurize) if 0 < size <= limit else None
+        return cls(space, features) if 0 < size <= limit else None
 
     def untaken(self, taken: set[str]) -> np.ndarray:
         """Indices of the architectures whose keys are not in ``taken``."""

@@ -6,7 +6,8 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
    instead of 10 lowered the gap at 50 and 100 evaluations (paired over 8 pairs x 10 seeds)
    and left it unchanged at 200 and 300;
 2. then one Gaussian process per objective (and per constraint) is conditioned on every
-   distinct evaluated architecture (``space.encode(normalized=True)``; see
+   distinct evaluated architecture (``space.encode(normalized=True)``, then the space's
+   structure features: for a cell space the live-edge encoding of ``archlab.spaces.cells``; see
    ``archlab.search.surrogate.GPModel``; beyond ``max_condition`` of them, on the best-ranked
    half and a random rest, which bounds the cost per trial);
 3. a candidate pool is built around the current front (LINAS-style local search): every
@@ -98,7 +99,10 @@ class Planner:
     ``features``: the GP's inputs, ``"onehot"`` (``space.encode(normalized=True)``),
     ``"pairwise"`` (with every pair of parameters' interactions appended, see
     ``archlab.spaces.encoding.pairwise_features``) or ``"auto"`` (pairwise up to
-    ``PAIRWISE_MAX`` features).
+    ``PAIRWISE_MAX`` features); ``structure``: the space's structure features appended
+    (``space.structure_features``: a cell's live edges, so equivalent cells are one point to the
+    model; on NAS-Bench-201, 8 pairs x 10 seeds, paired against one-hot alone, it lowered the gap
+    at 100 evaluations by 0.0036 [0.0014, 0.0058] and at 50 by 0.0092 [0.0055, 0.0130]).
     """
 
     PAIRWISE_MAX = 2000
@@ -111,7 +115,7 @@ class Planner:
                  known_feasible: Callable[[Sequence[Arch]], Any] | None = None,
                  modelled: Sequence[int] | None = None, whole_space: int = 0, n_quantiles: int = 24,
                  features: str = "onehot", correct_known: bool = True, acq_scale: str = "rank",
-                 focus_every: int = 3, model_known_after: int | None = 150) -> None:
+                 focus_every: int = 3, model_known_after: int | None = 150, structure: bool = True) -> None:
         self.space = space
         self.seed = 0 if seed is None else int(seed)
         self.rng = np.random.default_rng(seed)
@@ -140,6 +144,7 @@ class Planner:
         if features not in FEATURES:
             raise SearchError(f"features must be one of {', '.join(FEATURES)}, got {features!r}")
         names = space.feature_names()
+        self.structure = bool(structure)
         self.pairwise = features == "pairwise" or (features == "auto" and pairwise_width(names) <= self.PAIRWISE_MAX)
         self._whole: WholeSpace | bool | None = False  # False: not looked at yet
         self._whole_k: tuple[np.ndarray, np.ndarray] | None = None
@@ -148,11 +153,17 @@ class Planner:
         self._kok: dict[str, bool] = {}
 
     def encode(self, archs: Sequence[Arch]) -> np.ndarray:
-        new = [a for a in archs if a.key not in self._enc]
+        """The GP's inputs of ``archs`` (cached per architecture): see ``features``."""
+        new = list({a.key: a for a in archs if a.key not in self._enc}.values())
         if new:
-            for a, x in zip(new, self.featurize(self.space.encode_many(new, normalized=True))):
+            for a, x in zip(new, self.features_of(new)):
                 self._enc[a.key] = x
         return np.array([self._enc[a.key] for a in archs], dtype=float).reshape(len(archs), -1)
+
+    def features_of(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Uncached ``encode``: the featurized encoding, then the space's structure features."""
+        X = self.featurize(self.space.encode_many(archs, normalized=True))
+        return np.hstack([X, self.space.structure_features(archs)]) if self.structure else X
 
     def featurize(self, X: np.ndarray) -> np.ndarray:
         """The GP's inputs for encoding rows ``X`` (see ``features``)."""
@@ -205,7 +216,7 @@ class Planner:
     def whole(self) -> WholeSpace | None:
         """The enumerated space when it is small enough (see ``whole_space``), else ``None``."""
         if self._whole is False:
-            self._whole = WholeSpace.of(self.space, self.whole_space_limit, self.featurize)
+            self._whole = WholeSpace.of(self.space, self.whole_space_limit, self.features_of)
             if self._whole is not None:
                 for a, x in zip(self._whole.archs, self._whole.X):
                     self._enc.setdefault(a.key, x)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .cells import CellGraph
 from .params import Choice, IntRange, PerLayer
 from .space import SearchSpace
 
@@ -130,8 +131,10 @@ def hat_transformer_space() -> SearchSpace:
 
 
 def cell_space(name: str = "cell", n_edges: int = 6, ops: Sequence[str] = NB201_OPS) -> SearchSpace:
-    """A cell of ``n_edges`` edges, one operation each (NAS-Bench-201 shape: 5^6 = 15,625)."""
-    return SearchSpace(name, edges=PerLayer(n_edges, op=Choice(*ops)))
+    """A cell of ``n_edges`` edges, one operation each (NAS-Bench-201 shape: 5^6 = 15,625). When
+    ``n_edges`` is ``n (n - 1) / 2`` the space declares its DAG of ``n`` nodes (edges in
+    NAS-Bench-201's order, ``none`` cutting an edge; ``archlab.spaces.cells``)."""
+    return SearchSpace(name, edges=PerLayer(n_edges, op=Choice(*ops))).with_graph(CellGraph.for_edges(n_edges, ops))
 
 
 __all__ = [

@@ -16,8 +16,9 @@ import numpy.typing as npt
 from . import encoding as _enc
 from . import optuna_bridge as _opt
 from .arch import Arch
+from .cells import CellGraph
 from .errors import SpaceError
-from .params import Param, PerLayer, block_from_json, check_block, count_values
+from .params import Choice, Param, PerLayer, block_from_json, check_block, count_values
 
 SPACE_FORMAT = 1
 
@@ -102,6 +103,26 @@ class SearchSpace:
         self.params: dict[str, Param] = check_block(params)
         self.constraints: tuple[Constraint, ...] = _constraints(constraints)
         self._layout: _enc.Layout | None = None
+        self.graph: CellGraph | None = None
+
+    def with_graph(self, graph: CellGraph | None) -> SearchSpace:
+        """Declare the space a cell with this DAG (``archlab.spaces.cells``; ``cell_space`` does it);
+        returns the space."""
+        if graph is not None:
+            edges = self.params.get(graph.edges)
+            op = edges.params.get(graph.op) if isinstance(edges, PerLayer) else None
+            choices = [str(v) for v in op.values()] if isinstance(op, Choice) else []
+            if not isinstance(edges, PerLayer) or edges.count != len(graph.pairs) or sorted(choices) != sorted(graph.ops):
+                raise SpaceError(f"cell graph: {graph.edges!r} must be a PerLayer of {len(graph.pairs)} edges with "
+                                 f"{graph.op!r} in {list(graph.ops)}", graph.edges)
+        self.graph = graph
+        return self
+
+    def structure_features(self, archs: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        """Features from the space's declared structure (a cell's live-edge encoding, see
+        ``archlab.spaces.cells``); ``(n, 0)`` when it declares none."""
+        archs = list(archs)
+        return self.graph.features(archs) if self.graph is not None else np.zeros((len(archs), 0))
 
     # checking ---------------------------------------------------------------------
     def validate(self, mapping: Mapping[str, Any] | str, check_constraints: bool = True) -> Arch:
@@ -355,6 +376,7 @@ class SearchSpace:
                 "name": self.name,
                 "params": [{"name": k, **p.to_json()} for k, p in self.params.items()],
                 "constraints": [c.name for c in self.constraints],
+                **({"graph": self.graph.to_json()} if self.graph is not None else {}),
             }
         )
 
@@ -369,7 +391,8 @@ class SearchSpace:
             raise SpaceError(f"not an archlab search space (format {SPACE_FORMAT} expected)")
         if "params" not in data:
             raise SpaceError("search space JSON has no 'params'")
-        return cls(str(data.get("name") or ""), constraints=constraints, **block_from_json(data["params"]))
+        space = cls(str(data.get("name") or ""), constraints=constraints, **block_from_json(data["params"]))
+        return space.with_graph(CellGraph.from_json(data["graph"])) if "graph" in data else space
 
     @property
     def fingerprint(self) -> str:

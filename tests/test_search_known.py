@@ -202,7 +202,8 @@ def test_focus_steps_follow_the_schedule_and_cycle_over_modelled_objectives():
 
 def test_focus_steps_find_the_top_accuracy_cell_of_a_real_nb201_pair():
     """Every proposal a focus step: the expected improvement of accuracy alone reaches the
-    table's best cell; the hypervolume acquisition alone spreads over the front and does not."""
+    table's best cell; the hypervolume acquisition alone spreads over the front and does not
+    (on the one-hot encoding; with the cell's live-edge features it came within 0.6 points)."""
     nb, table = nb201_table()
     prob = nb.Problem(table, "cifar100_acc", ("samsung_a50_ms",))
     known, _ = prob.latency_known(seed=0, n=100)
@@ -211,7 +212,7 @@ def test_focus_steps_find_the_top_accuracy_cell_of_a_real_nb201_pair():
     def regret(focus_every):
         s = run_search(table.space, prob.objectives(), n_trials=40, storage=optuna.storages.InMemoryStorage(),
                        study_name="nb", sampler="ehvi", seed=0, count="distinct",
-                       sampler_options={**OPTS, "known": known, "focus_every": focus_every})
+                       sampler_options={**OPTS, "known": known, "focus_every": focus_every, "structure": False})
         return acc.max() - max(acc[table.index[t.user_attrs["arch"]]] for t in s.get_trials())
 
     focused, spread = regret(1), regret(0)
@@ -273,8 +274,8 @@ def test_a_predicted_latency_becomes_a_gp_input_after_model_known_after():
     def predicted(archs):  # a latency predictor that misses the "pool" edges' cost
         return [lat(a) - 0.15 * sum(e["op"] == "pool" for e in a["edges"]) for a in archs]
 
-    width = space.encode_many([space.sample(np.random.default_rng(0))], normalized=True).shape[1]
     pl = Planner(space, seed=0, known={1: predicted}, model_known_after=12, **OPTS)
+    width = pl.features_of([space.sample(np.random.default_rng(0))]).shape[1]
     archs, Y = _run_planner(pl, space, acc, lat, 11)
     assert pl.modelled_known(archs, Y) == []  # before the switch: known, one GP (accuracy) on the encoding
     assert len(pl.model._state) == 1 and pl.model._X.shape[1] == width
