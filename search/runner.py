@@ -346,6 +346,7 @@ class _Run:
             guard = TrialGuard(total, self.max_failures, lock, self.heartbeat, slot,
                                sweep=(lambda: fail_stale(study, self.space)) if beats else None)
             guard.install(study)
+            runner.evaluating = guard.evaluating  # Ctrl-C interrupts the user's functions only
             if isinstance(self.url, str) and self.url.startswith("sqlite"):
                 # SQLite has no SELECT ... FOR UPDATE: two workers could pop the same queued
                 # trial, so popping is serialised with the study's file lock.

@@ -18,11 +18,16 @@
   while the sampler is still choosing (Optuna starts its own heartbeat only when the objective
   starts), so "RUNNING without a heartbeat" means a dead worker (see ``archlab.search.stale``);
 - **clean Ctrl-C**: ``interruptible()`` installs a SIGINT handler that raises
-  ``KeyboardInterrupt`` only inside the objective (Optuna then fails that trial and re-raises);
-  elsewhere (sampler, Optuna's bookkeeping) it sets ``stop`` and the worker stops at the next
-  safe point: the objective's start, the next trial's creation or the wait for other workers.
-  Optuna's own code is never interrupted half-way (that is where its ``UnboundLocalError``
-  came from).
+  ``KeyboardInterrupt`` only inside ``evaluating()``, around the user's own objective and metric
+  functions (Optuna then fails that trial and re-raises); elsewhere (sampler, storage reads and
+  writes, Optuna's bookkeeping) it sets ``stop`` and the worker stops at the next safe point:
+  the objective's start, the evaluation's start, the next trial's creation or the wait for
+  other workers. Optuna's and SQLAlchemy's code is never interrupted half-way: Optuna's gave an
+  ``UnboundLocalError``; in SQLAlchemy, an interrupt between a ``SELECT`` and its cursor's
+  close makes it close the connection with the cursor still open (it treats
+  ``KeyboardInterrupt`` as a disconnect), and that cursor, kept alive by the exception's
+  traceback, holds SQLite's SHARED lock: the commit that fails the trial then waited for the
+  60 s busy timeout (a hang of the Ctrl-C, beside this worker's heartbeat thread).
 """
 
 from __future__ import annotations
@@ -177,7 +182,8 @@ class TrialGuard:
         return sigint_handler(self._on_sigint)
 
     def wrap(self, objective: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """``objective`` that stops at its start when asked to, and may be interrupted inside."""
+        """``objective`` that stops at its start when asked to (it is interrupted inside
+        ``evaluating()`` only)."""
 
         def guarded(trial: Any) -> Any:
             if self.stop:
@@ -185,13 +191,23 @@ class TrialGuard:
                 with contextlib.suppress(Exception):  # the trial is still running: say why it fails
                     trial.set_user_attr("fail_reason", "interrupted before its evaluation began")
                 raise KeyboardInterrupt
-            self.in_objective = True
-            try:
-                return objective(trial)
-            finally:
-                self.in_objective = False
+            return objective(trial)
 
         return guarded
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Around the user's own functions only (``TrialRunner.evaluating``), never around
+        storage code: Ctrl-C raises ``KeyboardInterrupt`` inside; asked to stop before, raises
+        it at the start (see the module docstring)."""
+        if self.stop:
+            self._raised = True
+            raise KeyboardInterrupt(getattr(self.slot, "reason", None) or "interrupted")
+        self.in_objective = True
+        try:
+            yield
+        finally:
+            self.in_objective = False
 
 
 @contextlib.contextmanager

@@ -19,9 +19,11 @@ single worker never evaluates an architecture twice).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from archlab.spaces import Arch, SearchSpace
@@ -102,6 +104,9 @@ class TrialRunner:
         self.indexed: set[int] = set()
         self._next_refresh = float("-inf")
         self._pending: dict[int, dict[str, Any]] | None = None
+        #: the context the user's functions run in (``TrialGuard.evaluating``: the only place
+        #: Ctrl-C interrupts, never storage code)
+        self.evaluating: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
     def attach(self, study: Study) -> None:
         """Record user attributes with each trial's final state on ``study``'s storage (see
@@ -162,7 +167,8 @@ class TrialRunner:
                 values, metrics, source = hit
                 attrs: dict[str, Any] = {"arch": key, "reused_from": source, "metrics": metrics}
             else:
-                metrics = {name: float(fn(arch)) for name, fn in self.fns.items()}
+                with self.evaluating():
+                    metrics = {name: float(fn(arch)) for name, fn in self.fns.items()}
                 values = [metrics[o.name] for o in self.objectives]
                 bad = self._non_finite(metrics)
                 if bad:  # a failed trial (Optuna fails a NaN value), with the reason; never reused

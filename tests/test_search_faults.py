@@ -432,6 +432,40 @@ def test_ctrl_c_with_one_worker_never_shows_a_traceback(tmp_path):
     assert not [t for t in study.get_trials() if t.state.name == "RUNNING"]
 
 
+@pytest.mark.timeout(120)
+def test_ctrl_c_inside_a_storage_query_of_the_objective_does_not_hang(tmp_path):
+    # SIGINT right after a SELECT of Optuna's suggest (in the objective, inside SQLAlchemy):
+    # raised there, SQLAlchemy closed the connection with the cursor still open, the cursor
+    # (kept alive by the traceback) held SQLite's SHARED lock, and the commit failing the
+    # trial waited the 60 s busy timeout; now the worker stops at the evaluation's start
+    body = """
+        import sys, threading
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        fired = []
+
+        @event.listens_for(Engine, "after_cursor_execute")
+        def _interrupt(conn, cursor, statement, *args):
+            f = sys._getframe()
+            while f is not None and f.f_code.co_name != "_set_trial_param":
+                f = f.f_back
+            if f is not None and not fired and threading.current_thread() is threading.main_thread():
+                fired.append(1)
+                signal.raise_signal(signal.SIGINT)
+    """
+    exp = _experiment(tmp_path, body, '{"sampler": "random", "objectives": {"size": ("min", width)}}')
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "archlab", "search", str(exp), "--trials", "5"],
+                       env=ENV, capture_output=True, text=True, timeout=100)
+    assert r.returncode == 130 and r.stderr.strip().splitlines()[-1] == "archlab: interrupted", r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert time.monotonic() - start < 50  # not the 60 s busy timeout
+    study = optuna.load_study(study_name="x", storage=f"sqlite:///{tmp_path / 'runs' / 'x' / 'study.db'}")
+    (t,) = study.get_trials()
+    assert t.state.name == "FAIL" and t.user_attrs["fail_reason"] == "interrupted", t
+
+
 TORCH_BODY = """
     import torch
 
