@@ -268,7 +268,7 @@ class Planner:
             K = self.known_values(cands, kcols) if K is None else K
             if not correct or not len(cands):
                 return K
-            return K + self.res_model.predict(self.encode(cands) if Xc is None else Xc)[0]
+            return K + self.res_model.predict(encode(cands) if Xc is None else Xc)[0]
 
         has_c = C is not None and C.size > 0
         cm_cols = ((list(range(C.shape[1])) if self.modelled is None else [c for c in self.modelled if c < C.shape[1]])

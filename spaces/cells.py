@@ -54,6 +54,10 @@ class CellGraph:
         return cls(n, tuple(str(o) for o in ops), zero=tuple(z for z in zero if z in ops))
 
     @property
+    def n_edges(self) -> int:
+        return self.n_nodes * (self.n_nodes - 1) // 2
+
+    @property
     def pairs(self) -> list[tuple[int, int]]:
         """``(source, target)`` of each edge, in the parameter's order."""
         return [(i, j) for j in range(1, self.n_nodes) for i in range(j)]

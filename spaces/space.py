@@ -112,8 +112,9 @@ class SearchSpace:
             edges = self.params.get(graph.edges)
             op = edges.params.get(graph.op) if isinstance(edges, PerLayer) else None
             choices = [str(v) for v in op.values()] if isinstance(op, Choice) else []
-            if not isinstance(edges, PerLayer) or edges.count != len(graph.pairs) or sorted(choices) != sorted(graph.ops):
-                raise SpaceError(f"cell graph: {graph.edges!r} must be a PerLayer of {len(graph.pairs)} edges with "
+            # n_edges is arithmetic: a received space JSON with a huge n_nodes is refused, not enumerated
+            if not isinstance(edges, PerLayer) or edges.count != graph.n_edges or sorted(choices) != sorted(graph.ops):
+                raise SpaceError(f"cell graph: {graph.edges!r} must be a PerLayer of {graph.n_edges} edges with "
                                  f"{graph.op!r} in {list(graph.ops)}", graph.edges)
         self.graph = graph
         return self

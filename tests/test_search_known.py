@@ -292,3 +292,27 @@ def test_a_predicted_latency_becomes_a_gp_input_after_model_known_after():
     for bad in (-1, True, 2.5, "100"):
         with pytest.raises(SearchError, match=r"model_known_after must be an int >= 0 or None"):
             Planner(space, known={1: predicted}, model_known_after=bad)
+
+
+def test_a_predicted_and_an_exact_cheap_objective_together_after_the_switch():
+    """Three objectives: latency predicted (modelled after the switch), size exact (stays known);
+    running trials are scored with both the residual model and the extra GP input."""
+    from archlab.search.ehvi_sampler import Planner
+
+    space, acc, lat = _proxy()
+
+    def size(archs):
+        return [float(sum(e["op"] != "none" for e in a["edges"])) for a in archs]
+
+    def predicted(archs):
+        return [lat(a) - 0.15 * sum(e["op"] == "pool" for e in a["edges"]) for a in archs]
+
+    pl = Planner(space, seed=0, known={1: predicted, 2: size}, model_known_after=10, **OPTS)
+    archs, Y = [], []
+    for _ in range(16):
+        pending = [space.sample(100 + len(archs))]
+        a = pl.propose(archs, np.array(Y, dtype=float).reshape(-1, 3), None, pending=pending)
+        archs.append(a)
+        Y.append([-acc(a), lat(a), size([a])[0]])
+    assert len({a.key for a in archs}) == 16
+    assert pl.modelled_known(archs, np.array(Y)) == [1]  # size is exact: it stays known

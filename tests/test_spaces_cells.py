@@ -3,6 +3,9 @@ encoding matches what the NAS-Bench-201 table says about equivalent cells (skipp
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
 from test_search_ehvi import nb201_table
@@ -58,8 +61,13 @@ def test_the_graph_is_kept_by_json_and_checked_against_the_space():
         plain.with_graph(CellGraph(4, ("a", "b")))
     with pytest.raises(SpaceError, match="n_nodes must be an int >= 2"):
         CellGraph(1, ("a",))
+    data = json.loads(space.to_json())
     with pytest.raises(SpaceError, match="bad 'graph'"):
-        SearchSpace.from_json({**__import__("json").loads(space.to_json()), "graph": {"ops": ["none"]}})
+        SearchSpace.from_json({**data, "graph": {"ops": ["none"]}})
+    start = time.monotonic()  # a received space with a huge graph is refused at once, never enumerated
+    with pytest.raises(SpaceError, match=r"PerLayer of 49999995000000 edges"):
+        SearchSpace.from_json({**data, "graph": {**data["graph"], "n_nodes": 10**7}})
+    assert time.monotonic() - start < 1.0
 
 
 def test_the_cell_family_wires_edges_in_the_graphs_order():
