@@ -1,7 +1,8 @@
 """Surrogates with uncertainty and hypervolume-improvement acquisitions (numpy, scikit-learn).
 
 ``GPModel``: one Gaussian process per output on the space's normalised encoding (isotropic
-Matern 5/2 + noise, targets standardised). The length scale and noise level are chosen by
+Matern 5/2 plus a linear part, + noise, targets standardised). The length scale, linear weight
+and noise level (and, given several candidate input sets, each output's inputs) are chosen by
 maximum marginal likelihood on a small grid every ``refit_every`` new observations (on at most
 ``max_fit`` rows), so the cost per proposal stays a Cholesky solve and a prediction.
 
@@ -17,7 +18,7 @@ Acquisitions take losses (smaller is better in every column):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,13 @@ from scipy.linalg import solve_triangular
 
 
 class GPModel:
-    """Independent GPs for the columns of ``Y`` (see module docstring)."""
+    """Independent GPs for the columns of ``Y`` (see module docstring).
+
+    ``fit(..., views=...)``: candidate input sets (column indices of ``X``); each output's GP is
+    fitted on the one whose marginal likelihood is largest at the hyperparameter fit (a cell's
+    accuracy depends only on its live edges, its latency on every edge: each column finds which
+    inputs explain it). Default: all of ``X``.
+    """
 
     LENGTHS = (0.75, 1.5, 3.0, 6.0, 12.0)  # Matern length scales on the encoding (grid)
     ADDITIVE = (0.0, 0.3, 0.6, 0.9)  # weight of the additive (linear on the encoding) part (grid)
@@ -35,44 +42,59 @@ class GPModel:
         self.seed = int(seed)
         self.refit_every = int(refit_every)
         self.max_fit = int(max_fit)
-        self._hyper: list[tuple[float, float, float]] = []
+        self._hyper: list[tuple[float, float, float, int]] = []  # length, additive weight, noise, view
         self._fitted_at = -10**9
-        self._state: list[tuple[np.ndarray, np.ndarray, float, float, tuple[float, float, float]]] = []
+        self._state: list[tuple[np.ndarray, np.ndarray, float, float, tuple[float, float, float, int]]] = []
         self._X = np.zeros((0, 0))
+        self._views: list[np.ndarray] = []
+        self._allowed: list[list[int]] = []
+        self._scales: list[float] = []
 
     @staticmethod
     def _matern(D: np.ndarray, length: float) -> np.ndarray:
         r = np.sqrt(5.0) * np.sqrt(np.maximum(D, 0.0)) / length
         return (1.0 + r + r * r / 3.0) * np.exp(-r)
 
-    def _kernel(self, D: np.ndarray, G: np.ndarray, hyper: tuple[float, float, float]) -> np.ndarray:
-        length, w, _ = hyper
+    def _kernel(self, D: np.ndarray, G: np.ndarray, hyper: tuple[float, ...]) -> np.ndarray:
+        length, w = hyper[0], hyper[1]
         return (1.0 - w) * self._matern(D, length) + w * G
 
-    def _pairs(self, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Squared distances and the scaled linear kernel ``A B^T / scale`` between rows."""
+    def pairs(self, A: np.ndarray, B: np.ndarray, view: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared distances and the scaled linear kernel ``A B^T / scale`` between rows of the
+        full encodings ``A`` and ``B``, on input set ``view``."""
+        cols = self._views[view]
+        A, B = A[:, cols], B[:, cols]
         G = A @ B.T
         D = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * G
-        return D, G / self._scale
+        return D, G / self._scales[view]
 
-    def _select(self, D: np.ndarray, G: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-        """Grid maximum of the marginal likelihood for standardised ``y``."""
-        best, arg = -np.inf, (3.0, 0.0, 1e-2)
+    def prior(self, X: np.ndarray, view: int) -> np.ndarray:
+        """The linear part's prior variance of each row of ``X`` on input set ``view``."""
+        A = X[:, self._views[view]]
+        return (A * A).sum(1) / self._scales[view]
+
+    def _select(self, geometry: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray,
+                allowed: Sequence[int]) -> tuple[float, float, float, int]:
+        """Grid maximum of the marginal likelihood for standardised ``y`` over the input sets
+        ``allowed`` and the hyperparameters."""
+        best, arg = -np.inf, (3.0, 0.0, 1e-2, int(allowed[0]))
         n = len(y)
         eye = np.eye(n)
-        for length in self.LENGTHS:
-            M = self._matern(D, length)
-            for w in self.ADDITIVE:
-                K0 = (1.0 - w) * M + w * G
-                for noise in self.NOISES:
-                    try:
-                        L = np.linalg.cholesky(K0 + noise * eye)
-                    except np.linalg.LinAlgError:
-                        continue
-                    a = solve_triangular(L, y, lower=True)
-                    ll = -0.5 * a @ a - np.log(np.diag(L)).sum()
-                    if ll > best:
-                        best, arg = ll, (length, w, noise)
+        for v in allowed:
+            D, G = geometry[v]
+            for length in self.LENGTHS:
+                M = self._matern(D, length)
+                for w in self.ADDITIVE:
+                    K0 = (1.0 - w) * M + w * G
+                    for noise in self.NOISES:
+                        try:
+                            L = np.linalg.cholesky(K0 + noise * eye)
+                        except np.linalg.LinAlgError:
+                            continue
+                        a = solve_triangular(L, y, lower=True)
+                        ll = -0.5 * a @ a - np.log(np.diag(L)).sum()
+                        if ll > best:
+                            best, arg = ll, (length, w, noise, v)
         return arg
 
     def interval(self, seen: int) -> int:
@@ -80,30 +102,40 @@ class GPModel:
         50 x ``refit_every`` (the grid search is the costly part; the choice settles with data)."""
         return max(self.refit_every, seen // 50)
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, seen: int | None = None) -> GPModel:
-        """Condition on ``X`` (n, d) and ``Y`` (n, k); hyperparameters refitted when due (see
-        ``interval``; ``seen``: how many observations there are in all, default n)."""
+    def fit(self, X: np.ndarray, Y: np.ndarray, seen: int | None = None,
+            views: Sequence[np.ndarray] | None = None, allowed: Sequence[Sequence[int]] | None = None) -> GPModel:
+        """Condition on ``X`` (n, d) and ``Y`` (n, k); hyperparameters (and each column's input
+        set among ``views``; ``allowed[j]``: the indices of those column j may use, default all)
+        refitted when due (see ``interval``; ``seen``: how many observations there are in all,
+        default n)."""
         X = np.asarray(X, dtype=float)
         n = len(X)
-        self._scale = max(float(np.max((X * X).sum(1))), 1e-12)
-        D, G = self._pairs(X, X)
+        vs = [np.arange(X.shape[1])] if views is None else [np.asarray(v, dtype=int) for v in views]
+        allow = [list(range(len(vs)))] * Y.shape[1] if allowed is None else [list(a) for a in allowed]
+        same = (len(vs) == len(self._views) and all(np.array_equal(a, b) for a, b in zip(vs, self._views))
+                and allow == self._allowed)
+        self._views, self._allowed = vs, allow
+        self._scales = [max(float(np.max((X[:, v] ** 2).sum(1))), 1e-12) if n else 1.0 for v in vs]
         seen = n if seen is None else int(seen)
-        refit = len(self._hyper) != Y.shape[1] or seen - self._fitted_at >= self.interval(seen)
+        refit = not same or len(self._hyper) != Y.shape[1] or seen - self._fitted_at >= self.interval(seen)
+        geometry: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if refit:
             rows = np.arange(n)
             if n > self.max_fit:
                 rows = np.sort(np.random.default_rng(self.seed + n).choice(n, self.max_fit, replace=False))
-            sub = np.ix_(rows, rows)
+            sub = [self.pairs(X[rows], X[rows], v) for v in range(len(vs))]
             self._hyper = []
             for j in range(Y.shape[1]):
                 y = Y[rows, j]
-                self._hyper.append(self._select(D[sub], G[sub], (y - y.mean()) / (y.std() or 1.0)))
+                self._hyper.append(self._select(sub, (y - y.mean()) / (y.std() or 1.0), allow[j]))
             self._fitted_at = seen
         self._state = []
         for j, hyper in enumerate(self._hyper):
+            if hyper[3] not in geometry:
+                geometry[hyper[3]] = self.pairs(X, X, hyper[3])
             y = Y[:, j]
             mu, sd = float(y.mean()), float(y.std() or 1.0)
-            L = _cholesky(self._kernel(D, G, hyper), hyper[2] + 1e-8)
+            L = _cholesky(self._kernel(*geometry[hyper[3]], hyper), hyper[2] + 1e-8)
             alpha = solve_triangular(L.T, solve_triangular(L, (y - mu) / sd, lower=True), lower=False)
             self._state.append((L, alpha, mu, sd, hyper))
         self._X = X
@@ -112,14 +144,17 @@ class GPModel:
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation (latent function, no noise), each (len(X), k)."""
         X = np.asarray(X, dtype=float)
-        D, G = self._pairs(X, self._X)
-        prior = (X * X).sum(1) / self._scale
+        geometry: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         mean, std = [], []
         for L, alpha, mu, sd, hyper in self._state:
+            v = hyper[3]
+            if v not in geometry:
+                geometry[v] = (*self.pairs(X, self._X, v), self.prior(X, v))
+            D, G, prior = geometry[v]
             Ks = self._kernel(D, G, hyper)
-            v = solve_triangular(L, Ks.T, lower=True)
+            s = solve_triangular(L, Ks.T, lower=True)
             w = hyper[1]
-            var = (1.0 - w) + w * prior - (v * v).sum(0)
+            var = (1.0 - w) + w * prior - (s * s).sum(0)
             mean.append(mu + sd * (Ks @ alpha))
             std.append(sd * np.sqrt(np.clip(var, 1e-12, None)))
         return np.stack(mean, axis=1), np.maximum(np.stack(std, axis=1), 1e-9)
@@ -308,34 +343,35 @@ class CachedPosterior:
 
     def __init__(self, X: np.ndarray) -> None:
         self.X = np.asarray(X, dtype=float)
-        self.sq = (self.X * self.X).sum(1)
         self._keys: list[str] = []
         self._outs: list[dict[str, Any]] = []
-        self._scale: float | None = None
+        self._scale: list[float] | None = None
 
     def predict(self, model: GPModel, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation (len(X), k) of ``model``, conditioned on rows named ``keys``."""
         n_old = len(self._keys)
-        grow = (self._scale == model._scale and len(self._outs) == len(model._state) and n_old <= len(keys)
+        grow = (self._scale == model._scales and len(self._outs) == len(model._state) and n_old <= len(keys)
                 and self._keys == keys[:n_old]
                 and all(o["hyper"] == s[4] for o, s in zip(self._outs, model._state)))
         if not grow:
-            self._keys, self._scale, n_old = [], model._scale, 0
+            self._keys, self._scale, n_old = [], list(model._scales), 0
             self._outs = [{"hyper": s[4], "Ks": np.zeros((len(self.X), 0)), "V": np.zeros((0, len(self.X))),
                            "ss": np.zeros(len(self.X))} for s in model._state]
         Xn = model._X[n_old:]
-        D, G = model._pairs(self.X, Xn)
+        geometry: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         mean, std = [], []
         for o, (L, alpha, mu, sd, hyper) in zip(self._outs, model._state):
             if len(Xn):
-                K_new = model._kernel(D, G, hyper)
+                if hyper[3] not in geometry:
+                    geometry[hyper[3]] = model.pairs(self.X, Xn, hyper[3])
+                K_new = model._kernel(*geometry[hyper[3]], hyper)
                 Ks = np.hstack([o["Ks"], K_new])
                 V = np.vstack([o["V"], np.zeros((len(Xn), len(self.X)))])
                 for i in range(n_old, len(keys)):
                     V[i] = (Ks[:, i] - L[i, :i] @ V[:i]) / L[i, i]
                 o["Ks"], o["V"], o["ss"] = Ks, V, o["ss"] + (V[n_old:] ** 2).sum(0)
             w = hyper[1]
-            var = (1.0 - w) + w * self.sq / model._scale - o["ss"]
+            var = (1.0 - w) + w * model.prior(self.X, hyper[3]) - o["ss"]
             mean.append(mu + sd * (o["Ks"] @ alpha))
             std.append(sd * np.sqrt(np.clip(var, 1e-12, None)))
         self._keys = list(keys)
