@@ -8,10 +8,10 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
 2. then one Gaussian process per objective (and per constraint) is conditioned on every
    distinct evaluated architecture (``space.encode(normalized=True)``, then the space's
    structure features: for a cell space the live-edge encoding of ``archlab.spaces.cells``; see
-   ``archlab.search.surrogate.GPModel``; each GP chooses by marginal likelihood between all of
-   these inputs and the structure features alone, see ``select_inputs``; beyond
-   ``max_condition`` of them, on the best-ranked half and a random rest, which bounds the cost
-   per trial);
+   ``archlab.search.surrogate.GPModel``; beside cheap objectives, an objective's GP chooses by
+   marginal likelihood between all of these inputs and the structure features alone, see
+   ``select_inputs``; beyond ``max_condition`` of them, on the best-ranked half and a random
+   rest, which bounds the cost per trial);
 3. a candidate pool is built around the current front (LINAS-style local search): every
    one-parameter move and some two-parameter moves and crossovers of the ``n_parents``
    best-ranked feasible architectures, plus ``n_random`` random draws;
@@ -105,11 +105,15 @@ class Planner:
     (``space.structure_features``: a cell's live edges, so equivalent cells are one point to the
     model; on NAS-Bench-201, 8 pairs x 10 seeds, paired against one-hot alone, it lowered the gap
     at 100 evaluations by 0.0036 [0.0014, 0.0058] and at 50 by 0.0092 [0.0055, 0.0130]).
-    ``select_inputs``: with structure features, each objective's (and constraint's) GP chooses
-    at every hyperparameter fit, by marginal likelihood, between the whole input and the
-    structure features alone (with the cheap values of ``model_known_after`` appended): a cell's
-    accuracy depends only on its live edges, so equivalent cells are one point to it, while a
-    modelled latency keeps every input (a dead edge still costs time). On NAS-Bench-201 (8
+    ``select_inputs``: with structure features and cheap (``known``) objectives, the GP of each
+    objective modelled beside them chooses at every hyperparameter fit, by marginal likelihood,
+    between the whole input and the structure features alone (with the cheap values of
+    ``model_known_after`` appended): a cell's accuracy depends only on its live edges, so
+    equivalent cells are one point to it, while a latency modelled after ``model_known_after``
+    keeps every input (a dead edge still costs time). Without cheap objectives every GP keeps
+    every input: the cost is then modelled too, and in ``bench/search.py``'s ``ehvi`` rows
+    (latency modelled from the start) the choice made the gap at 50 worse by 0.0105 [0.0022,
+    0.0187] (8 pairs x 5 seeds); constraint GPs keep every input as well. On NAS-Bench-201 (8
     pairs x 20 seeds, paired against the whole input for every GP) it lowered the gap at 100
     evaluations by 0.0013 [0.0001, 0.0025] (112 of 160 runs better) and at 50 by 0.0021
     [0.0000, 0.0040]; at 300 (10 seeds) a tie, -0.0001 [-0.0008, +0.0007], one pair of eight
@@ -280,7 +284,7 @@ class Planner:
         warps = [Warp(Y[rows, j]) for j in unknown] if self.warp else []
         if unknown:
             Yu = Y[rows][:, unknown]
-            views = self.input_views(X.shape[1])
+            views = self.input_views(X.shape[1]) if self.known else None  # see ``select_inputs``
             self.model.fit(X, np.column_stack([w.z for w in warps]) if warps else Yu, seen=len(Y), views=views,
                            allowed=None if views is None else [[0] if j in as_input else [0, 1] for j in unknown])
         correct = self.correct_known and bool(kcols)
@@ -301,7 +305,7 @@ class Planner:
         cm_cols = ((list(range(C.shape[1])) if self.modelled is None else [c for c in self.modelled if c < C.shape[1]])
                    if has_c and C is not None else [])
         if cm_cols and C is not None:
-            self.cons_model.fit(X, C[rows][:, cm_cols], seen=len(Y), views=self.input_views(X.shape[1]))
+            self.cons_model.fit(X, C[rows][:, cm_cols], seen=len(Y))
         feas = np.all(C <= 0, axis=1) if has_c and C is not None else np.ones(len(archs), dtype=bool)
         in_z = self.acq_scale == "rank" and bool(warps)
         if in_z:  # the acquisition on the modelled columns' rank scores instead of their values

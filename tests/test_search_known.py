@@ -360,7 +360,8 @@ def test_a_predicted_and_an_exact_cheap_objective_together_after_the_switch():
 
 def test_the_accuracy_gp_of_a_cell_space_chooses_the_live_edges():
     """Accuracy that depends only on a cell's live edges (as a network's function does): the GP
-    picks the live-edge encoding over the whole one; ``select_inputs=False`` keeps every input."""
+    picks the live-edge encoding over the whole one; ``select_inputs=False``, or no cheap objective
+    beside it, keeps every input."""
     from archlab.search.ehvi_sampler import Planner
 
     space, _, lat = _proxy()
@@ -375,3 +376,6 @@ def test_the_accuracy_gp_of_a_cell_space_chooses_the_live_edges():
     off = Planner(space, seed=0, known={1: lambda archs: [lat(a) for a in archs]}, select_inputs=False, **OPTS)
     _run_planner(off, space, acc, lat, 30)
     assert [h[3] for h in off.model._hyper] == [0] and len(off.model._views) == 1
+    alone = Planner(space, seed=0, **OPTS)  # no cheap objective: latency is modelled too and needs every edge
+    _run_planner(alone, space, acc, lat, 30)
+    assert len(alone.model._state) == 2 and len(alone.model._views) == 1
