@@ -8,10 +8,10 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
 2. then one Gaussian process per objective (and per constraint) is conditioned on every
    distinct evaluated architecture (``space.encode(normalized=True)``, then the space's
    structure features: for a cell space the live-edge encoding of ``archlab.spaces.cells``; see
-   ``archlab.search.surrogate.GPModel``; beside cheap objectives, an objective's GP chooses by
-   marginal likelihood between all of these inputs and the structure features alone, see
-   ``select_inputs``; beyond ``max_condition`` of them, on the best-ranked half and a random
-   rest, which bounds the cost per trial);
+   ``archlab.search.surrogate.GPModel``; with ``select_inputs``, beside cheap objectives, an
+   objective's GP chooses by marginal likelihood between all of these inputs and the structure
+   features alone; beyond ``max_condition`` of them, on the best-ranked half and a random rest,
+   which bounds the cost per trial);
 3. a candidate pool is built around the current front (LINAS-style local search): every
    one-parameter move and some two-parameter moves and crossovers of the ``n_parents``
    best-ranked feasible architectures, plus ``n_random`` random draws;
@@ -117,7 +117,11 @@ class Planner:
     pairs x 20 seeds, paired against the whole input for every GP) it lowered the gap at 100
     evaluations by 0.0013 [0.0001, 0.0025] (112 of 160 runs better) and at 50 by 0.0021
     [0.0000, 0.0040]; at 300 (10 seeds) a tie, -0.0001 [-0.0008, +0.0007], one pair of eight
-    slightly worse (+0.0006).
+    slightly worse (+0.0006). Off by default: on the constrained problem of ``bench/search.py``
+    (titan_rtx latency <= 6.38 ms, 10 seeds, paired) the median gap at 100 rose from 0.0065 to
+    0.0165 (mean change +0.0066 [-0.0040, +0.0163], 3 of 10 runs better), half its runs missing
+    part of the front instead of two in ten, and in the benchmark's 5-seed rerun the pooled gain
+    at 100 was -0.0013 [-0.0045, +0.0018]: not a clear win.
     """
 
     PAIRWISE_MAX = 2000
@@ -131,7 +135,7 @@ class Planner:
                  modelled: Sequence[int] | None = None, whole_space: int = 0, n_quantiles: int = 24,
                  features: str = "onehot", correct_known: bool = True, acq_scale: str = "rank",
                  focus_every: int = 3, model_known_after: int | None = 150, structure: bool = True,
-                 select_inputs: bool = True) -> None:
+                 select_inputs: bool = False) -> None:
         self.space = space
         self.seed = 0 if seed is None else int(seed)
         self.rng = np.random.default_rng(seed)
