@@ -283,6 +283,9 @@ def _worker_main(build: Any, deadline: float | None, index: int, conn: Any, slot
             conn.send((type(exc).__name__, f"{kind}{exc}"))
         code = 1
     finally:
+        # ending anyway: a second Ctrl-C (the terminal's and the parent's forwarded one can both
+        # arrive) must not interrupt the clean-up below with a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         conn.close()
         with contextlib.suppress(Exception):  # finalizers (semaphores), not threads: never hangs
             from multiprocessing import util
