@@ -36,6 +36,7 @@ import contextlib
 import logging
 import re
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -222,6 +223,20 @@ def sigint_handler(handler: Any) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def drop_lost_interrupts() -> None:
+    """From now on, a Ctrl-C that lands in a finalizer or a weakref callback (where Python
+    cannot raise it, prints "Exception ignored in ..." with a traceback, and drops it) is
+    dropped without the traceback. For a process that keeps its own record of the Ctrl-C (the
+    ``_on_sigint`` flag above) and ends soon after anyway (a worker)."""
+    before = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            before(unraisable)
+
+    sys.unraisablehook = hook
 
 
 class QuietFailures(logging.Filter):

@@ -30,6 +30,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import SearchError
-from .trial_guard import sigint_handler
+from .trial_guard import drop_lost_interrupts, sigint_handler
 
 if TYPE_CHECKING:
     from .runner import _Run
@@ -48,6 +49,10 @@ STOP_WAIT_S = 5.0
 DEADLINE_GRACE_S = 10.0
 #: the parent checks its workers at least this often (seconds)
 POLL_S = 0.5
+
+
+class WorkerWarning(RuntimeWarning):
+    """A worker was killed or stopped by the parent (``archlab search`` prints one line each)."""
 
 
 def deadline_grace(timeout: float) -> float:
@@ -137,20 +142,52 @@ def _sigint_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _sigint_noted() -> Iterator[tuple[list[int], int | None]]:
+    """SIGINT only noted while inside (``got``), never raised where it lands (a finalizer or a
+    weakref callback would print a traceback and drop it), and written to ``fd`` (readable when
+    one came; ``None`` outside the main thread, where no signal arrives)."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got, None
+        return
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    try:
+        with sigint_handler(lambda signum, frame: got.append(signum)):
+            before = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+            try:
+                yield got, r
+            finally:
+                signal.set_wakeup_fd(before)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def _supervise(run: _Run, procs: list[_Worker], grace_end: float | None) -> None:
     from multiprocessing.connection import wait
 
-    while True:
-        _reap(run, procs)
-        alive = [w for w in procs if w.proc.is_alive()]
-        if not alive:
-            return
-        now = time.time()
-        if grace_end is not None and now >= grace_end:
-            _stop(run, procs, "stopped by the parent: still running past the search's deadline")
-            return
-        left = POLL_S if grace_end is None else min(POLL_S, max(0.0, grace_end - now))
-        wait([w.proc.sentinel for w in alive], timeout=left)
+    with _sigint_noted() as (interrupted, wake):
+        while True:
+            if interrupted:
+                raise KeyboardInterrupt  # here, where run_workers handles it
+            _reap(run, procs)
+            alive = [w for w in procs if w.proc.is_alive()]
+            if not alive:
+                return
+            now = time.time()
+            if grace_end is not None and now >= grace_end:
+                _stop(run, procs, "stopped by the parent: still running past the search's deadline")
+                break
+            left = POLL_S if grace_end is None else min(POLL_S, max(0.0, grace_end - now))
+            ready = wait([w.proc.sentinel for w in alive] + ([wake] if wake is not None else []), timeout=left)
+            if wake is not None and wake in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake, 4096)  # any signal with a handler writes here; drained each time
+    if interrupted:  # during the deadline's stop
+        raise KeyboardInterrupt
 
 
 def _stop(run: _Run, procs: list[_Worker], reason: str) -> None:
@@ -213,7 +250,7 @@ def _report(procs: list[_Worker]) -> None:
         elif code not in (0, None):
             what = w.stopped or f"ended with exit code {code}"
             where = f"; its trial {w.failed_trial} failed and was queued again" if w.failed_trial is not None else ""
-            warnings.warn(f"worker {w.index} {what}{where}", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"worker {w.index} {what}{where}", WorkerWarning, stacklevel=3)
     if interrupted:
         raise KeyboardInterrupt
     if errors:
@@ -256,6 +293,7 @@ def _worker_main(build: Any, deadline: float | None, index: int, conn: Any, slot
 
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     code = 0
+    drop_lost_interrupts()  # its trial guard keeps the Ctrl-C; the parent kills it if need be
     try:
         # started with SIGINT blocked (the parent's mask): handle it from here on, so an
         # interrupt during start-up (even one already pending) ends this worker without a traceback

@@ -320,6 +320,23 @@ def test_cli_ends_with_the_front_table_and_an_export_command(tmp_path, run_cli, 
                                      f"runs/x/export/trial-{first} --experiment exp.py")
 
 
+def test_cli_shows_an_objective_warning_once_and_ends(tmp_path):
+    # a warning caught during the run was shown inside the recording block, which recorded it
+    # again: the command never ended (seen as a hung Ctrl-C after a worker's kill -9)
+    exp = _experiment(tmp_path, """
+        import warnings
+
+        def size(a):
+            warnings.warn("the objective's own warning", UserWarning)
+            return width(a)
+    """, '{"sampler": "random", "seed": 0, "objectives": {"size": ("min", size)}}')
+    r = subprocess.run([sys.executable, "-m", "archlab", "search", str(exp), "--trials", "3"], env=ENV,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "3 complete trials" in r.stdout
+    assert r.stderr.count("UserWarning: the objective's own warning") == 1, r.stderr
+
+
 def test_cli_nan_objective_is_one_error_line(tmp_path, run_cli):
     exp = _experiment(tmp_path, "", '{"sampler": "random", "objectives": {"size": ("min", lambda a: float("nan"))}}')
     code, _, err = run_cli("search", str(exp), "--trials", "3", "--max-failures", "4")
@@ -511,3 +528,55 @@ def test_ctrl_c_while_workers_start_shows_no_traceback(tmp_path):
     assert p.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "archlab: interrupted", err
     time.sleep(1.0)
     assert _alive(family) == []
+
+
+def test_the_supervising_parent_notes_a_ctrl_c_and_raises_it_where_it_is_handled():
+    # raised where it landed, a Ctrl-C in a finalizer or weakref callback of the parent was
+    # printed as "Exception ignored" and dropped, and the parent went on supervising
+    import multiprocessing as mp
+
+    from archlab.search.workers import _sigint_noted, _supervise, _Worker
+
+    with _sigint_noted() as (got, wake):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10_000):  # the handler runs here: it must not raise
+            pass
+        assert got == [signal.SIGINT]
+        assert wake is not None and os.read(wake, 64)  # wakes a waiting parent at once
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=time.sleep, args=(30,))
+    proc.start()
+    try:
+        worker = _Worker(0, proc, None, ctx.Value("q", -1, lock=False))
+        timer = __import__("threading").Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        t0 = time.monotonic()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            _supervise(None, [worker], None)  # type: ignore[arg-type]  # no trial to reap
+        assert time.monotonic() - t0 < 10 and proc.is_alive()  # raised on the Ctrl-C, not at the end
+    finally:
+        proc.kill()
+        proc.join()
+
+
+def test_a_worker_drops_a_ctrl_c_lost_in_a_finalizer_without_a_traceback():
+    from archlab.search.trial_guard import drop_lost_interrupts
+
+    class Finalized:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def __del__(self):
+            raise self.exc
+
+    shown: list[object] = []
+    before = sys.unraisablehook
+    sys.unraisablehook = shown.append
+    try:
+        drop_lost_interrupts()
+        Finalized(KeyboardInterrupt())
+        assert shown == []
+        Finalized(ValueError("kept"))  # anything else is still shown
+        assert len(shown) == 1 and shown[0].exc_type is ValueError
+    finally:
+        sys.unraisablehook = before

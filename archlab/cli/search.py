@@ -27,6 +27,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from archlab.search.samplers import check_sampler
     from archlab.search.storage import storage_url
     from archlab.search.summary import objective_units, search_report
+    from archlab.search.workers import WorkerWarning
     from archlab.searching import experiment_file_of, search_kwargs
 
     if args.sampler is not None:
@@ -39,16 +40,24 @@ def cmd_search(args: argparse.Namespace) -> int:
                  "sampler": args.sampler, "seed": args.seed, "max_failures": args.max_failures}
     exp = load_experiment(args.experiment)
     kwargs = search_kwargs(exp, overrides, experiment_file_of(args.experiment))
-    with warnings.catch_warnings(record=True) as caught:  # a worker killed or stopped: one line each
-        warnings.simplefilter("always", RuntimeWarning)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # a worker killed or stopped: one line each
+            warnings.simplefilter("always", RuntimeWarning)
             study = run_search(**kwargs, worker_recipe=functools.partial(worker_settings, args.experiment, overrides))
-        finally:
-            for w in caught:
-                if issubclass(w.category, RuntimeWarning) and str(w.filename).endswith("workers.py"):
-                    print(f"archlab: warning: {w.message}", file=sys.stderr)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    finally:
+        # shown after leaving the block (inside it, showwarning appends to `caught`: a loop without
+        # end), each distinct warning once, as Python's default filter does
+        shown_once: set[tuple[str, type, str, int]] = set()
+        for w in caught:
+            key = (str(w.message), w.category, str(w.filename), w.lineno)
+            if key in shown_once:
+                continue
+            shown_once.add(key)
+            if issubclass(w.category, WorkerWarning):
+                print(f"archlab: warning: {w.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     storage = kwargs.get("storage") or str(exp.layout.study_db)
     df = load_trials(storage_url(storage) if isinstance(storage, (str, Path)) else storage, study.study_name)
     shown = storage if isinstance(storage, str) else None
