@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm as Bar
 
 T = TypeVar("T")
+_LOCK_SET = False  # tqdm's lock replaced (once: a bar in use holds the one it took)
 
 
 @overload
@@ -34,15 +35,18 @@ def progress(
     ``ARCHLAB_PROGRESS`` is unset, so logs and CI stay clean. Use ``bar.set_postfix(...)``
     for live metrics such as the loss.
     """
-    import threading
-
-    from tqdm import tqdm as base
     from tqdm.auto import tqdm
 
-    if not hasattr(base, "_lock"):
+    global _LOCK_SET
+    if not _LOCK_SET:
+        import threading
+
+        from tqdm import tqdm as base
+
         # a thread lock: tqdm's default also makes a named semaphore, which a worker killed with
         # kill -9 leaks (a warning from the resource tracker); archlab draws bars from one process
         base.set_lock(threading.RLock())
+        _LOCK_SET = True
     if disable is None:
         env = os.environ.get("ARCHLAB_PROGRESS")
         disable = (env == "0") if env is not None else not sys.stderr.isatty()

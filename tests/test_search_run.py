@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -311,3 +313,24 @@ def test_cli_export_writes_the_trained_subnet(tmp_path, run_cli):
         assert torch.allclose(sub.eval()(x), ref(x), atol=1e-5)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["meta"]["trial"] == 1 and config["meta"]["arch"] == df.loc[1, "arch"]
+
+
+def test_a_progress_bar_makes_no_named_semaphore():
+    # tqdm's default lock is also a multiprocessing lock: a named semaphore, which a search worker
+    # killed with kill -9 leaked (the resource tracker then warned about it)
+    code = textwrap.dedent("""
+        import multiprocessing
+        from multiprocessing import resource_tracker
+        multiprocessing.set_start_method("spawn")  # as in a search worker: its semaphores are named
+        made = []
+        resource_tracker.register = lambda name, rtype: made.append(rtype)
+        from archlab.core.progress import progress
+        for disable in (True, False):
+            bar = progress(total=3, disable=disable)
+            bar.update(1)
+            bar.close()
+        print(made)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
