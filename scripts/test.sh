@@ -17,4 +17,7 @@ if [ -z "${ARCHLAB_TEST_POSTGRES_URL:-}" ]; then
   export ARCHLAB_TEST_POSTGRES_URL
 fi
 export ARCHLAB_PROGRESS=0 PYTHONHASHSEED=0
-.venv/bin/python -m pytest "$@"
+# two pytest-xdist workers (a wait-bound suite: subprocesses, servers, browsers); ARCHLAB_TEST_WORKERS=0
+# runs it in this process; tests that share a PostgreSQL database or burn the CPUs on purpose stay
+# one at a time (tests/conftest.py)
+.venv/bin/python -m pytest -n "${ARCHLAB_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -19,6 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ARCHLAB_PROGRESS", "0")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``scripts/test.sh``, ``--dist loadgroup``): the tests that share the
+    PostgreSQL database (schema creation races) and those that run their own CPU hogs each on
+    one worker, one at a time."""
+    for item in items:
+        for marker in ("postgres", "hog"):
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.xdist_group(marker))
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run ``archlab ...`` in-process; returns (exit code, stdout, stderr)."""

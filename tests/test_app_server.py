@@ -88,6 +88,7 @@ def _launch_once(target: Path, log: Path, timeout: float = 240.0) -> tuple[bool,
 
 
 @pytest.mark.slow
+@pytest.mark.hog
 def test_the_app_starts_every_time_beside_a_cpu_hog(tmp_path):
     """20 launches, 5 at a time, while two processes burn both CPUs: every server answers
     ``/_stcore/health`` and none of them logs a traceback (the start-up import race showed as

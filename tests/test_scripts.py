@@ -60,8 +60,14 @@ def _run(repo, running=False, rc=0, url=None):
 @pytest.mark.parametrize("rc", [0, 1])
 def test_stops_the_server_it_started_whatever_the_tests_did(repo, rc):
     proc, log, running = _run(repo, rc=rc)
-    assert proc.returncode == rc and "url=postgresql+psycopg2://fake/db args=-m pytest -q" in proc.stdout
+    assert proc.returncode == rc and "url=postgresql+psycopg2://fake/db args=-m pytest -n 2 --dist loadgroup -q" in proc.stdout
     assert log == ["start", "stop"] and not running
+
+
+def test_two_test_workers_unless_told(repo, monkeypatch):
+    monkeypatch.setenv("ARCHLAB_TEST_WORKERS", "0")  # one process
+    proc, _, _ = _run(repo)
+    assert proc.returncode == 0 and "args=-m pytest -n 0 --dist loadgroup -q" in proc.stdout
 
 
 def test_ctrl_c_stops_the_server_too(repo):

@@ -61,6 +61,7 @@ def _living(pids: set[int]) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.hog
 @pytest.mark.timeout(900)
 def test_soak_two_workers_kill_9_ctrl_c_and_rerun(tmp_path):
     marks = tmp_path / "marks"
