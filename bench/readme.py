@@ -189,7 +189,30 @@ def search(doc: dict[str, Any]) -> list[str]:
     long = doc.get("efficiency_long")
     if long:
         lines += [f"Longer runs ({', '.join(long.get('problems', {}))}):", "", *_efficiency(doc, long, summary=False)]
-    return lines + _costs(doc)
+    return lines + _paired_tpe(doc.get("paired_tpe")) + _costs(doc)
+
+
+def _paired_count(pt: dict[str, Any] | None, main_seeds: int) -> str:
+    """The count of pairs better than TPE over more seeds, when measured (``--paired``)."""
+    if not pt or not pt.get("pairs"):
+        return ""
+    return (f" ({main_seeds} seeds; over {len(pt.get('seeds', []))} seeds, below: {pt.get('pairs_better')} of "
+            f"{len(pt['pairs'])} at {pt.get('budget')})")
+
+
+def _paired_tpe(pt: dict[str, Any] | None) -> list[str]:
+    """The default sampler against plain TPE on more seeds (``bench/search.py --paired``)."""
+    if not pt or not pt.get("pairs"):
+        return []
+    n, b, main = len(pt.get("seeds", [])), pt.get("budget"), pt.get("sampler")
+    rows = [[name, _f(v["gap_median"].get(main), 4), _f(v["gap_median"].get("tpe"), 4),
+             f"{v['median_diff']:+.4f} [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]", f"{v['seeds_better']} of {n}"]
+            for name, v in pt["pairs"].items()]
+    return [f"{main} against plain TPE on seeds 0-{n - 1} (the main run's among them, same code path), gap after {b} "
+            f"distinct evaluations, median; the paired difference is the median of per-seed differences [95 % "
+            f"bootstrap interval]. {main} is better (interval below zero) on {pt.get('pairs_better')} of "
+            f"{len(pt['pairs'])} pairs:", "",
+            *_table(["pair", main, "tpe", f"{main} - tpe (paired)", f"seeds {main} better"], rows), ""]
 
 
 def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) -> list[str]:
@@ -253,7 +276,8 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
               f"{sm.get('two_objective_pairs')} pairs: {_f(sm.get(f'{pre}max_gap_at_100'), 4)} at 100, "
               f"{_f(sm.get(f'{pre}max_gap_at_{last}'), 4)} at {last}; pairs where {main} beats plain TPE (paired "
               f"interval below zero): {sm.get(f'{pre}pairs_better_than_tpe_at_100')} at 100, "
-              f"{sm.get(f'{pre}pairs_better_than_tpe_at_{last}')} at {last}.", ""]
+              f"{sm.get(f'{pre}pairs_better_than_tpe_at_{last}')} at {last}" + _paired_count(doc.get("paired_tpe"), len(eff.get("seeds", [])))
+              + ".", ""]
     return lines
 
 
