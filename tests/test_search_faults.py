@@ -534,6 +534,7 @@ def test_the_supervising_parent_notes_a_ctrl_c_and_raises_it_where_it_is_handled
     # raised where it landed, a Ctrl-C in a finalizer or weakref callback of the parent was
     # printed as "Exception ignored" and dropped, and the parent went on supervising
     import multiprocessing as mp
+    import threading
 
     from archlab.search.workers import _sigint_noted, _supervise, _Worker
 
@@ -548,7 +549,7 @@ def test_the_supervising_parent_notes_a_ctrl_c_and_raises_it_where_it_is_handled
     proc.start()
     try:
         worker = _Worker(0, proc, None, ctx.Value("q", -1, lock=False))
-        timer = __import__("threading").Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
         t0 = time.monotonic()
         timer.start()
         with pytest.raises(KeyboardInterrupt):
