@@ -23,7 +23,7 @@ echo start >> "$PG_STATE/log"; touch "$PG_STATE/running"; echo postgresql+psycop
 """
 
 FAKE_PYTHON = """#!/usr/bin/env bash
-echo "url=$ARCHLAB_TEST_POSTGRES_URL args=$*"
+echo "url=$ARCHLAB_TEST_POSTGRES_URL args=$* omp=${OMP_NUM_THREADS:-unset}"
 [ -n "${FAKE_SLEEP:-}" ] && { touch "$PG_STATE/tests-running"; sleep "$FAKE_SLEEP"; }
 exit "${FAKE_RC:-0}"
 """
@@ -44,10 +44,12 @@ def repo(tmp_path):
     return tmp_path
 
 
-def _run(repo, running=False, rc=0, url=None):
+def _run(repo, running=False, rc=0, url=None, omp=None):
     if running:
         (repo / "state" / "running").touch()
-    env = {k: v for k, v in os.environ.items() if k != "ARCHLAB_TEST_POSTGRES_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("ARCHLAB_TEST_POSTGRES_URL", "OMP_NUM_THREADS")}
+    if omp:
+        env["OMP_NUM_THREADS"] = omp
     env.update(PG_STATE=str(repo / "state"), FAKE_RC=str(rc))
     if url:
         env["ARCHLAB_TEST_POSTGRES_URL"] = url
@@ -60,14 +62,19 @@ def _run(repo, running=False, rc=0, url=None):
 @pytest.mark.parametrize("rc", [0, 1])
 def test_stops_the_server_it_started_whatever_the_tests_did(repo, rc):
     proc, log, running = _run(repo, rc=rc)
-    assert proc.returncode == rc and "url=postgresql+psycopg2://fake/db args=-m pytest -n 2 --dist loadgroup -q" in proc.stdout
+    assert proc.returncode == rc and "url=postgresql+psycopg2://fake/db args=-m pytest -n 2 --dist loadgroup -q omp=1" in proc.stdout
     assert log == ["start", "stop"] and not running
 
 
 def test_two_test_workers_unless_told(repo, monkeypatch):
     monkeypatch.setenv("ARCHLAB_TEST_WORKERS", "0")  # one process
     proc, _, _ = _run(repo)
-    assert proc.returncode == 0 and "args=-m pytest -n 0 --dist loadgroup -q" in proc.stdout
+    assert proc.returncode == 0 and "args=-m pytest -n 0 --dist loadgroup -q omp=unset" in proc.stdout
+
+
+def test_one_torch_thread_per_test_worker_unless_told(repo):
+    assert "-n 2 --dist loadgroup -q omp=1" in _run(repo)[0].stdout  # two workers' pools on two cores
+    assert "-n 2 --dist loadgroup -q omp=3" in _run(repo, omp="3")[0].stdout  # the user's setting wins
 
 
 def test_ctrl_c_stops_the_server_too(repo):
