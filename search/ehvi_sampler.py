@@ -104,7 +104,12 @@ class Planner:
     ``PAIRWISE_MAX`` features); ``structure``: the space's structure features appended
     (``space.structure_features``: a cell's live edges, so equivalent cells are one point to the
     model; on NAS-Bench-201, 8 pairs x 10 seeds, paired against one-hot alone, it lowered the gap
-    at 100 evaluations by 0.0036 [0.0014, 0.0058] and at 50 by 0.0092 [0.0055, 0.0130]).
+    at 100 evaluations by 0.0036 [0.0014, 0.0058] and at 50 by 0.0092 [0.0055, 0.0130]). A
+    BANANAS-style path encoding (per operation sequence, the number of live input-to-output paths
+    carrying it: 84 features on NAS-Bench-201) did worse at 100 evaluations (8 pairs x 10 seeds,
+    paired against the live edges, mean difference [95 %]): appended, +0.0037 [+0.0015, +0.0059];
+    appended at 0.4 of its scale, +0.0024 [+0.0006, +0.0044]; instead of the live edges, +0.0070
+    [+0.0047, +0.0092]. Not kept.
     ``select_inputs``: with structure features and cheap (``known``) objectives, the GP of each
     objective modelled beside them chooses at every hyperparameter fit, by marginal likelihood,
     between the whole input and the structure features alone (with the cheap values of
