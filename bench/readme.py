@@ -189,7 +189,8 @@ def search(doc: dict[str, Any]) -> list[str]:
     long = doc.get("efficiency_long")
     if long:
         lines += [f"Longer runs ({', '.join(long.get('problems', {}))}):", "", *_efficiency(doc, long, summary=False)]
-    return lines + _paired_tpe(doc.get("paired_tpe")) + _costs(doc)
+    return (lines + _paired_anchor(doc.get("paired_tpe")) + _paired_anchor(doc.get("paired_gp"))
+            + _floor(doc.get("floor")) + _costs(doc))
 
 
 def _paired_count(pt: dict[str, Any] | None, main_seeds: int) -> str:
@@ -200,19 +201,35 @@ def _paired_count(pt: dict[str, Any] | None, main_seeds: int) -> str:
             f"{len(pt['pairs'])} at {pt.get('budget')})")
 
 
-def _paired_tpe(pt: dict[str, Any] | None) -> list[str]:
-    """The default sampler against plain TPE on more seeds (``bench/search.py --paired``)."""
+ANCHORS = {"tpe": "plain TPE", "gp": "Optuna's GPSampler"}
+
+
+def _paired_anchor(pt: dict[str, Any] | None) -> list[str]:
+    """The default sampler against one anchor on more seeds (``bench/search.py --paired``)."""
     if not pt or not pt.get("pairs"):
         return []
-    n, b, main = len(pt.get("seeds", [])), pt.get("budget"), pt.get("sampler")
-    rows = [[name, _f(v["gap_median"].get(main), 4), _f(v["gap_median"].get("tpe"), 4),
+    n, b, main, anchor = len(pt.get("seeds", [])), pt.get("budget"), pt.get("sampler"), pt.get("anchor", "tpe")
+    rows = [[name, _f(v["gap_median"].get(main), 4), _f(v["gap_median"].get(anchor), 4),
              f"{v['median_diff']:+.4f} [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]", f"{v['seeds_better']} of {n}"]
             for name, v in pt["pairs"].items()]
-    return [f"{main} against plain TPE on seeds 0-{n - 1} (the main run's among them, same code path), gap after {b} "
-            f"distinct evaluations, median; the paired difference is the median of per-seed differences [95 % "
-            f"bootstrap interval]. {main} is better (interval below zero) on {pt.get('pairs_better')} of "
-            f"{len(pt['pairs'])} pairs:", "",
-            *_table(["pair", main, "tpe", f"{main} - tpe (paired)", f"seeds {main} better"], rows), ""]
+    return [f"{main} against {ANCHORS.get(anchor, anchor)} on seeds 0-{n - 1} (the main run's among them, same code "
+            f"path), gap after {b} distinct evaluations, median; the paired difference is the median of per-seed "
+            f"differences [95 % bootstrap interval]. {main} is better (interval below zero) on "
+            f"{pt.get('pairs_better')} of {len(pt['pairs'])} pairs:", "",
+            *_table(["pair", main, anchor, f"{main} - {anchor} (paired)", f"seeds {main} better"], rows), ""]
+
+
+def _floor(fl: dict[str, Any] | None) -> list[str]:
+    """The noise-free oracle's gap, a reference for the goals (``bench/search.py``, ``floor``)."""
+    if not fl or not fl.get("pairs"):
+        return []
+    rows = [[name, _f(v["gap"], 4), str(v["evaluations"]), str(v["exact_front"])] for name, v in fl["pairs"].items()]
+    return ["A reference for the gap goals: an oracle that knows every cell's accuracy up to the noise of one "
+            f"training run (the mean over cells with the same live edges, {fl.get('classes', 0):,} classes in the "
+            "table) evaluates the cells on the front of those means once each; its gap is measured on the table's "
+            "values. The exact front is made of single training runs: below this gap, a search must also find the "
+            "cells whose one run came out better than their equivalents':", "",
+            *_table(["pair", "oracle gap", "evaluations", "exact front"], rows), ""]
 
 
 def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) -> list[str]:

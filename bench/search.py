@@ -22,10 +22,17 @@
    proposals (seconds per trial).
 3. Loop overhead (``overhead``, ``--loop``): ``run_search`` against plain Optuna on SQLite with
    a trivial objective; without ``--loop`` the previous run's figures are carried over.
-4. The default sampler against plain TPE over more seeds (``paired_tpe``, ``--paired N``): on 5
-   seeds a paired interval is wide (one lucky TPE run decides it), so ``ehvi+lat`` and TPE run
-   on the eight pairs over seeds 0..N-1 at one budget; per pair the median of per-seed
-   differences with its 95 % bootstrap interval and the seeds where ``ehvi+lat`` was better.
+4. The default sampler against one anchor over more seeds (``paired_<anchor>``, ``--paired N
+   [--anchor tpe|gp]``): on 5 seeds a paired interval is wide (one lucky TPE run decides it), so
+   ``ehvi+lat`` and the anchor (plain TPE; Optuna's GPSampler, too slow for every problem of the
+   main run) run on the eight pairs over seeds 0..N-1 at one budget; per pair the median of
+   per-seed differences with its 95 % bootstrap interval and the seeds where ``ehvi+lat`` was
+   better.
+5. A reference for the gap goals (``floor``, always computed; seconds): what a model that knew
+   every cell's accuracy up to training noise would reach. Cells with the same live edges
+   (``archlab.spaces.cells``) compute the same function, so their mean accuracy is the cell's
+   accuracy without the noise of one training run; the "oracle" evaluates the front of those
+   class means (true latencies) once each, and its gap is measured on the table's values.
 
 Sized for a shared 2-core machine; ``--quick`` is a smoke run. A run can be split over
 processes (``--problems``, each part to its own ``--out``) and joined with ``--merge``, which
@@ -241,22 +248,45 @@ def _overhead(planner, archs: list, Y: np.ndarray, repeats: int) -> dict:
             "refit_every": every, "s_per_trial_amortised": amortised}
 
 
-def paired_tpe(table: Table, seeds: list[int], budget: int, only: list[int] | None = None) -> dict:
-    """``MAIN`` against plain TPE on the eight pairs with more seeds than the main run (its
+def paired_anchor(table: Table, seeds: list[int], budget: int, only: list[int] | None = None,
+                  anchor: str = "tpe") -> dict:
+    """``MAIN`` against ``anchor`` on the eight pairs with more seeds than the main run (its
     paired intervals on 5 seeds are wide): the gap after ``budget`` distinct evaluations per
     seed, the median of per-seed differences with its 95 % bootstrap interval, and in how
     many seeds ``MAIN`` was better. The main run's seeds are among these, on the same code path."""
-    out: dict = {"budget": budget, "seeds": seeds, "sampler": MAIN, "pairs": {}}
+    out: dict = {"budget": budget, "seeds": seeds, "sampler": MAIN, "anchor": anchor, "pairs": {}}
     for prob in problems(table, False, [i for i in range(len(PAIRS)) if only is None or i in only]):
-        gaps = {name: [run_curve(prob, name, s, budget)[0].gap_at(budget) for s in seeds] for name in (MAIN, "tpe")}
-        d = [a - b for a, b in zip(gaps[MAIN], gaps["tpe"])]
+        gaps = {name: [run_curve(prob, name, s, budget)[0].gap_at(budget) for s in seeds] for name in (MAIN, anchor)}
+        d = [a - b for a, b in zip(gaps[MAIN], gaps[anchor])]
         lo, hi = _ci(d)
         out["pairs"][prob.name] = {"gap": gaps, "gap_median": {n: float(np.median(g)) for n, g in gaps.items()},
                                    "median_diff": float(np.median(d)), "ci95": [lo, hi], "a_better": hi < 0,
                                    "seeds_better": int(sum(x < 0 for x in d))}
-        print(f"  {prob.name:38s} {MAIN} - tpe at {budget}: {np.median(d):+.4f} [{lo:+.4f}, {hi:+.4f}], "
+        print(f"  {prob.name:38s} {MAIN} - {anchor} at {budget}: {np.median(d):+.4f} [{lo:+.4f}, {hi:+.4f}], "
               f"better in {out['pairs'][prob.name]['seeds_better']} of {len(seeds)} seeds", file=sys.stderr, flush=True)
     out["pairs_better"] = sum(bool(v["a_better"]) for v in out["pairs"].values())
+    return out
+
+
+def floor(table: Table) -> dict:
+    """The gap of an oracle that knows each cell's accuracy up to training noise (module
+    docstring, 5.), per two-objective pair."""
+    from archlab.search.pareto import hypervolume_of, non_dominated_mask
+    from archlab.spaces import Arch
+
+    S = table.space.structure_features([Arch.from_json(k) for k in table.keys])
+    _, label = np.unique(S, axis=0, return_inverse=True)
+    label = label.reshape(-1)
+    out: dict = {"classes": int(label.max()) + 1, "pairs": {}}
+    for prob in problems(table, False, list(range(len(PAIRS)))):
+        acc = table.columns[prob.accuracy]
+        mean = (np.bincount(label, weights=acc) / np.bincount(label))[label]
+        denoised = prob.loss.copy()
+        denoised[:, 0] = 1.0 - mean / 100.0
+        picked = np.flatnonzero(non_dominated_mask(denoised))
+        exact = np.flatnonzero(non_dominated_mask(prob.loss))
+        out["pairs"][prob.name] = {"gap": 1.0 - hypervolume_of(prob.loss[picked], prob.ref) / prob.hv_exact,
+                                   "evaluations": len(picked), "exact_front": len(exact)}
     return out
 
 
@@ -292,7 +322,7 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
     eff["parts_wall_s"] = [d.get("wall_s") for d in docs]
     doc["efficiency"] = eff
     doc["complete"] = all(d.get("complete") for d in docs) and len(eff["problems"]) == len(order)
-    for k in ("overhead_ehvi", "overhead", "paired_tpe") + (() if longer else ("efficiency_long",)):
+    for k in ("overhead_ehvi", "overhead", "paired_tpe", "paired_gp", "floor") + (() if longer else ("efficiency_long",)):
         src = next((d[k] for d in every if k in d), prev.get(k))
         if src is not None:
             doc[k] = src
@@ -322,9 +352,10 @@ def main() -> None:
     parser.add_argument("--carry", default="", metavar="S,T",
                         help="samplers not rerun: their rows are copied from --out's previous run (marked carried_over)")
     parser.add_argument("--paired", type=int, default=None, metavar="SEEDS",
-                        help="only the paired comparison of the default sampler with plain TPE on the eight pairs (or "
+                        help="only the paired comparison of the default sampler with --anchor on the eight pairs (or "
                              "--problems among them) over this many seeds at the first of --budgets, kept as "
-                             "'paired_tpe' in --out (parts split by --problems join there)")
+                             "'paired_<anchor>' in --out (parts split by --problems join there)")
+    parser.add_argument("--anchor", default="tpe", choices=("tpe", "gp"), help="the sampler --paired compares with")
     parser.add_argument("--merge", nargs="+", default=None, metavar="PART.json",
                         help="only merge the 'efficiency' problems of these part files into --out (summary recomputed)")
     args = parser.parse_args()
@@ -359,19 +390,21 @@ def main() -> None:
         merge(args.merge, out, carry=[c for c in args.carry.split(",") if c])
         return
     if args.paired is not None:
-        got = paired_tpe(table, list(range(args.paired)), budgets[0],
-                         None if args.problems is None else [int(i) for i in args.problems.split(",")])
+        got = paired_anchor(table, list(range(args.paired)), budgets[0],
+                            None if args.problems is None else [int(i) for i in args.problems.split(",")], args.anchor)
+        key = f"paired_{args.anchor}"
         got["parts_wall_s"] = [round(time.perf_counter() - t0, 1)]
         prev = json.loads(out.read_text()) if out.is_file() else {}  # read at the end: another part may have written
-        old_p = prev.get("paired_tpe", {})
+        old_p = prev.get(key, {})
         if args.problems is not None and (old_p.get("budget"), old_p.get("seeds")) == (got["budget"], got["seeds"]):
             got["pairs"] = {**old_p.get("pairs", {}), **got["pairs"]}  # a run split over processes by pairs
             got["pairs"] = {n: got["pairs"][n] for n in [p.name for p in problems(table, False)] if n in got["pairs"]}
             got["pairs_better"] = sum(bool(v["a_better"]) for v in got["pairs"].values())
             got["parts_wall_s"] = old_p.get("parts_wall_s", []) + got["parts_wall_s"]
-        prev["paired_tpe"] = got
+        prev[key] = got
+        prev["floor"] = floor(table)
         atomic_write_json(out, json.loads(json.dumps(prev)))
-        print(f"wrote paired_tpe ({len(got['pairs'])} pairs) into {out}", file=sys.stderr)
+        print(f"wrote {key} ({len(got['pairs'])} pairs) into {out}", file=sys.stderr)
         return
     if args.long is not None:
         only = [int(i) for i in args.long.split(",")]
@@ -387,6 +420,7 @@ def main() -> None:
         print(f"wrote efficiency_long into {out} in {eff['wall_s']} s", file=sys.stderr)
         return
     old = json.loads(out.read_text()).get("overhead") if out.is_file() else None
+    doc["floor"] = floor(table)
     doc["efficiency"] = efficiency(table, args.quick, seeds, budgets, args.gp_budget,
                                    list(range(min(args.gp_seeds, len(seeds)))), args.samplers.split(","), args.gp_problems,
                                    save, None if args.problems is None else [int(i) for i in args.problems.split(",")])
