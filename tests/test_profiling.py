@@ -226,7 +226,7 @@ def test_the_reference_cancels_a_machine_that_changes_speed(tmp_path):
         slowness[0] = 1.6 if slowness[0] == 1.0 else 1.0  # changes between measurements
         return _Sleeper(2.0, slowness), torch.zeros(1)
 
-    settings = {"warmup": 1, "repeats": 6, "blocks": 3, "anchors": 0, "layer_repeats": 0}
+    settings = {"warmup": 1, "repeats": 12, "blocks": 4, "anchors": 0, "layer_repeats": 0}
     df = profile(build, tmp_path, space=space, n=10, **settings)
     rows = df[df["kind"] == "arch"]
     raw, scaled = rows["raw_ms"].to_numpy(), rows["latency_ms"].to_numpy()
