@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -197,3 +198,28 @@ def test_gp_survives_duplicate_rows_and_constant_targets():
     mean, std = model.predict(np.eye(4))
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
     assert np.all(np.diff(mean[:, 0]) > 0) and np.allclose(mean[:, 1], 1.0)
+
+
+def test_the_search_benchmark_reference_is_what_its_code_computes(monkeypatch):
+    """``bench/search.py``'s noise-free oracle (the reference for the gap goals): equivalent
+    cells form the table's 9,445 classes, its gap is small but above zero (the exact front is
+    made of single training runs), and the stored figures are this code's."""
+    import json
+
+    _, table = nb201_table()
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts bench/ first on the path
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # it sets these: undone after
+        monkeypatch.setenv(var, os.environ.get(var, "1"))
+    spec = importlib.util.spec_from_file_location("bench_search", ROOT / "bench" / "search.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    got = bench.floor(table)
+    assert got["classes"] == 9445 and len(got["pairs"]) == 8
+    for name, v in got["pairs"].items():
+        assert 0.0 < v["gap"] < 0.003 and v["evaluations"] <= 2 * v["exact_front"], (name, v)
+    stored = json.loads((ROOT / "bench" / "results" / "search.json").read_text())["floor"]
+    assert stored["classes"] == got["classes"]
+    for name, v in got["pairs"].items():
+        assert stored["pairs"][name]["evaluations"] == v["evaluations"]
+        assert abs(stored["pairs"][name]["gap"] - v["gap"]) < 1e-12, name
