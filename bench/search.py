@@ -36,7 +36,9 @@
 
 Sized for a shared 2-core machine; ``--quick`` is a smoke run. A run can be split over
 processes (``--problems``, each part to its own ``--out``) and joined with ``--merge``, which
-can also carry rows of samplers not rerun from the previous result (``--carry``).
+can also carry rows of samplers not rerun from the previous result (``--carry``). A main run
+that is not split writes the file anew: the previous run's ``paired_*`` and ``efficiency_long``
+sections are dropped with it (they would describe another code path); ``overhead`` is carried.
 Writes ``bench/results/search.json`` (atomically).
 """
 
