@@ -17,12 +17,13 @@ if [ -z "${ARCHLAB_TEST_POSTGRES_URL:-}" ]; then
   export ARCHLAB_TEST_POSTGRES_URL
 fi
 export ARCHLAB_PROGRESS=0 PYTHONHASHSEED=0
-# two pytest-xdist workers (a wait-bound suite: subprocesses, servers, browsers); ARCHLAB_TEST_WORKERS=0
-# runs it in this process; tests that share a PostgreSQL database or burn the CPUs on purpose stay
-# one at a time (tests/conftest.py)
-# one torch/OpenMP thread per test process unless told otherwise: two workers' thread pools on two
-# cores oversubscribe them (the demo's test took 4-5x as long beside another torch test)
-if [ "${ARCHLAB_TEST_WORKERS:-2}" != "0" ]; then
+# two pytest-xdist workers (a wait-bound suite: subprocesses, servers, browsers), each with one
+# torch/OpenMP thread unless told otherwise (two workers' thread pools on two cores oversubscribe
+# them: the demo's test took 4-5x as long beside another torch test); ARCHLAB_TEST_WORKERS=0 runs
+# it in this process. Tests that share a PostgreSQL database or burn the CPUs on purpose stay one
+# at a time (tests/conftest.py)
+workers="${ARCHLAB_TEST_WORKERS:-2}"
+if [ "$workers" != "0" ]; then
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 fi
-.venv/bin/python -m pytest -n "${ARCHLAB_TEST_WORKERS:-2}" --dist loadgroup "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"
