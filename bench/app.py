@@ -233,7 +233,7 @@ def parts(url: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10,000 trials and 3 repeats")
     ap.add_argument("--trials", type=int, default=None, help="study size (default 50,000)")
     ap.add_argument("--repeats", type=int, default=None, help="warm sessions (median reported; default 7)")

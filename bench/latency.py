@@ -182,7 +182,7 @@ def bench_onmachine(quick: bool, run_dir: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small run, under two minutes")
     ap.add_argument("--part", choices=("all", "onmachine", "hat", "accuracy"), default="all")
     ap.add_argument("--run-dir", default=None, help="keep the on-machine latency table here (resumable)")

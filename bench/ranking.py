@@ -82,7 +82,7 @@ def supernet_scores(method: str, seed: int, budget: int, setup: Any, space: Any,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="MNIST folder (IDX files), e.g. /work/shared/data/mnist")
     ap.add_argument("--gt", default=str(GT), help="ground-truth CSV (with its .json sidecar)")
     ap.add_argument("--budget", type=int, default=4000, help="subnet forward-backward passes per supernet")

@@ -333,7 +333,7 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 problems, 2 seeds, budgets 50/100")
     parser.add_argument("--data", default=None, help="path of nb201_dev.csv (default: ../shared/data beside the project)")
     parser.add_argument("--budgets", default="50,100,150", help="distinct evaluations reported (last = run length)")

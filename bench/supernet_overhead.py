@@ -167,7 +167,7 @@ def bench_family(name: str, net: Any, batch: tuple[torch.Tensor, torch.Tensor], 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="5 archs per family, 9 repeats (< 1 minute)")
     ap.add_argument("--archs", type=int, default=None, help="architectures per family (default 20; quick 5)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per arch and model (default 21; quick 9)")
