@@ -98,7 +98,12 @@ class Planner:
     NAS-Bench-201 (``ehvi+lat``, 8 pairs, paired against the defaults at 100 evaluations, mean
     difference [95 %]): ``focus_every=4`` was worse, +0.0020 [+0.0004, +0.0036] (10 seeds);
     ``refit_every=4`` (the GPs' hyperparameters chosen twice as often) a tie, +0.0005 [-0.0007,
-    +0.0017] (20 seeds), though better at 50, -0.0024 [-0.0048, -0.0001].
+    +0.0017] (20 seeds), though better at 50, -0.0024 [-0.0048, -0.0001]. The acquisitions use
+    the latent function's uncertainty; the predictive distribution of an observation instead
+    (the fitted noise variance added to the accuracy GP's: a new cell is one more noisy training
+    run, so a cell equivalent to a front member could come out luckier) was a tie at every budget:
+    -0.0003 [-0.0007, +0.0003] at 300 (8 pairs x 5 seeds, 26 of 40 runs better), +0.0004
+    [-0.0012, +0.0021] at 100; at 100 over 10 seeds +0.0004 [-0.0008, +0.0015].
     ``model_known_after``: from this many distinct evaluations on, a cheap objective whose
     observed values differ from its cheap values is modelled, the cheap values standardised and
     appended to the GP's inputs (``None``: never); see the module docstring.
