@@ -118,17 +118,21 @@ def make_demo_study(
     storage: str | Path, study_name: str = "demo", n_trials: int = 300, seed: int = 0, *, fast: bool = True,
     **options: Any,
 ) -> str:
-    """Write the synthetic study of ``demo_trials`` into ``storage`` (an SQLite path or any
-    Optuna storage URL) through ``study.add_trials``; returns the storage URL. ``options`` go to
-    ``demo_trials`` (``n_objectives``, ``constraints``, ``fail_fraction``, ``only_failed``).
+    """Write the synthetic study of ``demo_trials`` into ``storage`` (any spec
+    ``archlab.search.storage.open_storage`` takes: an SQLite or journal file, a run directory, a
+    URL; a relative path is made absolute) through ``study.add_trials``; returns the storage
+    URL. ``options`` go to ``demo_trials`` (``n_objectives``, ``constraints``, ``fail_fraction``,
+    ``only_failed``).
 
     ``fast`` turns off SQLite's fsync while writing (a demo file, not a real run).
     """
     import optuna
 
-    url = sqlite_url(storage)
-    st: Any = optuna.storages.RDBStorage(url) if url.startswith("sqlite") else url
-    if fast and url.startswith("sqlite"):
+    from archlab.search.storage import close_storage, open_storage, sqlite_file, storage_url
+
+    url = storage_url(storage if "://" in str(storage) else Path(storage).resolve())
+    st: Any = open_storage(url, must_exist=False)
+    if fast and sqlite_file(url) is not None:
         import sqlalchemy
 
         @sqlalchemy.event.listens_for(st.engine, "connect")
@@ -141,15 +145,8 @@ def make_demo_study(
     study = optuna.create_study(storage=st, study_name=study_name, directions=directions)
     study.set_user_attr("archlab", attr)
     study.add_trials(frozen)
-    if isinstance(st, optuna.storages.RDBStorage):
-        st.engine.dispose()
+    close_storage(st)
     return url
-
-
-def sqlite_url(storage: str | Path) -> str:
-    """``storage`` as an Optuna storage URL (a bare path becomes ``sqlite:///<absolute path>``)."""
-    url = str(storage)
-    return url if "://" in url else f"sqlite:///{Path(url).resolve()}"
 
 
 def _choices(name: str) -> tuple[Any, ...]:
