@@ -17,7 +17,10 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
    best-ranked feasible architectures, plus ``n_random`` random draws;
 4. each candidate is scored by the expected hypervolume improvement of its predicted
    objectives over the feasible front (losses scaled to the observed range, reference point
-   10 % beyond the worst observed value), times its predicted probability of meeting every
+   ``ref_margin`` = 0.5 of that range beyond the worst observed value; on NAS-Bench-201, 8 pairs
+   x 10 seeds, paired against 0.5 at 100 evaluations: 0.2 was worse, +0.0019 [+0.0002,
+   +0.0036], though better at 50, -0.0025 [-0.0048, -0.0003]; 1.0 a tie, +0.0009 [-0.0003,
+   +0.0021]), times its predicted probability of meeting every
    constraint (``trial.set_constraint`` values, feasible when <= 0); architectures still
    running count as already on the front at their predicted values;
 5. ``local_rounds`` times, the moves of the best-scored candidates join the pool (a hill
