@@ -258,3 +258,16 @@ def test_sqlite_urls_are_parsed_in_one_place(url, expected):
 
     got = sqlite_file(url)
     assert (None if got is None else str(got)) == expected
+
+
+def test_the_demo_writer_opens_storages_like_archlab_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = make_demo_study("rel/demo.db", "demo", 7, seed=1)  # a relative path, its folder missing
+    assert url == f"sqlite:///{tmp_path / 'rel' / 'demo.db'}"
+    assert len(load_trials(url, "demo")) == 7
+    log = make_demo_study(tmp_path / "demo.log", "demo", 5, seed=1)  # a journal file too
+    assert log == f"journal:///{tmp_path / 'demo.log'}"
+    assert len(optuna.load_study(study_name="demo", storage=open_storage(log)).trials) == 5
+    with pytest.raises(StorageError, match="allowed: sqlite:///FILE"):
+        make_demo_study(tmp_path / "demo.txt", "demo", 3)
+    assert not (tmp_path / "demo.txt").exists()
