@@ -189,8 +189,8 @@ def search(doc: dict[str, Any]) -> list[str]:
     long = doc.get("efficiency_long")
     if long:
         lines += [f"Longer runs ({', '.join(long.get('problems', {}))}):", "", *_efficiency(doc, long, summary=False)]
-    return (lines + _paired_anchor(doc.get("paired_tpe")) + _paired_anchor(doc.get("paired_gp"))
-            + _floor(doc.get("floor")) + _costs(doc))
+    paired = [line for anchor in ANCHORS for line in _paired_anchor(doc.get(f"paired_{anchor}"))]
+    return lines + paired + _floor(doc.get("floor")) + _costs(doc)
 
 
 def _paired_count(pt: dict[str, Any] | None, main_seeds: int) -> str:
@@ -201,6 +201,7 @@ def _paired_count(pt: dict[str, Any] | None, main_seeds: int) -> str:
             f"{len(pt['pairs'])} at {pt.get('budget')})")
 
 
+#: ``bench/search.py --paired --anchor`` choices, in the README's order, with their names there
 ANCHORS = {"tpe": "plain TPE", "gp": "Optuna's GPSampler"}
 
 

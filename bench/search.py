@@ -63,6 +63,7 @@ from nb201 import Curve, Problem, Table, find_table, load_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = "ehvi+lat"  # the sampler the goals are judged on
+ANCHORS = ("tpe", "gp")  # the samplers --paired compares MAIN with (results in ``paired_<anchor>``)
 PAIRS = [("cifar100_acc", d) for d in ("titan_rtx_1_ms", "gold_6226_ms", "samsung_a50_ms", "essential_ph_1_ms")] + \
         [("imagenet16_acc", d) for d in ("1080ti_1_ms", "titanxp_1_ms", "silver_4114_ms", "samsung_s7_ms")]
 TRIPLES = [("cifar100_acc", ("2080ti_1_ms", "samsung_a50_ms")), ("imagenet16_acc", ("gold_6226_ms", "essential_ph_1_ms"))]
@@ -324,7 +325,8 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
     eff["parts_wall_s"] = [d.get("wall_s") for d in docs]
     doc["efficiency"] = eff
     doc["complete"] = all(d.get("complete") for d in docs) and len(eff["problems"]) == len(order)
-    for k in ("overhead_ehvi", "overhead", "paired_tpe", "paired_gp", "floor") + (() if longer else ("efficiency_long",)):
+    paired = tuple(f"paired_{a}" for a in ANCHORS)
+    for k in ("overhead_ehvi", "overhead", *paired, "floor") + (() if longer else ("efficiency_long",)):
         src = next((d[k] for d in every if k in d), prev.get(k))
         if src is not None:
             doc[k] = src
@@ -357,7 +359,7 @@ def main() -> None:
                         help="only the paired comparison of the default sampler with --anchor on the eight pairs (or "
                              "--problems among them) over this many seeds at the first of --budgets, kept as "
                              "'paired_<anchor>' in --out (parts split by --problems join there)")
-    parser.add_argument("--anchor", default="tpe", choices=("tpe", "gp"), help="the sampler --paired compares with")
+    parser.add_argument("--anchor", default="tpe", choices=ANCHORS, help="the sampler --paired compares with")
     parser.add_argument("--merge", nargs="+", default=None, metavar="PART.json",
                         help="only merge the 'efficiency' problems of these part files into --out (summary recomputed)")
     args = parser.parse_args()
