@@ -32,10 +32,16 @@ def test_live_edges_of_nb201_cells(ops, live):
     space = cell_space()
     assert space.graph.pairs == [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
     assert space.graph.live(ops) == live
-    F = space.structure_features([_cell(ops)]).reshape(6, len(NB201_OPS))
+    row = space.structure_features([_cell(ops)])[0]
+    F, counts = row[:6 * len(NB201_OPS)].reshape(6, len(NB201_OPS)), row[6 * len(NB201_OPS):]
     assert F.sum() == sum(live)
     for k, o in enumerate(ops):
         assert F[k, NB201_OPS.index(o)] == float(live[k])
+    counted = [o for o in NB201_OPS if o != NO]
+    assert space.graph.counted == tuple(counted) and len(counts) == len(counted)
+    for o, c in zip(counted, counts):  # live edges per operation, at the graph's weight
+        assert c == CellGraph.COUNT_WEIGHT * sum(alive and op == o for op, alive in zip(ops, live))
+    assert len(space.graph.feature_names()) == len(row)
 
 
 def test_cells_that_differ_only_on_dead_edges_share_their_features():
@@ -46,7 +52,8 @@ def test_cells_that_differ_only_on_dead_edges_share_their_features():
     c = _cell([NO, C1, PL, C1, C3, SK])  # node 1 unreached: 1 -> 2 and 1 -> 3 are dead whatever they hold
     d = _cell([NO, C1, SK, C1, NO, SK])
     fc, fd = space.structure_features([c, d])
-    assert np.array_equal(fc, fd) and fc.sum() == 3
+    assert np.array_equal(fc, fd) and fc[:30].sum() == 3
+    assert np.array_equal(fc[30:], [2.0, 4.0, 0.0, 0.0])  # live: 0 -> 2 and 0 -> 3 (1x1), 2 -> 3 (skip)
 
 
 def test_the_graph_is_kept_by_json_and_checked_against_the_space():
@@ -98,6 +105,6 @@ def test_ehvi_models_cells_on_one_hot_and_live_edges():
     cells = [_cell([NO, C1, PL, C1, C3, SK]), _cell([NO, C1, SK, C1, NO, SK])]
     onehot = space.encode_many(cells, normalized=True)
     X = Planner(space, seed=0).encode(cells)
-    assert X.shape == (2, onehot.shape[1] + 30)
-    assert np.array_equal(X[:, :onehot.shape[1]], onehot) and np.array_equal(X[0, -30:], X[1, -30:])
+    assert X.shape == (2, onehot.shape[1] + 30 + 4)  # live-edge one-hot, live counts of the 4 non-zero ops
+    assert np.array_equal(X[:, :onehot.shape[1]], onehot) and np.array_equal(X[0, -34:], X[1, -34:])
     assert Planner(space, seed=0, structure=False).encode(cells).shape == onehot.shape
