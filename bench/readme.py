@@ -216,7 +216,9 @@ def _paired_anchor(pt: dict[str, Any] | None) -> list[str]:
     return [f"{main} against {ANCHORS.get(anchor, anchor)} on seeds 0-{n - 1} (the main run's among them, same code "
             f"path), gap after {b} distinct evaluations, median; the paired difference is the median of per-seed "
             f"differences [95 % bootstrap interval]. {main} is better (interval below zero) on "
-            f"{pt.get('pairs_better')} of {len(pt['pairs'])} pairs:", "",
+            f"{pt.get('pairs_better')} of {len(pt['pairs'])} pairs"
+            + (f" ({anchor}'s gaps are carried over from the previous run: same pairs, budget and seeds; only {main} "
+               "reran)" if pt.get("anchor_carried_over") else "") + ":", "",
             *_table(["pair", main, anchor, f"{main} - {anchor} (paired)", f"seeds {main} better"], rows), ""]
 
 
@@ -253,7 +255,8 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
                   "prediction; from then on the measured latency is modelled as well, with the prediction as an input of "
                   "its Gaussian process. The hypervolume is always measured on the table's true values. After "
                   f"{_ehvi_default('n_startup')} random draws (the Gaussian processes see each cell's one-hot encoding and, "
-                  "unless `structure=False`, its live edges: `archlab.spaces.cells`), every third proposal is a focus step (the expected improvement of accuracy alone) and the "
+                  "unless `structure=False`, its live edges and how many live edges carry each operation: "
+                  "`archlab.spaces.cells`), every third proposal is a focus step (the expected improvement of accuracy alone) and the "
                   "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`). "
                   "`ehvi` models every objective" + _ran_to(eff, "ehvi") + "."
                   + "".join(f" `{n}`'s rows are carried over from the previous run (same seeds and code path)."

@@ -252,14 +252,23 @@ def _overhead(planner, archs: list, Y: np.ndarray, repeats: int) -> dict:
 
 
 def paired_anchor(table: Table, seeds: list[int], budget: int, only: list[int] | None = None,
-                  anchor: str = "tpe") -> dict:
+                  anchor: str = "tpe", previous: dict | None = None) -> dict:
     """``MAIN`` against ``anchor`` on the eight pairs with more seeds than the main run (its
     paired intervals on 5 seeds are wide): the gap after ``budget`` distinct evaluations per
     seed, the median of per-seed differences with its 95 % bootstrap interval, and in how
-    many seeds ``MAIN`` was better. The main run's seeds are among these, on the same code path."""
+    many seeds ``MAIN`` was better. The main run's seeds are among these, on the same code path.
+    ``previous``: an earlier result of this function; the anchor's gaps are taken from it where it
+    ran the same pair at the same budget and seeds (an Optuna anchor does not change with archlab's
+    sampler; marked ``anchor_carried_over``), and only ``MAIN`` runs."""
     out: dict = {"budget": budget, "seeds": seeds, "sampler": MAIN, "anchor": anchor, "pairs": {}}
+    same = previous is not None and (previous.get("budget"), previous.get("seeds"), previous.get("anchor", "tpe")) == \
+        (budget, seeds, anchor)
     for prob in problems(table, False, [i for i in range(len(PAIRS)) if only is None or i in only]):
-        gaps = {name: [run_curve(prob, name, s, budget)[0].gap_at(budget) for s in seeds] for name in (MAIN, anchor)}
+        old = (previous or {}).get("pairs", {}).get(prob.name, {}).get("gap", {}).get(anchor) if same else None
+        gaps = {MAIN: [run_curve(prob, MAIN, s, budget)[0].gap_at(budget) for s in seeds],
+                anchor: old or [run_curve(prob, anchor, s, budget)[0].gap_at(budget) for s in seeds]}
+        if old:
+            out["anchor_carried_over"] = "the anchor's gaps from the previous run (same pairs, budget and seeds)"
         d = [a - b for a, b in zip(gaps[MAIN], gaps[anchor])]
         lo, hi = _ci(d)
         out["pairs"][prob.name] = {"gap": gaps, "gap_median": {n: float(np.median(g)) for n, g in gaps.items()},
@@ -360,6 +369,9 @@ def main() -> None:
                              "--problems among them) over this many seeds at the first of --budgets, kept as "
                              "'paired_<anchor>' in --out (parts split by --problems join there)")
     parser.add_argument("--anchor", default="tpe", choices=ANCHORS, help="the sampler --paired compares with")
+    parser.add_argument("--reuse-anchor", action="store_true",
+                        help="with --paired: take the anchor's gaps from --out's previous paired run where it ran the "
+                             "same pairs, budget and seeds (only the default sampler reruns)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="PART.json",
                         help="only merge the 'efficiency' problems of these part files into --out (summary recomputed)")
     args = parser.parse_args()
@@ -394,9 +406,11 @@ def main() -> None:
         merge(args.merge, out, carry=[c for c in args.carry.split(",") if c])
         return
     if args.paired is not None:
-        got = paired_anchor(table, list(range(args.paired)), budgets[0],
-                            None if args.problems is None else [int(i) for i in args.problems.split(",")], args.anchor)
         key = f"paired_{args.anchor}"
+        before = json.loads(out.read_text()).get(key) if args.reuse_anchor and out.is_file() else None
+        got = paired_anchor(table, list(range(args.paired)), budgets[0],
+                            None if args.problems is None else [int(i) for i in args.problems.split(",")], args.anchor,
+                            before)
         got["parts_wall_s"] = [round(time.perf_counter() - t0, 1)]
         prev = json.loads(out.read_text()) if out.is_file() else {}  # read at the end: another part may have written
         old_p = prev.get(key, {})
