@@ -235,6 +235,15 @@ def _floor(fl: dict[str, Any] | None) -> list[str]:
             *_table(["pair", "oracle gap", "evaluations", "exact front"], rows), ""]
 
 
+def _carried(names: list[str]) -> str:
+    """The sentence naming the samplers whose rows a merged run carried over."""
+    if not names:
+        return ""
+    listed = ", ".join(f"`{n}`" for n in names[:-1]) + (" and " if len(names) > 1 else "") + f"`{names[-1]}`"
+    return (f" The rows of {listed} are carried over from the previous run (same seeds and code path; "
+            f"{'these samplers do' if len(names) > 1 else 'it does'} not use archlab's sampler code).")
+
+
 def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) -> list[str]:
     probs = eff.get("problems", {})
     samplers = list(dict.fromkeys(k for p in probs.values() for k in p.get("samplers", {})))
@@ -259,8 +268,7 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
                   "`archlab.spaces.cells`), every third proposal is a focus step (the expected improvement of accuracy alone) and the "
                   "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`). "
                   "`ehvi` models every objective" + _ran_to(eff, "ehvi") + "."
-                  + "".join(f" `{n}`'s rows are carried over from the previous run (same seeds and code path)."
-                            for n in eff.get("carried_over", []) if n != "ehvi" and n in samplers), ""]
+                  + _carried([n for n in eff.get("carried_over", []) if n != "ehvi" and n in samplers]), ""]
 
     def cell(p: dict[str, Any], name: str, b: str) -> str:
         s = p.get("samplers", {}).get(name, {})

@@ -304,11 +304,16 @@ def floor(table: Table) -> dict:
 
 def merge(parts: list[str], out: Path, carry: list[str]) -> None:
     """Join the problems of part files (one run split over processes) into ``out``; rows of the
-    ``carry`` samplers come from ``out``'s previous run (same seeds), marked ``carried_over``."""
+    ``carry`` samplers come from ``out``'s previous run (same seeds), marked ``carried_over``.
+    Parts run to a larger last budget than the others (``--budgets ...,500``) become
+    ``efficiency_long``, not rows of the main run."""
     from archlab.core.io import atomic_write_json
 
     every = [json.loads(Path(p).read_text()) for p in parts]
     docs = [d for d in every if "efficiency" in d]
+    last = min(d["efficiency"]["budgets"][-1] for d in docs)
+    longer = [d for d in docs if d["efficiency"]["budgets"][-1] > last]  # parts run further: efficiency_long
+    docs = [d for d in docs if d["efficiency"]["budgets"][-1] == last]
     prev = json.loads(out.read_text()) if out.is_file() else {}
     old = prev.get("efficiency", {}).get("problems", {})
     doc = {k: v for k, v in docs[0].items() if k not in ("efficiency", "overhead_ehvi", "wall_s")}
@@ -320,16 +325,20 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
                 if c in old.get(name, {}).get("samplers", {}) and c not in entry["samplers"]:
                     entry["samplers"][c] = {**old[name]["samplers"][c], "carried_over": "measured by the previous run "
                                             "(budgets it ran; same seeds and code path, rerun not affordable here)"}
-                    entry["paired_vs_tpe"][c] = _paired(entry["samplers"], c, "tpe")
+            rank = {n: i for i, n in enumerate([*SAMPLERS, "random"])}  # one order, carried or rerun
+            entry["samplers"] = dict(sorted(entry["samplers"].items(), key=lambda kv: rank.get(kv[0], len(rank))))
+            if carry:  # the rerun samplers' pairing with a carried anchor too
+                entry["paired_vs_tpe"] = {n: _paired(entry["samplers"], n, "tpe") for n in entry["samplers"] if n != "tpe"}
+                entry["ehvi_minus_tpe"] = entry["paired_vs_tpe"].get(MAIN, {})
             eff["problems"][name] = entry
     order = [p.name for p in problems(load_table(find_table()), False)]
     eff["problems"] = {n: eff["problems"][n] for n in order if n in eff["problems"]}
     eff["carried_over"] = carry
-    longer = [d for d in docs if d["efficiency"]["budgets"][-1] > eff["budgets"][-1]]
     if longer:  # parts run further than the main budgets (their first budgets are the main run's)
         doc["efficiency_long"] = {**{k: v for k, v in longer[0]["efficiency"].items() if k != "summary"},
                                   "problems": {n: e for d in longer for n, e in d["efficiency"]["problems"].items()},
-                                  "complete": all(d.get("complete") for d in longer), "carried_over": carry}
+                                  "complete": all(d.get("complete") for d in longer), "carried_over": [],
+                                  "parts_wall_s": [d.get("wall_s") for d in longer]}
     eff["summary"] = _summary(eff["problems"], eff["budgets"])
     eff["parts_wall_s"] = [d.get("wall_s") for d in docs]
     doc["efficiency"] = eff

@@ -200,13 +200,8 @@ def test_gp_survives_duplicate_rows_and_constant_targets():
     assert np.all(np.diff(mean[:, 0]) > 0) and np.allclose(mean[:, 1], 1.0)
 
 
-def test_the_search_benchmark_reference_is_what_its_code_computes(monkeypatch):
-    """``bench/search.py``'s noise-free oracle (the reference for the gap goals): equivalent
-    cells form the table's 9,445 classes, its gap is small but above zero (the exact front is
-    made of single training runs), and the stored figures are this code's."""
-    import json
-
-    _, table = nb201_table()
+def _bench_search(monkeypatch):
+    """``bench/search.py`` as a module (its changes to ``sys.path`` and the environment undone after)."""
     monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts bench/ first on the path
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # it sets these: undone after
         monkeypatch.setenv(var, os.environ.get(var, "1"))
@@ -214,6 +209,75 @@ def test_the_search_benchmark_reference_is_what_its_code_computes(monkeypatch):
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_search_benchmark_merges_parts_and_reuses_an_unchanged_anchor(monkeypatch, tmp_path):
+    """``bench/search.py --merge``: rerun rows join carried rows in one order and are paired with a
+    carried anchor; a part run further becomes ``efficiency_long`` without replacing the main
+    row. ``--paired --reuse-anchor`` reruns only the default sampler."""
+    import json
+
+    _, table = nb201_table()
+    bench = _bench_search(monkeypatch)
+    name = bench.problems(table, False, [0])[0].name
+
+    def row(gaps: dict[str, list[float]]) -> dict:
+        return {"gap": gaps, "gap_median": {b: float(np.median(g)) for b, g in gaps.items()}}
+
+    def part(budgets, samplers) -> dict:
+        return {"benchmark": "search", "complete": True, "wall_s": 1.0, "efficiency": {
+            "budgets": budgets, "seeds": [0, 1, 2], "problems": {name: {
+                "objectives": ["cifar100_acc", "titan_rtx_1_ms"], "bound_ms": None, "samplers": samplers,
+                "paired_vs_tpe": {}, "ehvi_minus_tpe": {}}}}}
+
+    tpe = row({"50": [0.05, 0.06, 0.07], "100": [0.04, 0.05, 0.06]})
+    out = tmp_path / "search.json"
+    out.write_text(json.dumps({"efficiency": part([50, 100], {"tpe": tpe, "ehvi+lat": row({"100": [1.0] * 3})})[
+        "efficiency"], "paired_tpe": {"budget": 100, "seeds": [0, 1], "anchor": "tpe", "pairs": {}}}))
+    main = tmp_path / "main.json"
+    main.write_text(json.dumps(part([50, 100], {"ehvi+lat": row({"50": [0.02] * 3, "100": [0.01, 0.02, 0.03]})})))
+    long = tmp_path / "long.json"
+    long.write_text(json.dumps(part([50, 100, 500], {"tpe": tpe, "ehvi+lat": row({"500": [0.001] * 3})})))
+    bench.merge([str(long), str(main)], out, carry=["tpe"])
+    doc = json.loads(out.read_text())
+    entry = doc["efficiency"]["problems"][name]
+    assert list(entry["samplers"]) == ["ehvi+lat", "tpe"] and "carried_over" in entry["samplers"]["tpe"]
+    assert entry["samplers"]["ehvi+lat"]["gap"]["100"] == [0.01, 0.02, 0.03]  # the main part's, not the long one's
+    assert entry["ehvi_minus_tpe"]["100"]["median"] == pytest.approx(-0.03) and entry["ehvi_minus_tpe"]["100"]["a_better"]
+    assert doc["efficiency"]["budgets"] == [50, 100] and doc["efficiency_long"]["budgets"] == [50, 100, 500]
+    assert doc["efficiency_long"]["problems"][name]["samplers"]["ehvi+lat"]["gap"] == {"500": [0.001] * 3}
+    assert doc["efficiency_long"]["carried_over"] == [] and doc["paired_tpe"]["seeds"] == [0, 1]
+    assert not doc["complete"]  # one problem of eleven
+
+    class Curve:
+        def __init__(self, gap: float) -> None:
+            self.gap = gap
+
+        def gap_at(self, budget: int) -> float:
+            return self.gap
+
+    ran: list[tuple[str, int]] = []
+    monkeypatch.setattr(bench, "run_curve", lambda prob, sampler, seed, budget: (
+        ran.append((sampler, seed)) or Curve(0.01 * seed), 0.0, budget))
+    previous = {"budget": 100, "seeds": [0, 1], "anchor": "tpe", "pairs": {name: {"gap": {"tpe": [0.5, 0.6]}}}}
+    got = bench.paired_anchor(table, [0, 1], 100, [0], "tpe", previous)
+    assert ran == [("ehvi+lat", 0), ("ehvi+lat", 1)] and got["anchor_carried_over"]
+    assert got["pairs"][name]["gap"] == {"ehvi+lat": [0.0, 0.01], "tpe": [0.5, 0.6]}
+    ran.clear()
+    got = bench.paired_anchor(table, [0, 1, 2], 100, [0], "tpe", previous)  # other seeds: the anchor reruns
+    assert sorted(ran) == sorted([("ehvi+lat", s) for s in range(3)] + [("tpe", s) for s in range(3)])
+    assert "anchor_carried_over" not in got
+
+
+def test_the_search_benchmark_reference_is_what_its_code_computes(monkeypatch):
+    """``bench/search.py``'s noise-free oracle (the reference for the gap goals): equivalent
+    cells form the table's 9,445 classes, its gap is small but above zero (the exact front is
+    made of single training runs), and the stored figures are this code's."""
+    import json
+
+    _, table = nb201_table()
+    bench = _bench_search(monkeypatch)
     got = bench.floor(table)
     assert got["classes"] == 9445 and len(got["pairs"]) == 8
     for name, v in got["pairs"].items():
