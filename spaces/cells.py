@@ -20,7 +20,9 @@ Measured with the ``ehvi`` sampler on NAS-Bench-201 (``ehvi+lat`` of ``bench/sea
 pairs x 20 seeds, paired against the live-edge one-hot alone, mean difference of the gap [95 %]):
 appended at weight 2, -0.0031 [-0.0044, -0.0018] at 100 evaluations (107 of 160 runs better;
 -0.0024 on seeds 10-19, -0.0038 on 20-29) and -0.0073 [-0.0099, -0.0048] at 50; at weight 1
-(seeds 10-19) -0.0012 [-0.0028, +0.0004], a tie. Fitted offline on the first 100 cells such a
+(seeds 10-19) -0.0012 [-0.0028, +0.0004], a tie. Appending as well, per operation, the most edges
+carrying it on one live input-output path (at weight 2) was a tie against the counts alone:
++0.0001 [-0.0016, +0.0020] at 100 (seeds 10-19); not kept. Fitted offline on the first 100 cells such a
 search evaluated (4 ImageNet16-120 pairs x 5 seeds), the GP's Kendall tau against all 15,625
 accuracies rose from 0.53 to 0.65 (0.44 to 0.63 on the first 50).
 """
