@@ -22,7 +22,16 @@ appended at weight 2, -0.0031 [-0.0044, -0.0018] at 100 evaluations (107 of 160 
 -0.0024 on seeds 10-19, -0.0038 on 20-29) and -0.0073 [-0.0099, -0.0048] at 50; at weight 1
 (seeds 10-19) -0.0012 [-0.0028, +0.0004], a tie. Appending as well, per operation, the most edges
 carrying it on one live input-output path (at weight 2) was a tie against the counts alone:
-+0.0001 [-0.0016, +0.0020] at 100 (seeds 10-19); not kept. Fitted offline on the first 100 cells such a
++0.0001 [-0.0016, +0.0020] at 100 (seeds 10-19); not kept. In ``bench/search.py``'s rerun (11
+problems x 5 seeds, paired against the previous run's same seeds) ``ehvi+lat`` gained -0.0051
+[-0.0081, -0.0023] at 100, -0.0015 [-0.0030, -0.0001] at 200 and -0.0007 [-0.0015, +0.0001] at
+300, but ``ehvi`` with latency modelled from the start lost: +0.0029 [+0.0002, +0.0056] at 100,
++0.0029 [+0.0014, +0.0044] at 200, +0.0017 [+0.0007, +0.0026] at 300. A latency GP fitted on such
+a search's cells ranks the table worse with the counts (Kendall tau 0.75 to 0.69, median of 24
+fits; a latency also pays for dead edges) while accuracy's ranks better (0.51 to 0.65), and
+neither the marginal likelihood nor the leave-one-out likelihood of those fits tells the two
+apart (both keep the counts for latency in most fits), so no per-objective choice is made.
+Fitted offline on the first 100 cells such a
 search evaluated (4 ImageNet16-120 pairs x 5 seeds), the GP's Kendall tau against all 15,625
 accuracies rose from 0.53 to 0.65 (0.44 to 0.63 on the first 50).
 """
