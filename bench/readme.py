@@ -240,8 +240,7 @@ def _carried(names: list[str]) -> str:
     if not names:
         return ""
     listed = ", ".join(f"`{n}`" for n in names[:-1]) + (" and " if len(names) > 1 else "") + f"`{names[-1]}`"
-    return (f" The rows of {listed} are carried over from the previous run (same seeds and code path; "
-            f"{'these samplers do' if len(names) > 1 else 'it does'} not use archlab's sampler code).")
+    return f" The rows of {listed} are carried over from the previous run (same seeds, a code path this run did not change)."
 
 
 def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) -> list[str]:
@@ -264,8 +263,8 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
                   "prediction; from then on the measured latency is modelled as well, with the prediction as an input of "
                   "its Gaussian process. The hypervolume is always measured on the table's true values. After "
                   f"{_ehvi_default('n_startup')} random draws (the Gaussian processes see each cell's one-hot encoding and, "
-                  "unless `structure=False`, its live edges and how many live edges carry each operation: "
-                  "`archlab.spaces.cells`), every third proposal is a focus step (the expected improvement of accuracy alone) and the "
+                  "unless `structure=False`, its live edges and how many live edges carry each operation; "
+                  "`ehvi` also how many edges carry it, live or dead: `archlab.spaces.cells`), every third proposal is a focus step (the expected improvement of accuracy alone) and the "
                   "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`). "
                   "`ehvi` models every objective" + _ran_to(eff, "ehvi") + "."
                   + _carried([n for n in eff.get("carried_over", []) if n != "ehvi" and n in samplers]), ""]

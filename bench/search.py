@@ -325,6 +325,8 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
                 if c in old.get(name, {}).get("samplers", {}) and c not in entry["samplers"]:
                     entry["samplers"][c] = {**old[name]["samplers"][c], "carried_over": "measured by the previous run "
                                             "(budgets it ran; same seeds and code path, rerun not affordable here)"}
+                    if c == MAIN and "latency_predictor" in old[name]:  # what the carried rows were told
+                        entry.setdefault("latency_predictor", old[name]["latency_predictor"])
             rank = {n: i for i, n in enumerate([*SAMPLERS, "random"])}  # one order, carried or rerun
             entry["samplers"] = dict(sorted(entry["samplers"].items(), key=lambda kv: rank.get(kv[0], len(rank))))
             if carry:  # the rerun samplers' pairing with a carried anchor too

@@ -8,7 +8,8 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
 2. then one Gaussian process per objective (and per constraint) is conditioned on every
    distinct evaluated architecture (``space.encode(normalized=True)``, then the space's
    structure features: for a cell space the live-edge encoding of ``archlab.spaces.cells`` and
-   how many live edges carry each operation; see
+   how many live edges carry each operation, and when no objective is cheap (a latency modelled
+   too) how many edges carry it, live or dead (``space.cost_features``); see
    ``archlab.search.surrogate.GPModel``; with ``select_inputs``, beside cheap objectives, an
    objective's GP chooses by marginal likelihood between all of these inputs and the structure
    features alone; beyond ``max_condition`` of them, on the best-ranked half and a random rest,
@@ -190,8 +191,11 @@ class Planner:
         self.structure, self.select_inputs = bool(structure), bool(select_inputs)
         self.pairwise = features == "pairwise" or (features == "auto" and pairwise_width(names) <= self.PAIRWISE_MAX)
         #: widths of the featurized encoding and of the structure features (``encode``'s two blocks)
+        #: the space's cost features appended too: only when every objective is modelled (see ``features_of``)
+        self.costs = self.structure and not self.known
         self._split = (self.featurize(np.zeros((1, len(names)))).shape[1],
-                       space.structure_features([]).shape[1] if self.structure else 0)
+                       (space.structure_features([]).shape[1] + (space.cost_features([]).shape[1] if self.costs else 0))
+                       if self.structure else 0)
         self._whole: WholeSpace | bool | None = False  # False: not looked at yet
         self._whole_k: tuple[np.ndarray, np.ndarray] | None = None
         self._enc: dict[str, np.ndarray] = {}
@@ -207,11 +211,15 @@ class Planner:
         return np.array([self._enc[a.key] for a in archs], dtype=float).reshape(len(archs), -1)
 
     def features_of(self, archs: Sequence[Arch]) -> np.ndarray:
-        """Uncached ``encode``: the featurized encoding, then the space's structure features."""
+        """Uncached ``encode``: the featurized encoding, then the space's structure features and,
+        when no objective is cheap (a cost such as latency is modelled from the start), its cost
+        features (``space.cost_features``: a cell's operations counted on every edge, live or dead;
+        with a cheap latency given they made the accuracy model worse, see ``archlab.spaces.cells``)."""
         X = self.featurize(self.space.encode_many(archs, normalized=True))
         if not self.structure:
             return X
-        return np.hstack([X, self.space.structure_features(archs)])
+        blocks = [X, self.space.structure_features(archs)]
+        return np.hstack([*blocks, self.space.cost_features(archs)] if self.costs else blocks)
 
     def input_views(self, width: int) -> list[np.ndarray] | None:
         """The input sets each GP chooses between by marginal likelihood (``select_inputs``), for

@@ -125,6 +125,13 @@ class SearchSpace:
         archs = list(archs)
         return self.graph.features(archs) if self.graph is not None else np.zeros((len(archs), 0))
 
+    def cost_features(self, archs: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        """Features of what an architecture runs, for a model of its cost (a cell's operations
+        per kind, live or dead: ``archlab.spaces.cells``); ``(n, 0)`` when the space declares no
+        structure."""
+        archs = list(archs)
+        return self.graph.cost_features(archs) if self.graph is not None else np.zeros((len(archs), 0))
+
     # checking ---------------------------------------------------------------------
     def validate(self, mapping: Mapping[str, Any] | str, check_constraints: bool = True) -> Arch:
         """Check a mapping (or JSON text) against the space; return the canonical ``Arch``.

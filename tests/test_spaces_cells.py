@@ -62,6 +62,7 @@ def test_the_graph_is_kept_by_json_and_checked_against_the_space():
     assert back.graph == space.graph and back == space
     assert cell_space(n_edges=5).graph is None  # not n (n - 1) / 2 edges: no DAG declared
     assert cell_space(n_edges=5).structure_features([cell_space(n_edges=5).sample(0)]).shape == (1, 0)
+    assert cell_space(n_edges=5).cost_features([cell_space(n_edges=5).sample(0)]).shape == (1, 0)
     assert cell_space(n_edges=10).graph.n_nodes == 5
     plain = SearchSpace("p", edges=PerLayer(3, op=Choice("a", "b")))
     with pytest.raises(SpaceError, match=r"'edges' must be a PerLayer of 6 edges"):
@@ -105,6 +106,11 @@ def test_ehvi_models_cells_on_one_hot_and_live_edges():
     cells = [_cell([NO, C1, PL, C1, C3, SK]), _cell([NO, C1, SK, C1, NO, SK])]
     onehot = space.encode_many(cells, normalized=True)
     X = Planner(space, seed=0).encode(cells)
-    assert X.shape == (2, onehot.shape[1] + 30 + 4)  # live-edge one-hot, live counts of the 4 non-zero ops
-    assert np.array_equal(X[:, :onehot.shape[1]], onehot) and np.array_equal(X[0, -34:], X[1, -34:])
+    # live-edge one-hot, live counts of the 4 non-zero ops, then (every objective modelled) their counts on every edge
+    assert X.shape == (2, onehot.shape[1] + 30 + 4 + 4)
+    assert np.array_equal(X[:, :onehot.shape[1]], onehot) and np.array_equal(X[0, -38:-4], X[1, -38:-4])
+    assert np.array_equal(X[:, -4:], space.cost_features(cells)) and not np.array_equal(X[0, -4:], X[1, -4:])
+    assert np.array_equal(space.cost_features(cells), CellGraph.COUNT_WEIGHT * np.array([[1, 2, 1, 1], [2, 2, 0, 0]]))
+    cheap = Planner(space, seed=0, known={1: lambda archs: np.zeros(len(archs))}).encode(cells)
+    assert np.array_equal(cheap, X[:, :-4])  # a cheap objective given: the accuracy model keeps live structure only
     assert Planner(space, seed=0, structure=False).encode(cells).shape == onehot.shape
