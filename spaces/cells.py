@@ -40,7 +40,9 @@ no counts at all: -0.0063 [-0.0091, -0.0034] at 100, -0.0017 [-0.0034, -0.0001] 
 offline, a latency GP's Kendall tau rose from 0.69 (live counts) and 0.75 (none) to 0.80. With a
 cheap latency given (``ehvi+lat``: only accuracy modelled at first) they were worse at 50,
 +0.0055 [+0.0023, +0.0090], and a tie at 100, +0.0013 [-0.0004, +0.0031] (8 pairs x 10 seeds): a
-cell's accuracy depends on its live edges only. Fitted offline on the first 100 cells such a
+cell's accuracy depends on its live edges only. Appended there only from ``model_known_after`` on,
+when the measured latency is modelled beside its prediction: a tie, +0.0001 [-0.0004, +0.0006] at
+200 and +0.0003 [-0.0001, +0.0008] at 300 (8 pairs x 5 seeds); not kept. Fitted offline on the first 100 cells such a
 search evaluated (4 ImageNet16-120 pairs x 5 seeds), the GP's Kendall tau against all 15,625
 accuracies rose from 0.53 to 0.65 (0.44 to 0.63 on the first 50).
 """
