@@ -249,6 +249,14 @@ def test_the_search_benchmark_merges_parts_and_reuses_an_unchanged_anchor(monkey
     assert doc["efficiency_long"]["problems"][name]["samplers"]["ehvi+lat"]["gap"] == {"500": [0.001] * 3}
     assert doc["efficiency_long"]["carried_over"] == [] and doc["paired_tpe"]["seeds"] == [0, 1]
     assert not doc["complete"]  # one problem of eleven
+    doc["efficiency"]["problems"][name]["latency_predictor"] = {"model": "lut", "profiled_cells": 150}
+    out.write_text(json.dumps(doc))
+    other = tmp_path / "other.json"  # only ehvi rerun: ehvi+lat carried with what its predictor was
+    other.write_text(json.dumps(part([50, 100], {"ehvi": row({"50": [0.03] * 3, "100": [0.02] * 3})})))
+    bench.merge([str(other)], out, carry=["ehvi+lat", "tpe"])
+    entry = json.loads(out.read_text())["efficiency"]["problems"][name]
+    assert list(entry["samplers"]) == ["ehvi+lat", "ehvi", "tpe"] and entry["latency_predictor"]["model"] == "lut"
+    assert entry["ehvi_minus_tpe"]["100"]["median"] == pytest.approx(-0.03)  # the carried ehvi+lat, paired
 
     class Curve:
         def __init__(self, gap: float) -> None:
