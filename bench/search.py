@@ -319,6 +319,7 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
     doc = {k: v for k, v in docs[0].items() if k not in ("efficiency", "overhead_ehvi", "wall_s")}
     eff = {k: v for k, v in docs[0]["efficiency"].items() if k not in ("problems", "summary")}
     eff["problems"] = {}
+    rank = {n: i for i, n in enumerate([*SAMPLERS, "random"])}  # one sampler order, carried or rerun
     for d in docs:
         for name, entry in d["efficiency"]["problems"].items():
             for c in carry:
@@ -327,11 +328,10 @@ def merge(parts: list[str], out: Path, carry: list[str]) -> None:
                                             "(budgets it ran; same seeds and code path, rerun not affordable here)"}
                     if c == MAIN and "latency_predictor" in old[name]:  # what the carried rows were told
                         entry.setdefault("latency_predictor", old[name]["latency_predictor"])
-            rank = {n: i for i, n in enumerate([*SAMPLERS, "random"])}  # one order, carried or rerun
             entry["samplers"] = dict(sorted(entry["samplers"].items(), key=lambda kv: rank.get(kv[0], len(rank))))
-            if carry:  # the rerun samplers' pairing with a carried anchor too
-                entry["paired_vs_tpe"] = {n: _paired(entry["samplers"], n, "tpe") for n in entry["samplers"] if n != "tpe"}
-                entry["ehvi_minus_tpe"] = entry["paired_vs_tpe"].get(MAIN, {})
+            # paired anew: a rerun sampler with a carried tpe, or a carried sampler with a rerun one
+            entry["paired_vs_tpe"] = {n: _paired(entry["samplers"], n, "tpe") for n in entry["samplers"] if n != "tpe"}
+            entry["ehvi_minus_tpe"] = entry["paired_vs_tpe"].get(MAIN, {})
             eff["problems"][name] = entry
     order = [p.name for p in problems(load_table(find_table()), False)]
     eff["problems"] = {n: eff["problems"][n] for n in order if n in eff["problems"]}

@@ -190,9 +190,9 @@ class Planner:
         names = space.feature_names()
         self.structure, self.select_inputs = bool(structure), bool(select_inputs)
         self.pairwise = features == "pairwise" or (features == "auto" and pairwise_width(names) <= self.PAIRWISE_MAX)
-        #: widths of the featurized encoding and of the structure features (``encode``'s two blocks)
         #: the space's cost features appended too: only when every objective is modelled (see ``features_of``)
         self.costs = self.structure and not self.known
+        #: widths of the featurized encoding and of the structure (and cost) features (``encode``'s two blocks)
         self._split = (self.featurize(np.zeros((1, len(names)))).shape[1],
                        (space.structure_features([]).shape[1] + (space.cost_features([]).shape[1] if self.costs else 0))
                        if self.structure else 0)

@@ -13,38 +13,37 @@ cells, the accuracy within a class varying by 0.33 points median against 12.2 ac
 when the edge is live, zeros when it is dead; then, per operation that does not cut its edge, how
 many live edges carry it, times ``COUNT_WEIGHT``. A surrogate given it sees equivalent cells as
 one point and learns what an operation does where it matters (``archlab.search.ehvi_sampler``).
+``CellGraph.cost_features(archs)`` counts each operation on every edge, live or dead, times
+``COUNT_WEIGHT``: what the cell runs, for a model of its cost (a dead edge still runs).
 
-The counts say how much of each operation the cell computes wherever it sits (a capacity summary:
-cells with the same counts are close to a distance-based model even when their edges differ).
-Measured with the ``ehvi`` sampler on NAS-Bench-201 (``ehvi+lat`` of ``bench/search.py``, 8
-pairs x 20 seeds, paired against the live-edge one-hot alone, mean difference of the gap [95 %]):
-appended at weight 2, -0.0031 [-0.0044, -0.0018] at 100 evaluations (107 of 160 runs better;
--0.0024 on seeds 10-19, -0.0038 on 20-29) and -0.0073 [-0.0099, -0.0048] at 50; at weight 1
-(seeds 10-19) -0.0012 [-0.0028, +0.0004], a tie. Appending as well, per operation, the most edges
-carrying it on one live input-output path (at weight 2) was a tie against the counts alone:
-+0.0001 [-0.0016, +0.0020] at 100 (seeds 10-19); not kept. In ``bench/search.py``'s rerun (11
-problems x 5 seeds, paired against the previous run's same seeds) ``ehvi+lat`` gained -0.0051
-[-0.0081, -0.0023] at 100, -0.0015 [-0.0030, -0.0001] at 200 and -0.0007 [-0.0015, +0.0001] at
-300, but ``ehvi`` with latency modelled from the start lost: +0.0029 [+0.0002, +0.0056] at 100,
-+0.0029 [+0.0014, +0.0044] at 200, +0.0017 [+0.0007, +0.0026] at 300. A latency GP fitted on such
-a search's cells ranks the table worse with the counts (Kendall tau 0.75 to 0.69, median of 24
-fits; a latency also pays for dead edges) while accuracy's ranks better (0.51 to 0.65), and
-neither the marginal likelihood nor the leave-one-out likelihood of those fits tells the two
-apart (both keep the counts for latency in most fits), so no per-objective choice is made.
-A cost (a latency) is another matter: a dead edge still runs. ``cost_features`` counts every
-edge's operation, live or dead; the ``ehvi`` sampler appends them when it models every objective
-(no cheap latency given), so its latency GP sees what the cell runs. In that setting (``ehvi``
-rows of ``bench/search.py``, 11 problems x 5 seeds, paired) they lowered the gap against the live
-counts alone by -0.0091 [-0.0123, -0.0061] at 100 and -0.0046 [-0.0061, -0.0029] at 200 (against
-no counts at all: -0.0063 [-0.0091, -0.0034] at 100, -0.0017 [-0.0034, -0.0001] at 200); fitted
-offline, a latency GP's Kendall tau rose from 0.69 (live counts) and 0.75 (none) to 0.80. With a
-cheap latency given (``ehvi+lat``: only accuracy modelled at first) they were worse at 50,
-+0.0055 [+0.0023, +0.0090], and a tie at 100, +0.0013 [-0.0004, +0.0031] (8 pairs x 10 seeds): a
-cell's accuracy depends on its live edges only. Appended there only from ``model_known_after`` on,
-when the measured latency is modelled beside its prediction: a tie, +0.0001 [-0.0004, +0.0006] at
-200 and +0.0003 [-0.0001, +0.0008] at 300 (8 pairs x 5 seeds); not kept. Fitted offline on the first 100 cells such a
-search evaluated (4 ImageNet16-120 pairs x 5 seeds), the GP's Kendall tau against all 15,625
-accuracies rose from 0.53 to 0.65 (0.44 to 0.63 on the first 50).
+Measured with the ``ehvi`` sampler on NAS-Bench-201 (``bench/search.py``; mean paired
+difference of the gap [95 %], negative is better):
+
+- Live counts (a capacity summary: cells with the same counts are close to a distance-based
+  model even when their edges differ), ``ehvi+lat`` (a cheap latency given, accuracy modelled),
+  8 pairs x 20 seeds against the live-edge one-hot alone: -0.0031 [-0.0044, -0.0018] at 100
+  evaluations (107 of 160 runs better; -0.0024 on seeds 10-19, -0.0038 on 20-29), -0.0073
+  [-0.0099, -0.0048] at 50; at weight 1 a tie, -0.0012 [-0.0028, +0.0004]. In the benchmark's
+  rerun (11 problems x 5 seeds, against the previous run's same seeds): -0.0051 [-0.0081,
+  -0.0023] at 100, -0.0015 [-0.0030, -0.0001] at 200, -0.0007 [-0.0015, +0.0001] at 300. Fitted
+  offline on the first 100 cells such a search evaluated (4 ImageNet16-120 pairs x 5 seeds), the
+  accuracy GP's Kendall tau against all 15,625 cells rose from 0.53 to 0.65 (0.44 to 0.63 on 50).
+- Live counts alone with latency modelled from the start (``ehvi``, no cheap latency): worse,
+  +0.0029 [+0.0002, +0.0056] at 100, +0.0029 [+0.0014, +0.0044] at 200, +0.0017 [+0.0007,
+  +0.0026] at 300 (11 problems x 5 seeds). The latency GP ranks the table worse with them (tau
+  0.75 to 0.69, median of 24 offline fits) while accuracy's ranks better, and neither the
+  marginal nor the leave-one-out likelihood of those fits tells the two apart (both keep the
+  counts for latency in most fits): no per-objective choice of inputs is made.
+- Cost features as well, which the sampler appends only when it models every objective: for
+  ``ehvi``, -0.0091 [-0.0123, -0.0061] at 100 and -0.0046 [-0.0061, -0.0029] at 200 against the
+  live counts alone, -0.0063 [-0.0091, -0.0034] and -0.0017 [-0.0034, -0.0001] against no counts
+  (latency tau offline 0.80). For ``ehvi+lat`` (8 pairs x 10 seeds) worse at 50, +0.0055
+  [+0.0023, +0.0090], a tie at 100, +0.0013 [-0.0004, +0.0031] (a cell's accuracy depends on its
+  live edges only); appended there only once the measured latency is modelled
+  (``model_known_after``), a tie: +0.0001 [-0.0004, +0.0006] at 200, +0.0003 [-0.0001, +0.0008]
+  at 300 (8 pairs x 5 seeds). Not appended there.
+- Not kept: per operation, the most edges carrying it on one live input-output path, appended to
+  the live counts (weight 2): a tie, +0.0001 [-0.0016, +0.0020] at 100 (8 pairs x 10 seeds).
 """
 
 from __future__ import annotations
@@ -126,12 +125,9 @@ class CellGraph:
         return ([f"{self.edges}.{k}.live.{self.op}={o}" for k in range(len(self.pairs)) for o in self.ops]
                 + [f"{self.edges}.live_count.{self.op}={o}" for o in self.counted])
 
-    def cost_feature_names(self) -> list[str]:
-        return [f"{self.edges}.count.{self.op}={o}" for o in self.counted]
-
     def cost_features(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """``(len(archs), len(counted))``: the edges per counted operation, live or dead, times
-        ``COUNT_WEIGHT``: what the cell runs, for a model of its cost (module docstring)."""
+        ``COUNT_WEIGHT`` (module docstring)."""
         keep = {o: i for i, o in enumerate(self.counted)}
         out = np.zeros((len(archs), len(keep)))
         for r, a in enumerate(archs):
