@@ -44,6 +44,16 @@ difference of the gap [95 %], negative is better):
   at 300 (8 pairs x 5 seeds). Not appended there.
 - Not kept: per operation, the most edges carrying it on one live input-output path, appended to
   the live counts (weight 2): a tie, +0.0001 [-0.0016, +0.0020] at 100 (8 pairs x 10 seeds).
+- Screened offline only (an accuracy GP fitted on the first 100 cells of ``ehvi+lat`` runs, 8 pairs
+  x 5 seeds, Kendall tau against all 15,625 cells; these features: 0.649), none clearly better, so
+  none was run online: counts of consecutive live operation pairs (what a one-step
+  Weisfeiler-Lehman relabelling sees), 0.647-0.653; the live edges put in a canonical form under
+  relabelling of the inner nodes (8,765 classes instead of 9,445), 0.653; in that of the cell's
+  function with a skip as the identity (5,773 classes; ``c3(x)`` alone is 460 cells), 0.661, but
+  its pick among the cheap cells (the most accurate predicted cell under each of ten latency
+  bounds, against the best there) fell 1.68 points short on average against 1.35; live paths
+  counted per sequence of non-skip operations (40 features), 0.638-0.650; the three blocks
+  (one-hot, live edges, counts) reweighted over 36 settings (4 seeds), at best 0.662.
 """
 
 from __future__ import annotations
