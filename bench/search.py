@@ -267,17 +267,41 @@ def paired_anchor(table: Table, seeds: list[int], budget: int, only: list[int] |
         old = (previous or {}).get("pairs", {}).get(prob.name, {}).get("gap", {}).get(anchor) if same else None
         gaps = {MAIN: [run_curve(prob, MAIN, s, budget)[0].gap_at(budget) for s in seeds],
                 anchor: old or [run_curve(prob, anchor, s, budget)[0].gap_at(budget) for s in seeds]}
-        if old:
-            out["anchor_carried_over"] = "the anchor's gaps from the previous run (same pairs, budget and seeds)"
         d = [a - b for a, b in zip(gaps[MAIN], gaps[anchor])]
         lo, hi = _ci(d)
         out["pairs"][prob.name] = {"gap": gaps, "gap_median": {n: float(np.median(g)) for n, g in gaps.items()},
                                    "median_diff": float(np.median(d)), "ci95": [lo, hi], "a_better": hi < 0,
-                                   "seeds_better": int(sum(x < 0 for x in d))}
+                                   "seeds_better": int(sum(x < 0 for x in d)), "anchor_carried_over": bool(old)}
         print(f"  {prob.name:38s} {MAIN} - {anchor} at {budget}: {np.median(d):+.4f} [{lo:+.4f}, {hi:+.4f}], "
               f"better in {out['pairs'][prob.name]['seeds_better']} of {len(seeds)} seeds", file=sys.stderr, flush=True)
+    return _tally(out)
+
+
+def _tally(out: dict) -> dict:
+    """``pairs_better`` and the run's ``anchor_carried_over`` mark (present when any pair's anchor
+    gaps were carried over) from ``out``'s pairs."""
     out["pairs_better"] = sum(bool(v["a_better"]) for v in out["pairs"].values())
+    out.pop("anchor_carried_over", None)
+    if any(v.get("anchor_carried_over") for v in out["pairs"].values()):
+        out["anchor_carried_over"] = "the anchor's gaps from the previous run (same pairs, budget and seeds)"
     return out
+
+
+def join_paired(old: dict, got: dict, order: list[str]) -> dict:
+    """One part of a paired run split over processes by pairs (``got``) joined with the stored
+    result (``old``) when both ran the same anchor, budget and seeds: the pairs of both in
+    ``order``, this part's replacing the old ones. ``parts`` says which pairs each process ran
+    and how long it took; an old part whose pairs are all rerun here is dropped with them (its
+    time belongs to results no longer stored), and so is an old unattributed ``parts_wall_s``."""
+    if (old.get("budget"), old.get("seeds"), old.get("anchor", "tpe")) != (got["budget"], got["seeds"], got["anchor"]):
+        return got
+    pairs = {**old.get("pairs", {}), **got["pairs"]}
+    rerun = set(got["pairs"])
+    kept = [p for p in old.get("parts", []) if not set(p.get("pairs", [])) <= rerun]
+    out = {k: v for k, v in got.items() if k != "parts"}
+    out["pairs"] = {n: pairs[n] for n in order if n in pairs}
+    out["parts"] = kept + got["parts"]
+    return _tally(out)
 
 
 def floor(table: Table) -> dict:
@@ -422,14 +446,10 @@ def main() -> None:
         got = paired_anchor(table, list(range(args.paired)), budgets[0],
                             None if args.problems is None else [int(i) for i in args.problems.split(",")], args.anchor,
                             before)
-        got["parts_wall_s"] = [round(time.perf_counter() - t0, 1)]
+        got["parts"] = [{"pairs": list(got["pairs"]), "wall_s": round(time.perf_counter() - t0, 1)}]
         prev = json.loads(out.read_text()) if out.is_file() else {}  # read at the end: another part may have written
-        old_p = prev.get(key, {})
-        if args.problems is not None and (old_p.get("budget"), old_p.get("seeds")) == (got["budget"], got["seeds"]):
-            got["pairs"] = {**old_p.get("pairs", {}), **got["pairs"]}  # a run split over processes by pairs
-            got["pairs"] = {n: got["pairs"][n] for n in [p.name for p in problems(table, False)] if n in got["pairs"]}
-            got["pairs_better"] = sum(bool(v["a_better"]) for v in got["pairs"].values())
-            got["parts_wall_s"] = old_p.get("parts_wall_s", []) + got["parts_wall_s"]
+        if args.problems is not None:  # a run split over processes by pairs
+            got = join_paired(prev.get(key, {}), got, [p.name for p in problems(table, False)])
         prev[key] = got
         prev["floor"] = floor(table)
         atomic_write_json(out, json.loads(json.dumps(prev)))

@@ -278,6 +278,30 @@ def test_the_search_benchmark_merges_parts_and_reuses_an_unchanged_anchor(monkey
     assert "anchor_carried_over" not in got
 
 
+def test_paired_parts_join_by_pairs_and_drop_the_timing_of_rerun_pairs(monkeypatch):
+    """``bench/search.py --paired --problems``: a part joins the stored parts of the same anchor,
+    budget and seeds; an old part's time goes once all its pairs are rerun, so ``parts`` times what
+    is stored."""
+    bench = _bench_search(monkeypatch)
+    order = ["a", "b", "c", "d"]
+
+    def part(pairs: list[str], wall: float, better: bool = True, carried: bool = False) -> dict:
+        return {"budget": 100, "seeds": [0, 1], "anchor": "tpe", "parts": [{"pairs": pairs, "wall_s": wall}],
+                "pairs": {n: {"a_better": better, "wall": wall, "anchor_carried_over": carried} for n in pairs}}
+
+    old = bench.join_paired(part(["c", "d"], 2.0, carried=True), part(["a", "b"], 1.0), order)
+    old["parts_wall_s"] = [9.0]  # an unattributed timing from before ``parts``: not kept
+    assert list(old["pairs"]) == order and old["pairs_better"] == 4 and "previous run" in old["anchor_carried_over"]
+    assert old["parts"] == [{"pairs": ["c", "d"], "wall_s": 2.0}, {"pairs": ["a", "b"], "wall_s": 1.0}]
+    new = bench.join_paired(old, part(["d", "c"], 3.0, better=False), order)
+    assert list(new["pairs"]) == order and new["pairs_better"] == 2 and new["pairs"]["c"]["wall"] == 3.0
+    assert new["parts"] == [{"pairs": ["a", "b"], "wall_s": 1.0}, {"pairs": ["d", "c"], "wall_s": 3.0}]
+    assert "parts_wall_s" not in new and "anchor_carried_over" not in new  # the carried pairs were rerun
+    other = part(["a"], 5.0)
+    other["seeds"] = [0, 1, 2]  # other seeds: nothing joins
+    assert bench.join_paired(new, other, order) == other
+
+
 def test_the_search_benchmark_reference_is_what_its_code_computes(monkeypatch):
     """``bench/search.py``'s noise-free oracle (the reference for the gap goals): equivalent
     cells form the table's 9,445 classes, its gap is small but above zero (the exact front is
