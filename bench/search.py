@@ -261,8 +261,7 @@ def paired_anchor(table: Table, seeds: list[int], budget: int, only: list[int] |
     ran the same pair at the same budget and seeds (an Optuna anchor does not change with archlab's
     sampler; marked ``anchor_carried_over``), and only ``MAIN`` runs."""
     out: dict = {"budget": budget, "seeds": seeds, "sampler": MAIN, "anchor": anchor, "pairs": {}}
-    same = previous is not None and (previous.get("budget"), previous.get("seeds"), previous.get("anchor", "tpe")) == \
-        (budget, seeds, anchor)
+    same = previous is not None and _run_of(previous) == (budget, seeds, anchor)
     for prob in problems(table, False, [i for i in range(len(PAIRS)) if only is None or i in only]):
         old = (previous or {}).get("pairs", {}).get(prob.name, {}).get("gap", {}).get(anchor) if same else None
         gaps = {MAIN: [run_curve(prob, MAIN, s, budget)[0].gap_at(budget) for s in seeds],
@@ -275,6 +274,11 @@ def paired_anchor(table: Table, seeds: list[int], budget: int, only: list[int] |
         print(f"  {prob.name:38s} {MAIN} - {anchor} at {budget}: {np.median(d):+.4f} [{lo:+.4f}, {hi:+.4f}], "
               f"better in {out['pairs'][prob.name]['seeds_better']} of {len(seeds)} seeds", file=sys.stderr, flush=True)
     return _tally(out)
+
+
+def _run_of(paired: dict) -> tuple:
+    """What makes two paired results the same run: budget, seeds and anchor (tpe before it was recorded)."""
+    return paired.get("budget"), paired.get("seeds"), paired.get("anchor", "tpe")
 
 
 def _tally(out: dict) -> dict:
@@ -293,7 +297,7 @@ def join_paired(old: dict, got: dict, order: list[str]) -> dict:
     ``order``, this part's replacing the old ones. ``parts`` says which pairs each process ran
     and how long it took; an old part whose pairs are all rerun here is dropped with them (its
     time belongs to results no longer stored), and so is an old unattributed ``parts_wall_s``."""
-    if (old.get("budget"), old.get("seeds"), old.get("anchor", "tpe")) != (got["budget"], got["seeds"], got["anchor"]):
+    if _run_of(old) != _run_of(got):
         return got
     pairs = {**old.get("pairs", {}), **got["pairs"]}
     rerun = set(got["pairs"])
