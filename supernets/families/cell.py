@@ -24,7 +24,8 @@ Options of the cell's mixed op (soft mode, ``archlab.supernets.soft.ops``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any, cast
 
 import torch
@@ -67,19 +68,58 @@ class ConvBN(nn.Module):
         return self.bn(self.conv(F.relu(x)))
 
 
-class MixedEdge(nn.Module):
-    """The five ops of one edge on ``c // partial`` channels; discrete or mixed forward."""
+@cache
+def _convbn_keys() -> tuple[str, ...]:
+    """The state-dict keys of a plain (default-bank) ``ConvBN``, relative to it."""
+    return tuple(ConvBN(1, 1, None).state_dict())
 
-    def __init__(self, c: int, entangled: bool, partial: int, factory: Any) -> None:
+
+def _modules_for(op: str | None, entangled: bool) -> tuple[bool, bool]:
+    """Whether an edge of ``op`` (``None``: every op, the supernet) needs ``conv3``, ``conv1``."""
+    conv3 = op is None or op == "nor_conv_3x3" or (entangled and op == "nor_conv_1x1")
+    conv1 = not entangled and (op is None or op == "nor_conv_1x1")
+    return conv3, conv1
+
+
+class MixedEdge(nn.Module):
+    """The five ops of one edge on ``c // partial`` channels; discrete or mixed forward.
+
+    ``op=None`` (the supernet) builds the modules of every op. ``op=name`` (a plain subnet)
+    builds only what ``name`` runs: ``conv3`` for ``nor_conv_3x3``; ``conv1`` for
+    ``nor_conv_1x1`` (``conv3``, run at its 1x1 centre, when entangled); nothing with
+    parameters for ``none``, ``skip_connect`` and ``avg_pool_3x3``. ``pruned`` names the
+    modules a full edge has and this one does not: their keys in a state dict (subnets
+    exported before edges were pruned) are dropped on load, any other stray key still fails.
+    """
+
+    def __init__(self, c: int, entangled: bool, partial: int, factory: Any, op: str | None = None) -> None:
         super().__init__()
         if c % partial:
             raise ArchlabError(f"partial_channels: {partial} does not divide the {c} channels of a cell")
+        if op is not None and op not in NB201_OPS:
+            raise ArchlabError(f"cell edge op: {op!r}; allowed: {', '.join(NB201_OPS)}")
         self.partial, self.entangled, cp = partial, entangled, c // partial
-        self.conv3 = ConvBN(cp, 3, factory)
-        self.conv1 = None if entangled else ConvBN(cp, 1, factory)
+        need3, need1 = _modules_for(op, entangled)
+        full3, full1 = _modules_for(None, entangled)
+        self.conv3 = ConvBN(cp, 3, factory) if need3 else None
+        self.conv1 = ConvBN(cp, 1, factory) if need1 else None
+        self.pruned = tuple(name for name, full, kept in (("conv3", full3, need3), ("conv1", full1, need1))
+                            if full and not kept)
         self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
-        self.op = NB201_OPS[-1]
+        self.op = op if op is not None else NB201_OPS[-1]
         self.probs: torch.Tensor | None = None  # soft mode: weights of NB201_OPS
+
+    def _conv(self, name: str) -> ConvBN:
+        module = self.conv3 if name == "conv3" else self.conv1
+        if module is None:
+            raise ArchlabError(f"cell edge: op {self.op!r} needs {name}, which this pruned plain edge does not hold")
+        return module
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name in self.pruned:  # an old export's weights of the modules this edge pruned
+            for key in _convbn_keys():
+                state_dict.pop(f"{prefix}{name}.{key}", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _run(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if name == "none":
@@ -89,8 +129,8 @@ class MixedEdge(nn.Module):
         if name == "avg_pool_3x3":
             return self.pool(x)
         if name == "nor_conv_3x3":
-            return self.conv3(x, 3 if self.entangled else None)
-        return self.conv3(x, 1) if self.entangled else self.conv1(x)  # type: ignore[misc]
+            return self._conv("conv3")(x, 3 if self.entangled else None)
+        return self._conv("conv3")(x, 1) if self.entangled else self._conv("conv1")(x)
 
     def _mix(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(x)
@@ -101,10 +141,11 @@ class MixedEdge(nn.Module):
         if self.entangled:  # one conv on the normalised mix of the 1x1 (centre) and 3x3 kernels
             pair = p[NB201_OPS.index("nor_conv_1x1") : NB201_OPS.index("nor_conv_3x3") + 1]
             mass = pair.sum()
-            conv = self.conv3.conv
+            conv3 = self._conv("conv3")
+            conv = conv3.conv
             conv.soft = SoftConv2d(None, None, kernel_mask(3, pair / mass.clamp_min(1e-12), (1, 3)))
             try:
-                out = out + mass.to(x.dtype) * self.conv3.bn(conv(F.relu(x)))
+                out = out + mass.to(x.dtype) * conv3.bn(conv(F.relu(x)))
             finally:
                 conv.soft = None
         return out
@@ -119,11 +160,17 @@ class MixedEdge(nn.Module):
 
 
 class SearchCell(nn.Module):
-    """Four nodes, six mixed edges; ``edge_weights`` (soft, edge normalisation) scale edges."""
+    """Four nodes, six mixed edges; ``edge_weights`` (soft, edge normalisation) scale edges.
 
-    def __init__(self, c: int, entangled: bool, partial: int, factory: Any) -> None:
+    ``ops`` (one per edge, a plain subnet): each edge holds only its op's modules."""
+
+    def __init__(self, c: int, entangled: bool, partial: int, factory: Any,
+                 ops: Sequence[str] | None = None) -> None:
         super().__init__()
-        self.edges = nn.ModuleList(MixedEdge(c, entangled, partial, factory) for _ in EDGES)
+        per_edge: Sequence[str | None] = [None] * len(EDGES) if ops is None else ops
+        if len(per_edge) != len(EDGES):
+            raise ArchlabError(f"cell: {len(per_edge)} edge ops given, the cell has {len(EDGES)} edges")
+        self.edges = nn.ModuleList(MixedEdge(c, entangled, partial, factory, op) for op in per_edge)
         self.edge_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,9 +205,10 @@ class Reduction(nn.Module):
 
 
 class _Body(nn.Module):
-    """Stem, cells and reductions, head: shared by the supernet and the plain subnet."""
+    """Stem, cells and reductions, head: shared by the supernet and the plain subnet
+    (``ops``: the plain subnet's edge ops; its edges hold only those ops' modules)."""
 
-    def __init__(self, dims: Mapping[str, Any], factory: Any = None) -> None:
+    def __init__(self, dims: Mapping[str, Any], factory: Any = None, ops: Sequence[str] | None = None) -> None:
         super().__init__()
         c, cin = int(dims["channels"]), int(dims["in_channels"])
         entangled = dims.get("conv_sharing", "separate") == "entangled"
@@ -172,7 +220,8 @@ class _Body(nn.Module):
             if s > 0:
                 blocks.append(Reduction(c, 2 * c, factory))
                 c *= 2
-            blocks.extend(SearchCell(c, entangled, partial, factory) for _ in range(int(dims["cells_per_stage"])))
+            blocks.extend(SearchCell(c, entangled, partial, factory, ops)
+                          for _ in range(int(dims["cells_per_stage"])))
         self.blocks = nn.ModuleList(blocks)
         self.last_bn = ElasticBatchNorm2d(c, factory=factory)
         self.classifier = ElasticLinear(c, int(dims["num_classes"]), True, factory, role="head")
@@ -246,7 +295,10 @@ class CellNet(Supernet):
             raise ArchlabError(f"cell: extraction needs sharing='entangled', not {self.sharing!r}")
         plain = PlainCellNet(self.dims, self.arch.to_dict())
         p = next(self.parameters())
-        plain.to(device=p.device, dtype=p.dtype).body.load_state_dict(self.body.state_dict())
+        source = self.body.state_dict()
+        # the plain edges hold only their ops' modules: load those keys (all of them, strictly)
+        state = {k: source[k] for k in plain.body.state_dict() if k in source}
+        plain.to(device=p.device, dtype=p.dtype).body.load_state_dict(state, strict=True)
         return plain
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
@@ -257,7 +309,17 @@ class CellNet(Supernet):
 
 @register_plain
 class PlainCellNet(PlainSubnet):
-    """A standalone NB201 cell network of one architecture (``arch["edges"][i]["op"]``)."""
+    """A standalone NB201 cell network of one architecture (``arch["edges"][i]["op"]``).
+
+    Each edge holds only the modules its op runs: ``nor_conv_3x3`` its 3x3 ReLU-conv-BN,
+    ``nor_conv_1x1`` its 1x1 one (with ``conv_sharing="entangled"``: the shared 3x3, run at
+    its centre), ``none`` / ``skip_connect`` / ``avg_pool_3x3`` no parameters. The stem,
+    reductions and head are kept whole. The architecture is kept as given: an edge whose
+    output never reaches the cell output (a dead edge) still holds its op's weights; dead
+    edges are not pruned. State dicts of subnets saved before edges were pruned (which carry
+    every op's weights) still load: the keys of the pruned modules are dropped, any other
+    unexpected or missing key is an error.
+    """
 
     family = "cell"
 
@@ -265,8 +327,7 @@ class PlainCellNet(PlainSubnet):
         super().__init__(dims, arch)
         if arch is None:
             raise ArchlabError("cell subnet: needs its architecture (edges and ops)")
-        self.body = _Body(self.dims)
-        self.body.set_ops([str(e["op"]) for e in arch["edges"]])
+        self.body = _Body(self.dims, ops=[str(e["op"]) for e in arch["edges"]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
