@@ -442,6 +442,46 @@ def oneshot(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def zero_cost(doc: dict[str, Any]) -> list[str]:
+    pr, se = doc.get("proxy", {}), doc.get("search", {})
+    net = pr.get("net", {})
+    lines = [f"SynFlow (`archlab.supernets.ranking.zero_cost`), data-free, on the untrained `CellNet` at NAS-Bench-201's size "
+             f"({net.get('channels')} channels, {net.get('cells_per_stage')} cells per stage, {net.get('image_size')}x"
+             f"{net.get('image_size')} RGB, {net.get('num_classes')} classes){_quick(doc)}: {pr.get('cells')} cells, "
+             f"{_f(pr.get('seconds_per_cell'), 3)} s per cell on one core. Rank correlation with the table's test "
+             "accuracy [95 % bootstrap interval], beside the parameter count of the cell's plain subnet in the same run:", ""]
+
+    def ci(v: dict[str, Any]) -> str:
+        return f"{_f(v.get('estimate'), 3)} [{_f(v.get('low'), 3)}, {_f(v.get('high'), 3)}]"
+
+    rows = [[col, ci(r["synflow"]["spearman"]), ci(r["params"]["spearman"]), ci(r["synflow"]["kendall"]),
+             ci(r["params"]["kendall"]), ci(r["kendall_synflow_minus_params"])]
+            for col, r in pr.get("columns", {}).items()]
+    lines += [*_table(["accuracy", "Spearman synflow", "Spearman params", "Kendall synflow", "Kendall params",
+                       "Kendall synflow - params (paired)"], rows), ""]
+    if se.get("pooled"):
+        seeds = se.get("seeds", [])
+        lines += [f"As a hint of the `ehvi` sampler's accuracy model (`sampler_options={{\"hints\": [\"synflow\"]}}`, "
+                  f"weight {_f(se.get('hint_weight'), 1)}), `{se.get('sampler')}` with and without it on the eight pairs "
+                  f"of `bench/search.py`, seeds {seeds[0]}-{seeds[-1]}: mean paired change of the gap "
+                  "(hint minus none; negative is better) [95 % bootstrap interval]:", ""]
+        rows = [[b, f"{_f(v['mean_diff'], 4)} [{_f(v['ci95'][0], 4)}, {_f(v['ci95'][1], 4)}]",
+                 f"{v['runs_better']} of {v['runs']}",
+                 "better" if v.get("hint_better") else ("worse" if v.get("hint_worse") else "a tie")]
+                for b, v in se["pooled"].items()]
+        lines += [*_table(["distinct evaluations", "gap change", "runs better", "verdict"], rows), ""]
+        budgets = list(se["pooled"])
+        rows = [[name, *(f"{_f(v[b]['gap_median_none'], 4)} / {_f(v[b]['gap_median_synflow'], 4)}" for b in budgets)]
+                for name, v in se.get("pairs", {}).items()]
+        lines += ["Median gap per pair, without / with the hint:", "",
+                  *_table(["pair", *(f"at {b}" for b in budgets)], rows), ""]
+        hc = se.get("hinted_cells_per_search", {})
+        lines += [f"The sampler asked for the hint of {_f(hc.get('median'), 0)} distinct cells per search (median; "
+                  f"up to {hc.get('max')}, of the {pr.get('cells')} scored): computed live, that is about "
+                  f"{_f((hc.get('median') or 0) * (pr.get('seconds_per_cell') or 0), 0)} s of SynFlow per search here."]
+    return lines
+
+
 def _nb201_connected(cell: str) -> bool:
     """Whether node 3 of an NB201 cell string is reachable from node 0 through ops other than ``none``."""
     nodes = cell.split("+")
@@ -463,6 +503,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "app": ("Dashboard (`bench/app.py`)", app),
     "routing": ("Token routing (`bench/routing.py`)", routing),
     "oneshot": ("One-shot search (`bench/oneshot.py`)", oneshot),
+    "zero_cost": ("Zero-cost proxy (`bench/zero_cost.py`)", zero_cost),
 }
 
 

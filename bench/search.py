@@ -89,8 +89,10 @@ def problems(table: Table, quick: bool, only: list[int] | None = None) -> list[P
     return out[:2] + out[8:9] + out[-1:] if quick else out
 
 
-def run_curve(problem: Problem, sampler: str, seed: int, budget: int) -> tuple[Curve, float, int]:
-    """One search: the gap curve over distinct evaluations, wall seconds, trials (with repeats)."""
+def run_curve(problem: Problem, sampler: str, seed: int, budget: int,
+              extra: dict | None = None) -> tuple[Curve, float, int]:
+    """One search: the gap curve over distinct evaluations, wall seconds, trials (with repeats);
+    ``extra``: sampler options added to the row's (e.g. ``hints``)."""
     import optuna
 
     from archlab.search import run_search
@@ -105,6 +107,7 @@ def run_curve(problem: Problem, sampler: str, seed: int, budget: int) -> tuple[C
     options = dict(options)
     if sampler == "ehvi+lat":  # archlab's workflow: latency is predicted (profile -> predictor), not evaluated
         options["known"] = problem.latency_known(seed, n=PROFILED)[0]
+    options.update(extra or {})
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -13,6 +13,10 @@ metric from ``OBJECTIVES``:
 - ``params``: parameter count; ``macs``: multiply-accumulates per example (per token for
   sequence models), from the analytic cost model of the space's family, or counted on the
   extracted subnet (params) when ``MetricSources.untrained`` is given.
+- ``synflow``: the log SynFlow score of the arch's subnet of the untrained supernet, a
+  zero-cost proxy of its accuracy (``archlab.supernets.ranking.zero_cost``); needs
+  ``MetricSources.untrained``. Meant as a hint of the ``ehvi`` sampler
+  (``sampler_options={"hints": ["synflow"]}``) rather than as an objective.
 - ``routing.<stat>`` and ``routing.layers.<i>.<stat>``: token-routing metrics of the arch
   with inherited weights (``archlab.supernets.layers.routing_metrics``), recorded whenever
   ``inherited`` evaluates an MoE net; ``routing_metrics(space)`` lists them for ``metrics=``.
@@ -232,12 +236,27 @@ def _macs(ctx: SearchContext) -> MetricFn:
     return fn
 
 
+def _synflow(ctx: SearchContext) -> MetricFn:
+    from archlab.supernets.ranking.zero_cost import SynflowScorer
+
+    if not ctx.has_supernet(trained=False):
+        raise SearchError("metric 'synflow' needs MetricSources.untrained (a fresh supernet its subnets are scored on)")
+    scorer = SynflowScorer(ctx.supernet(trained=False))
+
+    def fn(arch: Arch) -> float:
+        return float(scorer([arch])[0])
+
+    fn.batch = scorer  # type: ignore[attr-defined]  # a forward and backward per arch, cached: see samplers.cheap_metrics
+    return fn
+
+
 OBJECTIVES: dict[str, Callable[[SearchContext], MetricFn]] = _Builtins({
     "inherited": _inherited,
     "predicted_latency": _predicted_latency,
     "measured_latency": _measured_latency,
     "params": _params,
     "macs": _macs,
+    "synflow": _synflow,
 })
 
 

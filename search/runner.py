@@ -27,7 +27,7 @@ from archlab.spaces import SearchSpace
 from . import optuna_compat as compat
 from .errors import SearchError
 from .metric_sources import MetricSources, SearchContext
-from .objectives import OBJECTIVES, Objective, file_sha256, parse_objectives
+from .objectives import OBJECTIVES, Objective, file_sha256, parse_objectives, resolve
 from .progress import SearchProgress
 from .samplers import cheap_metrics, check_sampler, make_sampler
 from .stale import fail_stale
@@ -62,6 +62,41 @@ def _files(layout: RunLayout | None) -> dict[str, str | None]:
         return {"supernet": None, "predictor": None}
     return {"supernet": file_sha256(layout.trained_weights()), "predictor": file_sha256(layout.predictor("latency"))}
 
+
+
+def _hint_names(options: Mapping[str, Any], sampler: str, allowed: Sequence[str]) -> None:
+    """Check ``sampler_options["hints"]`` before any worker starts: the ``ehvi`` sampler's list of
+    metric names (this search's objectives and metrics, or built-ins) and callables."""
+    if "hints" not in options:
+        return
+    hints = options["hints"]
+    if sampler != "ehvi":
+        raise SearchError(f"sampler_options.hints: only the 'ehvi' sampler takes hints, not {sampler!r}")
+    if isinstance(hints, (str, bytes)) or not isinstance(hints, Sequence):
+        raise SearchError(f"sampler_options.hints: expected a list of metric names or callables archs -> values, got {hints!r}")
+    for h in hints:
+        if not callable(h) and (not isinstance(h, str) or h not in allowed):
+            raise SearchError(f"sampler_options.hints: unknown metric {h!r}; allowed: {', '.join(allowed)} "
+                              "or a callable archs -> values")
+
+
+def _hints(hints: Sequence[Any], fns: Mapping[str, Any], ctx: SearchContext) -> list[Callable[[Any], Any]]:
+    """The ``ehvi`` sampler's hints as callables ``archs -> values``: a name becomes the batch
+    form of that metric of the search (or built-in), made in this worker."""
+    out: list[Callable[[Any], Any]] = []
+    for h in hints:
+        if callable(h):
+            out.append(h)
+            continue
+        fn = fns[h] if h in fns else resolve(h, ctx)
+        batch = getattr(fn, "batch", None)
+        out.append(batch if callable(batch) else _each(fn))
+    return out
+
+
+def _each(fn: Callable[[Any], float]) -> Callable[[Any], list[float]]:
+    """The batch form of a metric without one: called per architecture."""
+    return lambda archs: [fn(a) for a in archs]
 
 
 def _check_existing(study: Any, info: Mapping[str, Any], attrs: Mapping[str, Any], name: str) -> None:
@@ -206,6 +241,7 @@ def _prepare(space: SearchSpace, objectives: Mapping[str, Any], *, n_trials: int
     names = [o.name for o in objs]
     known = list(dict.fromkeys(names + list(extra) + list(OBJECTIVES)))
     bounds = _parse_constraints(constraints, known)
+    _hint_names(dict(sampler_options or {}), sampler, known)
     for k in bounds:
         if k not in names and k not in extra:
             extra[k] = k  # a constrained built-in becomes an extra metric
@@ -335,6 +371,8 @@ class _Run:
             cheap = cheap_metrics(runner.fns, [o.name for o in self.objs] + list(self.bounds))
             if self.sampler == "ehvi" and "known" not in options and cheap:
                 options["known"] = cheap  # computed for every candidate, not modelled
+            if "hints" in options:
+                options["hints"] = _hints(options["hints"], runner.fns, self.ctx)
             sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs), options=options)
             study = compat.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)

@@ -13,7 +13,9 @@
   expected hypervolume improvement over candidates around the front (on the modelled
   objectives' rank scores; every third proposal a focus step on one of them), constraint
   feasibility model, never proposes an architecture the study has (``archlab.search.ehvi_sampler``); cheap
-  objectives and constraint metrics (``cheap_metrics``) are passed to it as ``known``.
+  objectives and constraint metrics (``cheap_metrics``) are passed to it as ``known``; its
+  ``hints`` option (metric names, e.g. the zero-cost proxy ``synflow``, or callables) adds
+  cheap per-architecture values to its models' inputs.
 
 Constraints reach every sampler through ``trial.set_constraint`` (stored with the trial), so no
 ``constraints_func`` is passed.

@@ -224,7 +224,7 @@ def test_cli_rank_refuses_supernets_trained_differently(run_cli, tmp_path):
     assert code == 0, err
     report = json.loads((tmp_path / "runs" / "mini" / "rank" / "report.json").read_text())
     st = report["stats"]
-    assert set(st["methods"]) == {"entangled", "mos-layer"} and set(st["proxies"]) == {"params", "macs", "width"}
+    assert set(st["methods"]) == {"entangled", "mos-layer"} and set(st["proxies"]) == {"params", "macs", "width", "synflow"}
     assert "minus_entangled" in st["methods"]["mos-layer"] and "ceiling" in st
     assert report["extremes"] == [] and "kendall tau" in out and "ceiling" in out
     # the mos-layer supernet is retrained with another learning rate: refused, then allowed

@@ -17,6 +17,7 @@ from archlab.supernets.ranking.stats import (
     ranking_stats,
     training_record,
 )
+from archlab.supernets.ranking.zero_cost import synflow
 from archlab.supernets.training.config import TrainConfig
 
 SPACE = mlp_space("t", n_layer=(1, 3), width=(8, 16, 32))
@@ -77,6 +78,7 @@ def test_proxies_count_params_and_macs_of_the_subnet():
     assert p["params"] == (64 * 8 + 8) + (8 * 32 + 32) + (32 * 10 + 10)
     assert p["macs"] == 64 * 8 + 8 * 32 + 32 * 10
     assert p["width"] == 20.0 and p["depth"] == 2.0
+    assert p["synflow"] == pytest.approx(synflow(net.extract(arch), net.example_input(1)))
     assert count_macs(torch.nn.Conv2d(3, 4, 3, padding=1), torch.zeros(2, 3, 5, 5)) == 3 * 9 * 4 * 25
 
 

@@ -279,7 +279,8 @@ def run_ranking(
     seed-to-seed tau (the ceiling). The supernets' training records must agree
     (``rank_stats.check_settings``) unless ``allow_mismatch``. ``report["stats"]`` holds tau
     and Spearman with bootstrap intervals, paired differences against the first mode and the
-    proxies (parameters, MACs, width).
+    proxies (parameters, MACs, width, and SynFlow on the fresh supernet's weights when its
+    scores are finite).
     """
     modes = check_sharing(sharing)
     out = Path(out_dir)
@@ -347,7 +348,9 @@ def run_ranking(
     torch.manual_seed(seed)
     fresh = build("entangled")
     prox = [proxies(fresh, a) for a in everything]
-    prox_cols = {p: np.array([x[p] for x in prox]) for p in ("params", "macs", "width")}
+    prox_cols = {p: np.array([x[p] for x in prox]) for p in ("params", "macs", "width", "synflow")}
+    if not np.isfinite(prox_cols["synflow"]).all():  # a score beyond double precision: no baseline
+        del prox_cols["synflow"]
     truth = sign * np.array(s_values)
 
     def stats(k: int) -> dict[str, Any]:

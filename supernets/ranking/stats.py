@@ -26,6 +26,8 @@ from torch import nn
 from archlab.core.errors import ArchlabError
 from archlab.core.stats import bootstrap_ci, seed_to_seed_tau, spearman_value, tau_value
 
+from .zero_cost import synflow
+
 
 class RankError(ArchlabError):
     """Bad ranking input (too few architectures, unknown sharing mode, untrained supernet)."""
@@ -175,7 +177,9 @@ WIDTH_KEYS = ("width", "ffn", "channels", "d_model", "expand")
 def proxies(net: nn.Module, arch: Any) -> dict[str, float]:
     """Proxy baselines of ``arch`` (higher = bigger): parameters and MACs (per example) of the
     extracted subnet, mean of its width-like entries (``width``, ``ffn``, ``channels``,
-    ``d_model``, ``expand`` at any level) and its depth (number of ``layers``)."""
+    ``d_model``, ``expand`` at any level), its depth (number of ``layers``) and the log SynFlow
+    score of the subnet with ``net``'s (untrained) weights (``zero_cost.synflow``: a zero-cost
+    proxy, higher = predicted better; ``inf`` when it overflows double precision)."""
     sub = net.extract(arch)  # type: ignore[operator]
     x = net.example_input(1)  # type: ignore[operator]
     d = arch.to_dict()
@@ -194,4 +198,5 @@ def proxies(net: nn.Module, arch: Any) -> dict[str, float]:
 
     walk(d)
     return {"params": float(sum(p.numel() for p in sub.parameters())), "macs": float(count_macs(sub, x)),
-            "width": float(np.mean(widths)) if widths else 0.0, "depth": float(len(d.get("layers", [])))}
+            "width": float(np.mean(widths)) if widths else 0.0, "depth": float(len(d.get("layers", []))),
+            "synflow": synflow(sub, x)}
