@@ -62,7 +62,9 @@ the accuracy model is (a GP fitted on a search's first 100 cells ranks the table
 0.64-0.66 whichever further encodings are appended or reweighted: see ``archlab.spaces.cells``).
 
 The sampler's state is the study itself: a resumed study, another worker, or a new process
-rebuilds the model from the stored trials, so nothing is evaluated twice.
+rebuilds the model from the stored trials, so nothing is evaluated twice. Workers on one study
+plan one at a time, each recording its planned architecture on its trial before the next plans
+(``archlab.search.plan_sampler``), so two workers never propose the same architecture.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ from archlab.spaces.encoding import pairwise_features, pairwise_width
 from .candidates import Moves, WholeSpace, pool_search
 from .errors import SearchError
 from .pareto import non_dominated_mask, non_dominated_rank
-from .plan_sampler import PlanSampler
+from .plan_sampler import PLANNED, PlanSampler
 from .surrogate import CachedPosterior, GPModel, Warp, expected_hvi, hvi_known, quantile_draws
 
 FEATURES = ("auto", "onehot", "pairwise")
@@ -605,9 +607,10 @@ class EHVISampler(PlanSampler):
                     rows.append(np.asarray(entry[1]) * signs)
                     cons.append(entry[2])
                 taken.add(entry[0].key)
-            elif t.state in (S.RUNNING, S.WAITING) and t.params:
-                try:
-                    a = self.space.from_params(t.params, strict=False)
+            elif t.state in (S.RUNNING, S.WAITING) and (t.params or PLANNED in t.user_attrs):
+                try:  # a trial planned by another worker and not yet suggested: its planned key
+                    a = Arch.from_json(t.user_attrs[PLANNED]) if PLANNED in t.user_attrs else \
+                        self.space.from_params(t.params, strict=False)
                 except Exception:  # a trial still being suggested has part of its parameters
                     continue
                 pending.append(a)

@@ -172,6 +172,15 @@ def trial_id(trial: Any) -> int:
     return int(storage.get_trial_id_from_study_id_trial_number(study_id(trial.study), trial.number))
 
 
+def set_trial_user_attr(study: Any, trial: Any, key: str, value: Any) -> None:
+    """Set a user attribute of ``trial`` (a ``FrozenTrial`` of ``study``, e.g. the one a
+    sampler's ``before_trial`` gets) in the storage, visible to other workers at once."""
+    storage = storage_of(study)
+    tid = int(trial._trial_id) if fast() else int(
+        storage.get_trial_id_from_study_id_trial_number(study_id(study), trial.number))
+    storage.set_trial_user_attr(tid, key, value)
+
+
 def rdb_backend(storage: Any) -> Any:
     """The ``RDBStorage`` behind ``storage`` (a hooked or cached one unwrapped), else ``None``.
     Fallback: only a plain or hooked ``RDBStorage`` (Optuna's cache is not unwrapped)."""

@@ -25,7 +25,7 @@ from archlab.spaces import Arch, SearchSpace
 
 from .candidates import DrawTrial as _DrawTrial
 from .pareto import hypervolume_of, non_dominated_mask, non_dominated_rank
-from .plan_sampler import PlanSampler
+from .plan_sampler import PLANNED, PlanSampler
 
 
 def crowding(Y: np.ndarray) -> np.ndarray:
@@ -81,7 +81,8 @@ class PredictorSampler(PlanSampler):
         keys: set[str] = set()
         done: set[str] = set()
         for t in study.get_trials(deepcopy=False):
-            key = t.user_attrs.get("arch") or self._key_of_params(t.params)  # running trials: params only
+            # running trials: the key another worker planned (PLANNED), else their parameters
+            key = t.user_attrs.get("arch") or t.user_attrs.get(PLANNED) or self._key_of_params(t.params)
             if key:
                 keys.add(key)
             if not key or t.state != optuna.trial.TrialState.COMPLETE or key in done:

@@ -28,6 +28,7 @@ from . import optuna_compat as compat
 from .errors import SearchError
 from .metric_sources import MetricSources, SearchContext
 from .objectives import OBJECTIVES, Objective, file_sha256, parse_objectives, resolve
+from .plan_sampler import PlanSampler
 from .progress import SearchProgress
 from .samplers import cheap_metrics, check_sampler, make_sampler
 from .stale import fail_stale
@@ -376,6 +377,8 @@ class _Run:
             sampler = make_sampler(self.sampler, self.space, seed=seed, n_objectives=len(self.objs), options=options)
             study = compat.load_study(study_name=self.study_name, storage=st, sampler=sampler)
             lock = study_lock(self.url, self.study_name)
+            if isinstance(sampler, PlanSampler):
+                sampler.serial = lock  # workers plan one at a time and see each other's plans
             repeats = [0]  # count="distinct": trials answered from the study, added to the total
             total: Any = self.n_trials
             if self.n_trials is not None and self.count == "distinct":

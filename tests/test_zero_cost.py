@@ -169,3 +169,23 @@ def test_the_benchmark_parameter_baseline_is_the_plain_subnet_count(monkeypatch)
     counts = [bench._params(net, a) for a in archs]
     assert counts == [sum(p.numel() for p in net.extract(a).parameters()) for a in archs]
     assert len(set(counts)) > 3
+
+
+@pytest.mark.slow
+def test_hints_by_name_work_in_forked_workers_on_sqlite(tmp_path):
+    """Each worker process resolves the hint's name itself (a name travels, a scorer does not)."""
+    space = cell_space()
+
+    def untrained():
+        torch.manual_seed(0)
+        return CellNet(space, channels=4, cells_per_stage=1, image_size=8)
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = run_search(space, _objectives(), n_trials=10, count="distinct", storage=url, study_name="hinted",
+                           sampler="ehvi", sampler_options={"hints": ["synflow"], "n_random": 20, "n_startup": 3},
+                           seed=0, workers=2, sources=MetricSources(untrained=untrained), show_progress=False)
+    complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(complete) == 10 and len({t.user_attrs["arch"] for t in complete}) == 10
+    assert not [t for t in study.get_trials() if t.state.name in ("RUNNING", "FAIL")]
