@@ -191,7 +191,8 @@ def search(table: Table, path: str, scores: np.ndarray, seeds: list[int], pairs:
             diffs += d
             out["pairs"].setdefault(name, {})[b] = {"gap_median_none": float(np.median(g0)),
                                                     "gap_median_synflow": float(np.median(g1)),
-                                                    "mean_diff": float(np.mean(d))}
+                                                    "mean_diff": float(np.mean(d)),
+                                                    "gaps": {"none": g0, "synflow": g1}}  # per seed, in seeds' order
         ci = bootstrap_ci(np.asarray(diffs), n_resamples=4000)
         out["pooled"][b] = {"mean_diff": ci.estimate, "ci95": [ci.low, ci.high], "runs": len(diffs),
                             "runs_better": int(sum(x < 0 for x in diffs)), "hint_better": ci.high < 0,
