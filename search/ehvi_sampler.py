@@ -160,7 +160,8 @@ class Planner:
     by ``bench/zero_cost.py`` (README) on NAS-Bench-201 (``ehvi+lat``, 8 pairs x 30 seeds, paired):
     log SynFlow at weight 2 lowered the gap at 50 evaluations by 0.0039 [0.0024, 0.0054] and at
     100 by 0.0012 [0.0004, 0.0020] (141 of 240 runs better); weight 1 (seeds 10-19, an earlier
-    run) gave -0.0043 at 50 and a tie at 100. A 100-evaluation search asked for the hint of about
+    run) gave -0.0043 at 50 and a tie at 100; weight 4 (seeds 0-9, paired against weight 2's
+    stored gaps) a tie with 2, +0.0000 [-0.0014, +0.0014] at 100 and [-0.0024, +0.0024] at 50. A 100-evaluation search asked for the hint of about
     13,000 of the 15,625 cells (the candidate pools), about 0.03 s each there: off by default,
     for objectives that cost far more than that per evaluation.
     """
