@@ -9,15 +9,18 @@ where ``R`` is the sum of the outputs. It is returned as its natural log (it spa
 orders of magnitude across a space); ``-inf`` when nothing flows through the network, ``inf``
 when the score overflows double precision.
 
-``SynflowScorer(supernet)``: the log synflow of architectures, each scored on the subnet
-extracted from ``supernet`` (one set of untrained weights for every architecture, so the score
-is a function of the architecture alone), cached by ``arch.key``; ``scorer(archs)`` returns an
-array. On NAS-Bench-201 (``CellNet`` at NB201's size: 16 channels, 5 cells per stage, 32x32
-RGB input, 100 classes), over all 15,625 cells, the Spearman correlation of log synflow with the
-trained test accuracy is measured by ``bench/zero_cost.py`` (README).
+``SynflowScorer(supernet)``: the log synflow of architectures, each scored as its subnet of
+``supernet`` (one set of untrained weights for every architecture, so the score is a function
+of the architecture alone; equal to ``synflow`` of the extracted subnet), cached by
+``arch.key``; ``scorer(archs)`` returns an array. On NAS-Bench-201 (``CellNet`` at NB201's size:
+16 channels, 5 cells per stage, 32x32 RGB input, 100 classes; ``bench/zero_cost.py``), over all
+15,625 cells, the Spearman correlation of log synflow with the trained test accuracy is 0.764
+(CIFAR-100) and 0.752 (ImageNet16-120), against 0.728 and 0.692 for the parameter count (paired
+Kendall difference +0.017 [0.009, 0.023] and +0.041 [0.034, 0.047]); 0.03 s per cell on a core.
 
-The score is meant as an extra input of an accuracy model (``archlab.search.ehvi_sampler``'s
-``hints``), not as an objective by itself: it knows nothing of the data.
+The score is a proxy baseline of ranking reports (``stats.proxies``) and an extra input of an
+accuracy model (``archlab.search.ehvi_sampler``'s ``hints``), not an objective by itself: it
+knows nothing of the data.
 """
 
 from __future__ import annotations
