@@ -10,7 +10,8 @@ Each supernet scores the ground-truth architectures with inherited weights (vali
 accuracy, all 2,000 images); ``archlab.supernets.ranking.stats`` gives tau and Spearman with
 bootstrap 95 % intervals (architectures resampled; a method's tau is the mean over its
 seeds), paired differences against sandwich and against the parameter count, the proxies
-(parameters, MACs, mean width) and the seed-to-seed ceiling of the ground truth.
+(parameters, MACs, mean width, and SynFlow on the untrained net the table's proxies were
+counted on) and the seed-to-seed ceiling of the ground truth.
 
 Supernets and their scores are cached under ``--work`` (default ``runs/bench_ranking``), so a
 killed run resumes. Writes ``bench/results/ranking.json``.
@@ -35,6 +36,7 @@ from archlab.core.progress import progress
 from archlab.core.provenance import code_version
 from archlab.supernets.ranking.ground_truth import load_ground_truth, uniform_archs
 from archlab.supernets.ranking.stats import check_settings, ranking_stats, training_record
+from archlab.supernets.ranking.zero_cost import synflow
 from archlab.supernets.training.evaluation import evaluate_many
 from archlab.supernets.training.trainer import train
 
@@ -122,8 +124,14 @@ def main() -> None:
     records = {f"{m}/seed{r['seed']}": {**r["record"], "train": {k: v for k, v in r["record"]["train"].items()}}
                for m, rs in runs.items() for r in rs}
     mismatches = check_settings(records)
+    proxies = {p: gt.proxies[p] for p in ("params", "macs", "width")}
+    torch.manual_seed(0)  # the untrained net the ground truth's proxies were counted on
+    fresh = setup.build(space, task)
+    syn = np.array([synflow(fresh.extract(x), fresh.example_input(1)) for x in archs])
+    if np.isfinite(syn).all():
+        proxies["synflow"] = syn
     stats = ranking_stats(gt.mean, {m: [r["accuracy"] for r in rs] for m, rs in runs.items()},
-                          proxies={p: gt.proxies[p] for p in ("params", "macs", "width")},
+                          proxies=proxies,
                           ceiling_scores=gt.scores, reference="sandwich" if "sandwich" in runs else None)
     best = max(stats["methods"], key=lambda m: stats["methods"][m]["kendall"]["estimate"])
     b = stats["methods"][best]
