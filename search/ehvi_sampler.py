@@ -161,9 +161,10 @@ class Planner:
     log SynFlow at weight 2 lowered the gap at 50 evaluations by 0.0039 [0.0024, 0.0054] and at
     100 by 0.0012 [0.0004, 0.0020] (141 of 240 runs better); weight 1 (seeds 10-19, an earlier
     run) gave -0.0043 at 50 and a tie at 100; weight 4 (seeds 0-9, paired against weight 2's
-    stored gaps) a tie with 2, +0.0000 [-0.0014, +0.0014] at 100 and [-0.0024, +0.0024] at 50. A 100-evaluation search asked for the hint of about
-    13,000 of the 15,625 cells (the candidate pools), about 0.03 s each there: off by default,
-    for objectives that cost far more than that per evaluation.
+    stored gaps) a tie with 2, +0.0000 [-0.0014, +0.0014] at 100 and [-0.0024, +0.0024] at 50.
+    A 100-evaluation search asked for the hint of about 13,000 of the 15,625 cells (the
+    candidate pools), about 0.03 s each there: off by default, for objectives that cost far
+    more than that per evaluation.
     """
 
     PAIRWISE_MAX = 2000
@@ -255,19 +256,16 @@ class Planner:
         """(n, len(hints)): each hint's values, standardised over random architectures, times
         ``hint_weight`` (the GP's inputs after the encoding; see ``hints``)."""
         def values(batch: Sequence[Arch]) -> np.ndarray:
-            cols = [np.asarray(h(batch), dtype=float).reshape(len(batch)) for h in self.hints]
-            return np.stack(cols, axis=1)
+            V = np.stack([np.asarray(h(batch), dtype=float).reshape(len(batch)) for h in self.hints], axis=1)
+            if not np.isfinite(V).all():
+                raise SearchError("hints: a hint returned a value that is not finite (NaN or infinite)")
+            return V
 
         if self._hscale is None:
             V = values(self.reference_sample())
-            if not np.isfinite(V).all():
-                raise SearchError("hints: a hint returned a value that is not finite (NaN or infinite)")
             self._hscale = V.mean(axis=0), np.where(V.std(axis=0) > 0, V.std(axis=0), 1.0)
         mu, sd = self._hscale
-        H = values(archs)
-        if not np.isfinite(H).all():
-            raise SearchError("hints: a hint returned a value that is not finite (NaN or infinite)")
-        return self.hint_weight * (H - mu) / sd
+        return self.hint_weight * (values(archs) - mu) / sd
 
     def reference_sample(self) -> list[Arch]:
         """Distinct random architectures (up to 256, from a stream apart from the proposals')
