@@ -43,9 +43,9 @@ def _conv_bn(cin: int, cout: int, k: int) -> int:
 
 def _expected_params(dims: dict, arch: dict) -> int:
     """Parameters of the kept modules, from their shapes: stem, reductions, head, and per
-    edge the conv its op runs (entangled 1x1: the shared 3x3; dead edges count too)."""
+    edge the conv its op runs (an entangled 1x1 too: the shared 3x3's centre; dead edges
+    count too)."""
     c, cin = dims["channels"], dims["in_channels"]
-    entangled = dims["conv_sharing"] == "entangled"
     total = _conv_bn(cin, c, 3)  # stem + stem BN
     for s in range(dims["stages"]):
         if s > 0:  # reduction: a (3x3 stride 2) + BN, b (ReLU-conv3x3-BN), 1x1 shortcut
@@ -54,7 +54,7 @@ def _expected_params(dims: dict, arch: dict) -> int:
         cp = c // dims["partial_channels"]
         for _ in range(dims["cells_per_stage"]):
             for e in arch["edges"]:
-                if e["op"] == "nor_conv_3x3" or (e["op"] == "nor_conv_1x1" and entangled):
+                if e["op"] == "nor_conv_3x3":
                     total += _conv_bn(cp, cp, 3)
                 elif e["op"] == "nor_conv_1x1":
                     total += _conv_bn(cp, cp, 1)
@@ -68,6 +68,15 @@ def _n_params(module: torch.nn.Module) -> int:
 def _legacy_state(net: CellNet) -> dict[str, torch.Tensor]:
     """The state dict a subnet exported before pruning had: every op's weights of the body."""
     return {f"body.{k}": v.detach().clone() for k, v in net.body.state_dict().items()}
+
+
+def _source_value(source: dict[str, torch.Tensor], key: str, dims: dict) -> torch.Tensor:
+    """The supernet's value of a plain subnet's key: an entangled 1x1 edge's ``conv1`` is its
+    shared ``conv3`` (the weight's centre)."""
+    if dims["conv_sharing"] != "entangled" or ".conv1." not in key:
+        return source[key]
+    value = source[key.replace(".conv1.", ".conv3.")]
+    return value[..., 1:2, 1:2] if value.dim() == 4 else value
 
 
 def _trained(options: dict) -> tuple[CellNet, torch.Tensor]:
@@ -88,12 +97,9 @@ def test_parameter_count_is_that_of_the_kept_modules(options, name):
     plain = net.extract(arch)
     assert _n_params(plain) == _expected_params(net.dims, arch)
     assert _n_params(build_plain("cell", net.dims, arch)) == _expected_params(net.dims, arch)
-    entangled = options.get("conv_sharing") == "entangled"
     for cell in plain.body.cells():
         for edge, e in zip(cell.edges, arch["edges"]):
-            op = e["op"]
-            keeps3 = op == "nor_conv_3x3" or (op == "nor_conv_1x1" and entangled)
-            keeps1 = op == "nor_conv_1x1" and not entangled
+            keeps3, keeps1 = e["op"] == "nor_conv_3x3", e["op"] == "nor_conv_1x1"
             assert (edge.conv3 is not None) == keeps3 and (edge.conv1 is not None) == keeps1
             keys = {k.split(".")[0] for k in edge.state_dict()}
             assert keys == {name for name, kept in (("conv3", keeps3), ("conv1", keeps1)) if kept}
@@ -104,8 +110,9 @@ def test_parameter_count_differs_by_architecture():
     counts = {name: _n_params(net.extract(arch)) for name, arch in ARCHS.items()}
     assert counts["none"] == counts["skip"] == counts["pool"] < counts["conv1"] < counts["conv3"]
     assert counts["none"] < counts["dead_conv"]  # a dead edge keeps its op's weights
-    ent = CellNet(conv_sharing="entangled")
-    assert _n_params(ent.extract(ARCHS["conv1"])) == _n_params(ent.extract(ARCHS["conv3"]))
+    ent = CellNet(conv_sharing="entangled")  # a 1x1 edge keeps the shared 3x3's centre only
+    assert _n_params(ent.extract(ARCHS["conv1"])) == counts["conv1"]
+    assert _n_params(ent.extract(ARCHS["conv3"])) == counts["conv3"]
     pc = CellNet(partial_channels=2)
     assert _n_params(pc.extract(ARCHS["conv3"])) < counts["conv3"]
     assert _n_params(pc.extract(ARCHS["none"])) == counts["none"]
@@ -122,7 +129,7 @@ def test_extracted_pruned_subnet_equals_the_supernet(options):
             expected = net(x)
         plain = net.extract(arch).eval()
         for k, v in plain.body.state_dict().items():  # every kept weight comes from the supernet
-            assert torch.equal(v, source[k]), k
+            assert torch.equal(v, _source_value(source, k, net.dims)), k
         with torch.no_grad():
             assert torch.equal(plain(x), expected)
     net.train()
@@ -140,8 +147,8 @@ def test_a_state_dict_with_the_old_extra_keys_loads(options, tmp_path):
     for i, arch in enumerate((ARCHS["none"], ARCHS["conv1"], ARCHS["mixed"], DEAD_CONV)):
         sub = net.extract(arch).eval()
         legacy = _legacy_state(net)
-        assert set(sub.state_dict()) <= set(legacy)  # equal only for entangled 1x1 convs everywhere
-        assert set(sub.state_dict()) != set(legacy) or (entangled and arch is ARCHS["conv1"])
+        keys = {k.replace(".conv1.", ".conv3.") if entangled else k for k in sub.state_dict()}
+        assert keys <= set(legacy)  # the old export held every module the subnet keeps
         plain = PlainCellNet(net.dims, arch).eval()
         plain.load_state_dict(legacy, strict=True)
         with torch.no_grad():
@@ -153,6 +160,29 @@ def test_a_state_dict_with_the_old_extra_keys_loads(options, tmp_path):
         assert set(back.state_dict()) == set(sub.state_dict())
         with torch.no_grad():
             assert torch.equal(back(x), sub(x))
+
+
+def test_an_entangled_1x1_exported_with_the_whole_3x3_loads_as_its_centre(tmp_path):
+    """Exports made while an entangled 1x1 edge kept the shared 3x3 (edges pruned, the 3x3
+    whole) load into the 1x1 subnet, the same function with a ninth of the edge's weights."""
+    net, x = _trained({"conv_sharing": "entangled"})
+    arch = ARCHS["mixed"]
+    sub = net.extract(arch).eval()
+    source = net.body.state_dict()
+    whole = {f"body.{k.replace('.conv1.', '.conv3.')}": source[k.replace(".conv1.", ".conv3.")]
+             for k in sub.body.state_dict()}
+    conv3 = "body.blocks.0.edges.1.conv3.conv.bank.weight"  # edge 1 is a 1x1
+    assert whole[conv3].shape[-2:] == (3, 3)
+    assert sub.state_dict()[conv3.replace("conv3", "conv1")].shape[-2:] == (1, 1)
+    out = save_subnet(sub, tmp_path / "whole3x3")
+    (out / "model.safetensors").write_bytes(save(whole, metadata={"format": "pt", "family": "cell"}))
+    back = load_subnet(out)
+    assert set(back.state_dict()) == set(sub.state_dict())
+    assert torch.equal(back.state_dict()[conv3.replace("conv3", "conv1")], whole[conv3][..., 1:2, 1:2])
+    with torch.no_grad():
+        assert torch.equal(back(x), sub(x))
+    separate = CellNet().extract(arch)
+    assert _n_params(back) == _n_params(separate) < _n_params(PlainCellNet(net.dims, ARCHS["conv3"]))
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=IDS)

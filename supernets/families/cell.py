@@ -76,8 +76,8 @@ def _convbn_keys() -> tuple[str, ...]:
 
 def _modules_for(op: str | None, entangled: bool) -> tuple[bool, bool]:
     """Whether an edge of ``op`` (``None``: every op, the supernet) needs ``conv3``, ``conv1``."""
-    conv3 = op is None or op == "nor_conv_3x3" or (entangled and op == "nor_conv_1x1")
-    conv1 = not entangled and (op is None or op == "nor_conv_1x1")
+    conv3 = op is None or op == "nor_conv_3x3"
+    conv1 = op == "nor_conv_1x1" or (op is None and not entangled)
     return conv3, conv1
 
 
@@ -86,10 +86,13 @@ class MixedEdge(nn.Module):
 
     ``op=None`` (the supernet) builds the modules of every op. ``op=name`` (a plain subnet)
     builds only what ``name`` runs: ``conv3`` for ``nor_conv_3x3``; ``conv1`` for
-    ``nor_conv_1x1`` (``conv3``, run at its 1x1 centre, when entangled); nothing with
-    parameters for ``none``, ``skip_connect`` and ``avg_pool_3x3``. ``pruned`` names the
-    modules a full edge has and this one does not: their keys in a state dict (subnets
-    exported before edges were pruned) are dropped on load, any other stray key still fails.
+    ``nor_conv_1x1`` (when entangled, the supernet's shared 3x3 runs at its 1x1 centre, and
+    the plain edge holds that centre as its own 1x1 ``conv1``); nothing with parameters for
+    ``none``, ``skip_connect`` and ``avg_pool_3x3``. ``pruned`` names the modules a full edge
+    has and this one does not: their keys in a state dict (the supernet's, or subnets exported
+    before edges were pruned) are dropped on load, any other stray key still fails; an
+    entangled 1x1 edge given the shared 3x3's keys and no ``conv1`` ones (the supernet's state,
+    or a subnet exported when such edges kept the whole 3x3) takes its centre.
     """
 
     def __init__(self, c: int, entangled: bool, partial: int, factory: Any, op: str | None = None) -> None:
@@ -116,6 +119,11 @@ class MixedEdge(nn.Module):
         return module
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        if self.entangled and self.conv1 is not None and not any(k.startswith(f"{prefix}conv1.") for k in state_dict):
+            for key in _convbn_keys():  # the shared 3x3 of an entangled 1x1 edge: keep its centre
+                value = state_dict.pop(f"{prefix}conv3.{key}", None)
+                if value is not None:
+                    state_dict[f"{prefix}conv1.{key}"] = value[..., 1:2, 1:2] if value.dim() == 4 else value
         for name in self.pruned:  # an old export's weights of the modules this edge pruned
             for key in _convbn_keys():
                 state_dict.pop(f"{prefix}{name}.{key}", None)
@@ -130,7 +138,9 @@ class MixedEdge(nn.Module):
             return self.pool(x)
         if name == "nor_conv_3x3":
             return self._conv("conv3")(x, 3 if self.entangled else None)
-        return self._conv("conv3")(x, 1) if self.entangled else self._conv("conv1")(x)
+        if self.entangled and self.conv1 is None:  # the supernet: the shared 3x3 at its centre
+            return self._conv("conv3")(x, 1)
+        return self._conv("conv1")(x)
 
     def _mix(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(x)
@@ -295,10 +305,9 @@ class CellNet(Supernet):
             raise ArchlabError(f"cell: extraction needs sharing='entangled', not {self.sharing!r}")
         plain = PlainCellNet(self.dims, self.arch.to_dict())
         p = next(self.parameters())
-        source = self.body.state_dict()
-        # the plain edges hold only their ops' modules: load those keys (all of them, strictly)
-        state = {k: source[k] for k in plain.body.state_dict() if k in source}
-        plain.to(device=p.device, dtype=p.dtype).body.load_state_dict(state, strict=True)
+        # strictly: the plain edges drop the modules their ops do not run and an entangled 1x1
+        # edge takes its shared 3x3's centre (MixedEdge), every other key must match
+        plain.to(device=p.device, dtype=p.dtype).body.load_state_dict(self.body.state_dict(), strict=True)
         return plain
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
@@ -312,13 +321,13 @@ class PlainCellNet(PlainSubnet):
     """A standalone NB201 cell network of one architecture (``arch["edges"][i]["op"]``).
 
     Each edge holds only the modules its op runs: ``nor_conv_3x3`` its 3x3 ReLU-conv-BN,
-    ``nor_conv_1x1`` its 1x1 one (with ``conv_sharing="entangled"``: the shared 3x3, run at
-    its centre), ``none`` / ``skip_connect`` / ``avg_pool_3x3`` no parameters. The stem,
+    ``nor_conv_1x1`` its 1x1 one (with ``conv_sharing="entangled"``: the centre of the
+    supernet's shared 3x3), ``none`` / ``skip_connect`` / ``avg_pool_3x3`` no parameters. The stem,
     reductions and head are kept whole. The architecture is kept as given: an edge whose
     output never reaches the cell output (a dead edge) still holds its op's weights; dead
     edges are not pruned. State dicts of subnets saved before edges were pruned (which carry
-    every op's weights) still load: the keys of the pruned modules are dropped, any other
-    unexpected or missing key is an error.
+    every op's weights) still load: the keys of the pruned modules are dropped (an entangled
+    1x1 edge's shared 3x3 is cut to its centre), any other unexpected or missing key is an error.
     """
 
     family = "cell"
