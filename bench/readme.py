@@ -313,7 +313,7 @@ def _ehvi_default(option: str) -> Any:
     """The ``ehvi`` sampler's default for ``option`` (the text describes the code that ran)."""
     import inspect
 
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     return inspect.signature(Planner).parameters[option].default
 

@@ -225,7 +225,7 @@ def _summary(probs: dict, budgets: list[int] | None = None) -> dict:
 def overhead_ehvi(table: Table, n: int = 1000, repeats: int = 5) -> dict:
     """Seconds per proposal of the ``ehvi`` sampler with ``n`` evaluated cells (a real problem)."""
 
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
     from archlab.spaces import Arch
 
     prob = Problem(table, "cifar100_acc", ("titan_rtx_1_ms",))

@@ -33,18 +33,11 @@ class GPModel:
     accuracy depends only on its live edges, its latency on every edge: each column finds which
     inputs explain it). Default: all of ``X``.
 
-    One length scale for every input, chosen on a grid. An ARD kernel instead (a length scale per
-    input: Matern 5/2 times a constant plus noise, fitted by maximum likelihood with scikit-learn's
-    ``GaussianProcessRegressor``, without the linear part) as the accuracy model of ``ehvi+lat``
-    did worse on NAS-Bench-201 (8 pairs x 10 seeds, paired, mean difference [95 %]): against
-    this model +0.0038 [+0.0019, +0.0056] at 100 evaluations (27 of 80 runs better) and +0.0090
-    [+0.0048, +0.0132] at 50; against the same scikit-learn model with one length scale (itself a
-    tie with this model, +0.0011 [-0.0006, +0.0028] at 100) +0.0027 [+0.0005, +0.0047] at 100 and
-    +0.0066 [+0.0024, +0.0109] at 50. The cell encoding has 60 inputs (30 one-hot, 30
-    live-edge): 60 length scales from 50-100 observations appear to overfit. Averaging over the
-    grid instead of taking its best point (a moment-matched mixture of the 5 best settings,
-    weighted by their marginal likelihood) was a tie: -0.0005 [-0.0015, +0.0005] at 100 (8 pairs
-    x 20 seeds, 86 of 160 runs better), -0.0007 [-0.0030, +0.0016] at 50.
+    One length scale for every input, chosen on a grid. On NAS-Bench-201 an ARD kernel (a
+    length scale per input, fitted by maximum likelihood) as the accuracy model did worse, and
+    averaging over the grid instead of taking its best point was a tie
+    (``docs/search_measurements.md``): 60 length scales (the cell encoding's inputs) from
+    50-100 observations appear to overfit.
     """
 
     LENGTHS = (0.75, 1.5, 3.0, 6.0, 12.0)  # Matern length scales on the encoding (grid)

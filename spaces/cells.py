@@ -16,44 +16,13 @@ one point and learns what an operation does where it matters (``archlab.search.e
 ``CellGraph.cost_features(archs)`` counts each operation on every edge, live or dead, times
 ``COUNT_WEIGHT``: what the cell runs, for a model of its cost (a dead edge still runs).
 
-Measured with the ``ehvi`` sampler on NAS-Bench-201 (``bench/search.py``; mean paired
-difference of the gap [95 %], negative is better):
-
-- Live counts (a capacity summary: cells with the same counts are close to a distance-based
-  model even when their edges differ), ``ehvi+lat`` (a cheap latency given, accuracy modelled),
-  8 pairs x 20 seeds against the live-edge one-hot alone: -0.0031 [-0.0044, -0.0018] at 100
-  evaluations (107 of 160 runs better; -0.0024 on seeds 10-19, -0.0038 on 20-29), -0.0073
-  [-0.0099, -0.0048] at 50; at weight 1 a tie, -0.0012 [-0.0028, +0.0004]. In the benchmark's
-  rerun (11 problems x 5 seeds, against the previous run's same seeds): -0.0051 [-0.0081,
-  -0.0023] at 100, -0.0015 [-0.0030, -0.0001] at 200, -0.0007 [-0.0015, +0.0001] at 300. Fitted
-  offline on the first 100 cells such a search evaluated (4 ImageNet16-120 pairs x 5 seeds), the
-  accuracy GP's Kendall tau against all 15,625 cells rose from 0.53 to 0.65 (0.44 to 0.63 on 50).
-- Live counts alone with latency modelled from the start (``ehvi``, no cheap latency): worse,
-  +0.0029 [+0.0002, +0.0056] at 100, +0.0029 [+0.0014, +0.0044] at 200, +0.0017 [+0.0007,
-  +0.0026] at 300 (11 problems x 5 seeds). The latency GP ranks the table worse with them (tau
-  0.75 to 0.69, median of 24 offline fits) while accuracy's ranks better, and neither the
-  marginal nor the leave-one-out likelihood of those fits tells the two apart (both keep the
-  counts for latency in most fits): no per-objective choice of inputs is made.
-- Cost features as well, which the sampler appends only when it models every objective: for
-  ``ehvi``, -0.0091 [-0.0123, -0.0061] at 100 and -0.0046 [-0.0061, -0.0029] at 200 against the
-  live counts alone, -0.0063 [-0.0091, -0.0034] and -0.0017 [-0.0034, -0.0001] against no counts
-  (latency tau offline 0.80). For ``ehvi+lat`` (8 pairs x 10 seeds) worse at 50, +0.0055
-  [+0.0023, +0.0090], a tie at 100, +0.0013 [-0.0004, +0.0031] (a cell's accuracy depends on its
-  live edges only); appended there only once the measured latency is modelled
-  (``model_known_after``), a tie: +0.0001 [-0.0004, +0.0006] at 200, +0.0003 [-0.0001, +0.0008]
-  at 300 (8 pairs x 5 seeds). Not appended there.
-- Not kept: per operation, the most edges carrying it on one live input-output path, appended to
-  the live counts (weight 2): a tie, +0.0001 [-0.0016, +0.0020] at 100 (8 pairs x 10 seeds).
-- Screened offline only (an accuracy GP fitted on the first 100 cells of ``ehvi+lat`` runs, 8 pairs
-  x 5 seeds, Kendall tau against all 15,625 cells; these features: 0.649), none clearly better, so
-  none was run online: counts of consecutive live operation pairs (what a one-step
-  Weisfeiler-Lehman relabelling sees), 0.647-0.653; the live edges put in a canonical form under
-  relabelling of the inner nodes (8,765 classes instead of 9,445), 0.653; in that of the cell's
-  function with a skip as the identity (5,773 classes; ``c3(x)`` alone is 460 cells), 0.661, but
-  its pick among the cheap cells (the most accurate predicted cell under each of ten latency
-  bounds, against the best there) fell 1.68 points short on average against 1.35; live paths
-  counted per sequence of non-skip operations (40 features), 0.638-0.650; the three blocks
-  (one-hot, live edges, counts) reweighted over 36 settings (4 seeds), at best 0.662.
+Measured with the ``ehvi`` sampler on NAS-Bench-201 (``docs/search_measurements.md``, paired
+by seed): the live edges lowered the gap at 100 evaluations by 0.0036 against the one-hot alone,
+the live counts (weight 2) by 0.0031 more; the cost features help only when the latency is
+modelled too (``ehvi``: -0.0091 at 100), so the sampler appends them only then. Path encodings
+(BANANAS-style, path counts), per-operation depth, and five more encodings screened offline
+(Weisfeiler-Lehman pairs, canonical relabelling, function classes, skip-contracted paths, block
+reweighting) were not better; the record lists each with its figures.
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def test_predicted_latency_builtin_is_known_to_ehvi_and_its_bound_always_met(tmp
 
 
 def test_residual_model_corrects_a_biased_cheap_value():
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     space, acc, lat = _proxy()
     archs = list(space.enumerate())[::13][:60]
@@ -222,7 +222,7 @@ def test_residual_model_corrects_a_biased_cheap_value():
 
 
 def test_focus_steps_follow_the_schedule_and_cycle_over_modelled_objectives():
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     space = cell_space("c", 3, ("a", "b", "c"))
     p = Planner(space, n_startup=4, focus_every=3)
@@ -273,7 +273,7 @@ def test_warp_forward_maps_observed_values_to_their_scores():
 def test_rank_scale_proposals_depend_only_on_the_order_of_the_modelled_values(focus_every):
     """``acq_scale="rank"``: a monotone transform of the expensive objective (accuracy in % or
     its cube) changes no proposal; on the value scale it does change some."""
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     space, acc, lat = _proxy()
 
@@ -306,7 +306,7 @@ def _run_planner(planner, space, acc, observed, n):
 
 
 def test_a_predicted_latency_becomes_a_gp_input_after_model_known_after():
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     space, acc, lat = _proxy()
 
@@ -337,7 +337,7 @@ def test_a_predicted_latency_becomes_a_gp_input_after_model_known_after():
 def test_a_predicted_and_an_exact_cheap_objective_together_after_the_switch():
     """Three objectives: latency predicted (modelled after the switch), size exact (stays known);
     running trials are scored with both the residual model and the extra GP input."""
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     space, acc, lat = _proxy()
 
@@ -362,7 +362,7 @@ def test_the_accuracy_gp_of_a_cell_space_chooses_the_live_edges():
     """Accuracy that depends only on a cell's live edges (as a network's function does): the GP
     picks the live-edge encoding over the whole one with ``select_inputs=True``; by default, or
     with no cheap objective beside it, every input is kept."""
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     space, _, lat = _proxy()
     w = np.random.default_rng(3).normal(size=space.structure_features([space.sample(np.random.default_rng(0))]).shape[1])

@@ -100,7 +100,7 @@ def test_equivalent_cells_have_near_equal_accuracy_on_nb201():
 
 
 def test_ehvi_models_cells_on_one_hot_and_live_edges():
-    from archlab.search.ehvi_sampler import Planner
+    from archlab.search.ehvi_planner import Planner
 
     space = cell_space()
     cells = [_cell([NO, C1, PL, C1, C3, SK]), _cell([NO, C1, SK, C1, NO, SK])]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from archlab.search import MetricSources, SearchError, run_search
-from archlab.search.ehvi_sampler import Planner
+from archlab.search.ehvi_planner import Planner
 from archlab.spaces import SearchSpace
 from archlab.spaces.library import cell_space
 from archlab.spaces.params import Choice
