@@ -265,7 +265,7 @@ def _efficiency(doc: dict[str, Any], eff: dict[str, Any], summary: bool = True) 
                   f"{_ehvi_default('n_startup')} random draws (the Gaussian processes see each cell's one-hot encoding and, "
                   "unless `structure=False`, its live edges and how many live edges carry each operation; "
                   "`ehvi` also how many edges carry it, live or dead: `archlab.spaces.cells`), every third proposal is a focus step (the expected improvement of accuracy alone) and the "
-                  "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`). "
+                  "hypervolume improvement is taken on accuracy's rank scores (see `archlab.search.ehvi_sampler`; every alternative measured for its defaults, kept or not, is in [docs/search_measurements.md](docs/search_measurements.md)). "
                   "`ehvi` models every objective" + _ran_to(eff, "ehvi") + "."
                   + _carried([n for n in eff.get("carried_over", []) if n != "ehvi" and n in samplers]), ""]
 
