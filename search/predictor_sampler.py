@@ -4,8 +4,10 @@ Loop: evaluate ``n_startup`` random architectures; then, in rounds, fit one regr
 objective on the evaluated architectures (``space.encode(..., normalized=True)``), run an
 inner NSGA-II-style evolution on the predictions (``generations`` x ``population``), and queue
 the ``batch_size`` unevaluated candidates that add the most *predicted* hypervolume to the real
-feasible front (greedy; predicted rank and crowding break ties). Queued architectures are
-proposed one per trial; an architecture already evaluated is never proposed again.
+feasible front (greedy; predicted rank and crowding break ties). Architectures other workers
+are running count in that front at their predicted values, so a batch does not chase the gain
+a running trial will bring. Queued architectures are proposed one per trial; an architecture
+already evaluated or running is never proposed again.
 
 Genomes are fixed-width flat parameter dicts (every per-layer slot up to the maximum depth),
 so crossover and mutation work across depths; ``space.suggest`` on a replaying trial turns a
@@ -15,7 +17,7 @@ project's ``AccuracyPredictor`` (``model="accuracy_predictor"``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,16 +77,21 @@ class PredictorSampler(PlanSampler):
         self._fallback.reseed_rng()
 
     # planning ----------------------------------------------------------------------------
-    def _evaluated(self, study: Any) -> tuple[list[Arch], np.ndarray, np.ndarray, set[str]]:
+    def _evaluated(self, study: Any) -> tuple[list[Arch], np.ndarray, np.ndarray, set[str], list[Arch]]:
+        """Distinct completed architectures, their losses and feasibility, every key the study
+        holds (running ones too), and the running architectures not completed yet."""
         signs = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
         archs, rows, feas = [], [], []
         keys: set[str] = set()
         done: set[str] = set()
+        running: dict[str, None] = {}
         for t in study.get_trials(deepcopy=False):
             # running trials: the key another worker planned (PLANNED), else their parameters
             key = t.user_attrs.get("arch") or t.user_attrs.get(PLANNED) or self._key_of_params(t.params)
             if key:
                 keys.add(key)
+                if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+                    running[key] = None
             if not key or t.state != optuna.trial.TrialState.COMPLETE or key in done:
                 continue
             done.add(key)
@@ -92,7 +99,8 @@ class PredictorSampler(PlanSampler):
             rows.append(np.asarray(t.values, dtype=float) * signs)
             feas.append(all(v <= 0 for v in t.constraints.values()))
         Y = np.array(rows).reshape(-1, len(signs))
-        return archs, Y, np.array(feas, dtype=bool), keys
+        pending = [Arch.from_json(k) for k in running if k not in done]
+        return archs, Y, np.array(feas, dtype=bool), keys, pending
 
     def _key_of_params(self, params: Mapping[str, Any]) -> str | None:
         try:
@@ -108,14 +116,14 @@ class PredictorSampler(PlanSampler):
         return a
 
     def _next(self, study: Any) -> Arch:
-        archs, Y, feas, keys = self._evaluated(study)
+        archs, Y, feas, keys, pending = self._evaluated(study)
         while self._queue:
             a = self._queue.pop(0)
             if a.key not in keys:
                 return a
         if len(archs) < self.n_startup:
             return self._random_arch(keys)
-        self._queue = self._plan(archs, Y, feas, keys)
+        self._queue = self._plan(archs, Y, feas, keys, pending)
         if not self._queue:
             return self._random_arch(keys)
         return self._queue.pop(0)
@@ -150,7 +158,12 @@ class PredictorSampler(PlanSampler):
 
         return predict
 
-    def _plan(self, archs: list[Arch], Y: np.ndarray, feas: np.ndarray, keys: set[str]) -> list[Arch]:
+    def _plan(self, archs: list[Arch], Y: np.ndarray, feas: np.ndarray, keys: set[str],
+              pending: Sequence[Arch] = ()) -> list[Arch]:
+        """The next batch: unevaluated candidates of an inner evolution on the predictions, chosen
+        by predicted hypervolume gain over the feasible front and the running architectures'
+        predictions (another worker's trial is counted as if done, so the batch does not chase
+        the same gain)."""
         self._round += 1
         predict = self._fit(archs, Y)
         seen: dict[str, Arch] = {}
@@ -197,7 +210,10 @@ class PredictorSampler(PlanSampler):
         if not cands:
             return []
         C = score(cands)
-        return self._select(C, cands, Y[feas] if feas.any() else Y)
+        front = Y[feas] if feas.any() else Y
+        if len(pending):
+            front = np.vstack([front, score(list(pending))])
+        return self._select(C, cands, front)
 
     def _tournament(self, rank: np.ndarray, crowd: np.ndarray) -> int:
         i, j = self.rng.integers(len(rank), size=2)

@@ -201,6 +201,40 @@ def test_predictor_sampler_beats_random_on_a_front():
     assert pred > rand
 
 
+
+def test_predictor_sampler_counts_another_workers_running_arch_in_the_front():
+    """A batch is chosen against the front plus what other workers are running (at its predicted
+    values): the gain a running trial will bring is not chased again by an arch equal to it."""
+    from archlab.search.plan_sampler import PLANNED
+    from archlab.search.predictor_sampler import PredictorSampler
+
+    space = cell_space(n_edges=3, ops=("a", "b", "c"))  # 27 archs; permutations tie in value
+
+    def losses(a):  # maximise the a's, minimise their squared count
+        k = sum(e["op"] == "a" for e in a["edges"])
+        return [-float(k), float(k * k)]
+
+    study = optuna.create_study(storage=mem(), directions=["maximize", "minimize"])
+    sampler = PredictorSampler(space, seed=0, n_startup=1, batch_size=1, population=27, generations=4, explore=0.0)
+    sampler._fit = lambda archs, Y: (lambda cands: np.array([losses(a) for a in cands]))
+    every = list(space.enumerate(limit=27))
+    done = [a for a in every if {e["op"] for e in a["edges"]} in ({"c"}, {"a"})]
+    for a in done:
+        v = losses(a)
+        study.add_trial(optuna.trial.create_trial(values=[-v[0], v[1]], params={}, distributions={},
+                                                  user_attrs={"arch": a.key}))
+    archs, Y, feas, keys, pending = sampler._evaluated(study)
+    assert len(archs) == 2 and pending == []
+    alone = sampler._plan(archs, Y, feas, keys)[0]
+    twin = next(a for a in every if a.key != alone.key and losses(a) == losses(alone))
+    running = study.ask()
+    running.set_user_attr(PLANNED, twin.key)
+    archs, Y, feas, keys, pending = sampler._evaluated(study)
+    assert [a.key for a in pending] == [twin.key] and twin.key in keys
+    beside = sampler._plan(archs, Y, feas, keys, pending)[0]
+    assert losses(beside) != losses(alone)  # the running twin already brings that gain
+
+
 # bad input ------------------------------------------------------------------------------
 def test_bad_inputs_have_clear_errors(tmp_path):
     with pytest.raises(SearchError, match="unknown sampler 'cmaes'; allowed: nsga2"):
