@@ -407,11 +407,7 @@ class Planner:
         hypervolume acquisition. Measured on NAS-Bench-201 (``bench/search.py``): with the cheap
         latency known, the hypervolume improvement spends most evaluations on the front's
         crowded low-latency end and finds its high-accuracy end late; a focus step every third
-        trial finds it early. Every other focus step bounded instead (the improvement of accuracy
-        among candidates whose latency is below a bound drawn uniformly between the fastest observed
-        latency and that of the most accurate architecture, aimed at the front's middle, where most
-        of the gap at 100 evaluations is) was a tie: +0.0007 [-0.0010, +0.0024] at 100, -0.0007
-        [-0.0041, +0.0028] at 50 (8 pairs x 10 seeds, paired)."""
+        trial finds it early (a bounded variant: ``docs/search_measurements.md``)."""
         if not self.focus_every or m < 2 or not unknown or not feasible_rows.any():
             return None
         step = n - self.n_startup
