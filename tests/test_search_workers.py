@@ -155,10 +155,12 @@ def test_ctrl_c_leaves_no_running_trial(tmp_path):
     assert any(t.state.name == "FAIL" for t in trials)
 
 
-def test_ehvi_workers_never_evaluate_one_architecture_twice(tmp_path):
+@pytest.mark.parametrize("sampler", ["ehvi", "predictor"])
+def test_planning_workers_never_evaluate_one_architecture_twice(tmp_path, sampler):
     """Two forked workers plan one at a time and see each other's planned architecture, so with
     ``count="distinct"`` every completed trial is a distinct architecture, none answered twice.
-    The hint sleeps so that, without that, the workers' plans overlap on the same study state."""
+    The hint (ehvi) and the predictor's inner evolution make planning slow enough that, without
+    that, the workers' plans overlap on the same study state."""
     from archlab.spaces.library import mlp_space
 
     space = mlp_space(n_layer=(1, 3), width=(16, 32, 64, 128))
@@ -167,11 +169,13 @@ def test_ehvi_workers_never_evaluate_one_architecture_twice(tmp_path):
         time.sleep(0.002 * len(archs))
         return [float(a["n_layer"]) for a in archs]
 
+    options = ({"hints": [slow_hint], "n_startup": 2, "n_random": 30} if sampler == "ehvi" else
+               {"n_startup": 4, "batch_size": 3, "population": 16, "generations": 3})
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = run_search(space, {"size": ("min", lambda a: float(sum(layer["width"] for layer in a["layers"]))),
                                "depth": ("max", lambda a: float(a["n_layer"]))},
-                       n_trials=14, count="distinct", storage=url, study_name="ehvi2", seed=0, workers=2,
-                       sampler="ehvi", sampler_options={"hints": [slow_hint], "n_startup": 2, "n_random": 30})
+                       n_trials=14, count="distinct", storage=url, study_name=f"{sampler}2", seed=0, workers=2,
+                       sampler=sampler, sampler_options=options)
     trials = _check_exact(study, 14)
     keys = [t.user_attrs["arch"] for t in trials]
     assert len(set(keys)) == 14 and not [t for t in trials if "reused_from" in t.user_attrs]
