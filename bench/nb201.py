@@ -11,11 +11,14 @@ every axis (the data README's convention). ``hv_exact`` is the hypervolume of th
 found by enumeration; a run's gap after ``n`` distinct evaluations is ``1 - HV_n / hv_exact``.
 A constraint ``latency <= bound`` (raw ms) restricts both the run's front and the exact one
 to the feasible cells.
+
+``bench_search()``: ``bench/search.py`` as a module, for the benchmarks that run its searches.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,15 @@ TABLE = Path("nb201") / "nb201_dev.csv"
 ACCURACIES = ("cifar100_acc", "imagenet16_acc")
 DEVICES = ("1080ti_1_ms", "titan_rtx_1_ms", "titanxp_1_ms", "2080ti_1_ms", "gold_6226_ms", "silver_4114_ms",
            "samsung_a50_ms", "samsung_s7_ms", "essential_ph_1_ms")
+
+
+def bench_search():
+    """``bench/search.py`` as a module (imported by path: its name would clash with the
+    project's ``search`` package)."""
+    spec = importlib.util.spec_from_file_location("bench_search", Path(__file__).resolve().parent / "search.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
 
 
 def find_table(path: str | Path | None = None) -> Path | None:

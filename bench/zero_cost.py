@@ -25,7 +25,6 @@ stored scores (``bench/results/zero_cost.json``) instead of recomputing them. Wr
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -40,7 +39,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nb201 import Table, find_table, load_table  # noqa: E402
+from nb201 import Table, bench_search, find_table, load_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "zero_cost.json"
@@ -49,13 +48,6 @@ NB201_NET = {"num_classes": 100, "in_channels": 3, "image_size": 32, "channels":
 BUDGETS = (50, 100)
 HINT_WEIGHT = 2.0
 
-
-def _bench_search():
-    """``bench/search.py`` as a module (its name would clash with the ``search`` folder)."""
-    spec = importlib.util.spec_from_file_location("bench_search", Path(__file__).resolve().parent / "search.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
 
 
 def _net(table: Table, seed: int = 0):
@@ -150,7 +142,7 @@ def proxy(table: Table, path: str, rows: list[int], procs: int) -> dict:
 
 def _search_job(args: tuple) -> tuple[str, int, str, dict, int]:
     path, pi, seed, arm, scores, budget = args
-    B = _bench_search()
+    B = bench_search()
     table = load_table(path)
     prob = B.problems(table, False, [pi])[0]
     asked: set[str] = set()

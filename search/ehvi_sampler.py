@@ -26,10 +26,11 @@ Each trial proposes one architecture not evaluated (nor running) in the study ye
    most evaluations where the front is crowded, so the front's far end (the most accurate
    architectures) is found late without it.
 
-The hypervolume improvement is computed on the modelled objectives' rank scores
-(``acq_scale="rank"``, the GP's own warped targets), not on their values: in value units a
-column's spread in its long tail (collapsed architectures at chance accuracy) makes the
-model's uncertainty there look worth far more than a gain of a point among the best ones.
+Each modelled objective's GP is fitted on the normal scores of its values' ranks
+(``surrogate.Warp``), so the long tail of collapsed architectures at chance accuracy does not
+drag the model; standardised values instead were clearly worse. The hypervolume improvement is
+computed on those rank scores (``acq_scale="rank"``); on the values (``acq_scale="value"``) it
+was a tie.
 
 Cheap objectives (``known``: a fitted latency predictor, an analytic count) are not modelled:
 they are computed for every candidate, only the expensive one is predicted, and with one
