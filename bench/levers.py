@@ -15,16 +15,17 @@ are rerun on the first seed on every pair, and the script stops if any gap diffe
 stored one (the code has changed since; rerun ``bench/zero_cost.py``, or pass
 ``--rerun-defaults`` to run both arms here, which a budget beyond 100 needs anyway).
 
-Writes the lever's entry, under NAME, into ``bench/results/levers.json`` (other names kept,
-written atomically): the options, seeds and budget, per run the gaps of both arms, per pair
-the medians, and pooled over pairs and seeds the mean paired difference (option minus
-defaults: negative is better) with its 95 % bootstrap interval and how many runs the option
-made better. ``--quick``: a smoke run (2 pairs, 2 seeds, 50 evaluations, both arms rerun).
+Writes the lever's entry, under NAME, into ``bench/results/levers.json`` (other names kept;
+written atomically, under a lock on its folder): the options, seeds and budget, per run the
+gaps of both arms, per pair the medians, and pooled over pairs and seeds the mean paired
+difference (option minus defaults: negative is better) with its 95 % bootstrap interval and
+how many runs the option made better. ``--quick``: a smoke run (2 pairs, 2 seeds, 50 evaluations, both arms rerun).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -192,10 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     from archlab.core.io import atomic_write_json
 
     out = Path(args.out)
-    doc = json.loads(out.read_text()) if out.exists() else {}
-    doc[args.name] = entry
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, doc)
+    folder = os.open(out.parent, os.O_RDONLY)
+    try:  # two runs finishing together both keep their entry
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        doc = json.loads(out.read_text()) if out.exists() else {}
+        doc[args.name] = entry
+        atomic_write_json(out, doc)
+    finally:
+        os.close(folder)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
